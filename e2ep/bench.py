@@ -1,0 +1,123 @@
+"""`make bench`: wall time and peak memory of each pipeline stage, run as plain functions (no Prefect).
+
+Peak memory is the process's resident set size sampled every 5 ms while the stage runs (Linux `/proc`), so it
+covers torch's and polars' native allocations that Python's tracemalloc cannot see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from e2ep.config import DatasetConfig, EvaluationConfig, ModelsConfig, SplitConfig
+from e2ep.errors import DataError
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except OSError:  # not Linux: fall back to the lifetime peak
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclass
+class StageMeasure:
+    dataset: str
+    stage: str
+    seconds: float = 0.0
+    peak_mib: float = 0.0
+    note: str = ""
+
+
+@contextmanager
+def measure(dataset: str, stage: str, rows: list[StageMeasure]) -> Iterator[StageMeasure]:
+    row = StageMeasure(dataset, stage)
+    peak = [_rss_bytes()]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        yield row
+    finally:
+        row.seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        row.peak_mib = max(peak[0], _rss_bytes()) / 2**20
+        rows.append(row)
+        print(f"  {dataset:12s} {stage:28s} {row.seconds:8.2f} s  {row.peak_mib:8.0f} MiB  {row.note}", flush=True)
+
+
+def bench_dataset(label: str, dataset_cfg: DatasetConfig, split_cfg: SplitConfig, models: ModelsConfig,
+                  rows: list[StageMeasure]) -> None:
+    """Load, split, then fit/recommend/evaluate every model on fold 1."""
+    from e2ep.data import load_dataset, make_folds
+    from evaluation.fold import evaluate_fold
+    from models.base import fold_data, recommendations_frame
+    from models.registry import build_model
+
+    eval_cfg = EvaluationConfig()
+    with measure(label, "load", rows) as m:
+        ds = load_dataset(dataset_cfg)
+        m.note = f"{ds.ratings.height} ratings, {ds.n_users} users, {ds.n_items} items"
+    with measure(label, "split (5 folds)", rows):
+        folds = make_folds(ds, split_cfg)
+    fold = folds[0]
+    data = fold_data(fold.train, ds.n_users, ds.n_items)
+    for name in models.names:
+        with measure(label, f"fit+recommend {name}", rows) as m:
+            model = build_model(name, models).fit(data)
+            recs = recommendations_frame(model, data, eval_cfg.n_recommendations)
+            log = getattr(model, "training_log", None) or {}
+            m.note = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in dict(log).items())
+        with measure(label, f"evaluate {name}", rows):
+            evaluate_fold(recs, fold.train, fold.test, cfg=eval_cfg, relevance_threshold=4.0, n_items=ds.n_items)
+
+
+def _targets(args: argparse.Namespace) -> dict[str, Callable[[], tuple[DatasetConfig, SplitConfig]]]:
+    def ml100k() -> tuple[DatasetConfig, SplitConfig]:
+        return DatasetConfig(name="ml-100k", data_dir=args.data_dir), SplitConfig(folds=[1])
+
+    def ml1m_split() -> tuple[DatasetConfig, SplitConfig]:
+        path = args.ml1m_ratings or os.environ.get("E2EP_ML1M_RATINGS")
+        if not path:
+            data_dir = args.data_dir or os.environ.get("E2EP_DATA_DIR")
+            candidate = Path(data_dir or ".") / "seed_repo/ml-1m/seed_u1base_train_no_timestamps.csv.gz"
+            path = str(candidate) if candidate.is_file() else None
+        if not path:
+            raise DataError("ML-1M benchmark needs a ratings CSV: pass --ml1m-ratings or set E2EP_ML1M_RATINGS")
+        return DatasetConfig(name="csv", ratings_path=path), SplitConfig(official=False, folds=[1])
+
+    return {"ml-100k": ml100k, "ml-1m-split": ml1m_split}
+
+
+def main(args: argparse.Namespace) -> int:
+    targets = _targets(args)
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in targets]
+    if unknown:
+        raise DataError(f"unknown benchmark dataset(s) {unknown}; known: {', '.join(targets)}")
+    rows: list[StageMeasure] = []
+    print(f"{'dataset':14s}{'stage':29s}{'wall':>10s}  {'peak RSS':>12s}")
+    for name in names:
+        dataset_cfg, split_cfg = targets[name]()
+        bench_dataset(name, dataset_cfg, split_cfg, ModelsConfig(), rows)
+    return 0
+
+

@@ -1,0 +1,200 @@
+"""`e2ep`: the command-line face of the project.
+
+    e2ep run [--config FILE] [flags] [--set section.field=value ...]   run the experiment flow
+    e2ep evaluate --test FILE --recs FILE [...]                         score any recommendation list
+    e2ep fetch --dataset ml-100k                                        download/prepare a dataset only
+    e2ep config [--config FILE] [flags]                                 print the resolved configuration
+
+Flags are shortcuts for fields of `e2ep.config.ExperimentConfig`; `--set` reaches every other field, with the
+value parsed as JSON when it parses (`--set models.lightgcn.num_layers=[2,3]`) and as a string otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from e2ep.runtime import configure_environment
+
+# name: (config path, parser of the flag's text)
+_SHORTCUTS: dict[str, tuple[str, Any]] = {
+    "dataset": ("dataset.name", str),
+    "data_dir": ("dataset.data_dir", str),
+    "ratings": ("dataset.ratings_path", str),
+    "items": ("dataset.items_path", str),
+    "n_folds": ("split.n_folds", int),
+    "folds": ("split.folds", lambda s: _int_list(s)),
+    "random_folds": ("split.official", lambda _: False),
+    "seed": ("split.seed", int),
+    "models": ("models.names", lambda s: _str_list(s)),
+    "k": ("evaluation.k", lambda s: _int_list(s)),
+    "protocol": ("evaluation.protocols", lambda s: _str_list(s)),
+    "cold_start_max": ("evaluation.cold_start_max", int),
+    "relevance": ("relevance.positive_threshold", float),
+    "reference": ("evaluation.reference", str),
+    "max_epochs": ("models.training.max_epochs", int),
+    "device": ("models.training.device", str),
+    "parallel_folds": ("parallel_folds", int),
+    "artifacts_dir": ("artifacts_dir", str),
+    "run_name": ("run_name", str),
+}
+
+
+def _str_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _str_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _parse_set(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set expects section.field=value, got {item!r}")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file with ExperimentConfig fields")
+    parser.add_argument("--dataset", help="ml-100k (default), ml-1m or csv")
+    parser.add_argument("--data-dir", help="folder holding extracted ml-100k/ or ml-1m/ (else $E2EP_DATA_DIR)")
+    parser.add_argument("--ratings", help="csv dataset: ratings file (user_id,item_id,rating[,timestamp])")
+    parser.add_argument("--items", help="csv dataset: optional items file keyed by item_id")
+    parser.add_argument("--n-folds", help="number of folds (default 5)")
+    parser.add_argument("--folds", help="only these 1-based folds, e.g. 1 or 1,2")
+    parser.add_argument("--random-folds", action="store_const", const="1",
+                        help="ML-100K: seeded random folds instead of the official u1-u5 files")
+    parser.add_argument("--seed", help="split seed")
+    parser.add_argument("--models", help="comma-separated: popularity,bpr-mf,lightgcn")
+    parser.add_argument("--k", help="cut-offs, e.g. 5,10,20")
+    parser.add_argument("--protocol", help="full, paper or full,paper")
+    parser.add_argument("--cold-start-max", help="cold-start = fewer training ratings than this")
+    parser.add_argument("--relevance", help="ratings at or above this are relevant (default 4)")
+    parser.add_argument("--reference", help="method the significance tests compare against")
+    parser.add_argument("--max-epochs", help="cap on training epochs")
+    parser.add_argument("--device", help="auto, cpu or cuda")
+    parser.add_argument("--parallel-folds", help="fold subflows run at once")
+    parser.add_argument("--artifacts-dir", help="where run folders are written (default artifacts)")
+    parser.add_argument("--run-name", help="run folder name")
+    parser.add_argument("--set", action="append", default=[], type=_parse_set, metavar="KEY=VALUE",
+                        help="any config field, e.g. --set models.training.patience=10 (repeatable)")
+
+
+def build_config(args: argparse.Namespace):
+    from e2ep.config import load_config
+
+    overrides: dict[str, Any] = {}
+    for name, (path, parse) in _SHORTCUTS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[path] = parse(value)
+    overrides.update(dict(args.set))
+    return load_config(args.config, overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    from e2ep.data import resolve_source
+
+    resolve_source(cfg.dataset)  # fail fast, before Prefect starts, when the data cannot be had
+    from flows.experiment import experiment
+
+    print(experiment(cfg))
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    print(build_config(args).model_dump_json(indent=2))
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from e2ep.data import load_dataset
+
+    cfg = build_config(args)
+    ds = load_dataset(cfg.dataset)
+    print(f"{ds.name}: {ds.ratings.height} ratings, {ds.n_users} users, {ds.n_items} items from {ds.source_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from evaluation.external import evaluate_files
+
+    if args.protocol not in ("full", "paper"):
+        raise argparse.ArgumentTypeError(f"--protocol must be full or paper, got {args.protocol!r}")
+    ks = _int_list(args.k)
+    if not ks or any(k <= 0 for k in ks):
+        raise argparse.ArgumentTypeError(f"--k must be positive integers, got {args.k!r}")
+    report = evaluate_files(args.test, args.recs, train_path=args.train, protocol=args.protocol, k=ks,
+                            relevance_threshold=args.relevance, cold_start_max=args.cold_start_max,
+                            n_items=args.n_items)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_markdown())
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2ep", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the experiment flow (load, split, train, evaluate, report)")
+    _add_config_flags(run)
+    run.set_defaults(func=_cmd_run)
+
+    config = sub.add_parser("config", help="print the resolved configuration as JSON")
+    _add_config_flags(config)
+    config.set_defaults(func=_cmd_config)
+
+    fetch = sub.add_parser("fetch", help="download (or locate) and parse a dataset")
+    _add_config_flags(fetch)
+    fetch.set_defaults(func=_cmd_fetch)
+
+    ev = sub.add_parser("evaluate", help="score an external recommendation list")
+    ev.add_argument("--test", required=True, help="test ratings: u.data-style tab file or CSV user_id,item_id,rating")
+    ev.add_argument("--recs", required=True, help="CSV with user_id, item_id (or movie_id), rank")
+    ev.add_argument("--train", help="training ratings (enables novelty and the cold-start segment)")
+    ev.add_argument("--protocol", default="full", help="full (default) or paper")
+    ev.add_argument("--k", default="5,10,20", help="cut-offs (default 5,10,20)")
+    ev.add_argument("--relevance", type=float, default=4.0, help="relevant = test rating at or above (default 4)")
+    ev.add_argument("--cold-start-max", type=int, default=10, help="cold-start = fewer training ratings than this")
+    ev.add_argument("--n-items", type=int, help="catalog size for coverage (default: items seen in the files)")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="time and measure peak memory of each stage")
+    bench.add_argument("--datasets", default="ml-100k,ml-1m-split", help="comma-separated benchmark datasets")
+    bench.add_argument("--data-dir", help="folder holding extracted ml-100k/ (else $E2EP_DATA_DIR)")
+    bench.add_argument("--ml1m-ratings", help="ratings CSV for the ML-1M benchmark (else $E2EP_ML1M_RATINGS)")
+    bench.set_defaults(func=lambda a: __import__("e2ep.bench", fromlist=["main"]).main(a))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_environment()
+    from pydantic import ValidationError
+
+    from e2ep.errors import E2EPError
+
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (E2EPError, FileNotFoundError, argparse.ArgumentTypeError) as exc:
+        print(f"e2ep: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        print(f"e2ep: error: invalid configuration: {problems}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The one typed configuration of an experiment.
+
+The same pydantic models are the `experiment` flow's parameter schema (Prefect renders them as the run form),
+the `e2ep` command line's flags, and the TOML config files: what one accepts, all accept.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DatasetName = Literal["ml-100k", "ml-1m", "csv"]
+Protocol = Literal["full", "paper"]
+KNOWN_MODELS = ("popularity", "bpr-mf", "lightgcn")
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors, so a misspelt option never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(_Strict):
+    name: DatasetName = "ml-100k"
+    """`ml-100k`, `ml-1m` (official GroupLens archives) or `csv` (any ratings file)."""
+
+    data_dir: str | None = None
+    """Folder holding extracted `ml-100k/` or `ml-1m/`; used with no network. Defaults to `$E2EP_DATA_DIR`."""
+
+    cache_dir: str | None = None
+    """Where downloaded archives are extracted. Defaults to `$E2EP_CACHE_DIR` or `~/.cache/e2ep`."""
+
+    ratings_path: str | None = None
+    """`csv` only: ratings file with header `user_id,item_id,rating[,timestamp]` (`movie_id` accepted; .gz ok)."""
+
+    items_path: str | None = None
+    """`csv` only, optional: items file with an `item_id` (or `movie_id`) column and any metadata columns."""
+
+    @model_validator(mode="after")
+    def _csv_needs_ratings(self) -> DatasetConfig:
+        if self.name == "csv" and not self.ratings_path:
+            raise ValueError("dataset 'csv' needs ratings_path (a file with user_id,item_id,rating columns)")
+        return self
+
+
+class SplitConfig(_Strict):
+    n_folds: Annotated[int, Field(ge=2, le=20)] = 5
+    """Number of cross-validation folds; each fold holds out 1/n_folds of the ratings as test."""
+
+    folds: list[int] | None = None
+    """Run only these fold numbers (1-based), e.g. `[1]` for the paper's single u1 fold. None: all folds."""
+
+    official: bool = True
+    """ML-100K only: use GroupLens' u1-u5 files (as the paper did) instead of seeded random folds."""
+
+    seed: int = 42
+    """Seed for random folds and validation slices."""
+
+    validation_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.1
+    """Share of each user's training ratings held out for early stopping and model selection."""
+
+    min_user_ratings_for_validation: Annotated[int, Field(ge=2)] = 5
+    """Users with fewer training ratings keep them all for training (no validation slice)."""
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(f < 1 for f in v)):
+            raise ValueError("folds must be a non-empty list of 1-based fold numbers")
+        return v
+
+
+class RelevanceConfig(_Strict):
+    positive_threshold: float = 4.0
+    """Ratings at or above this are positives (training edges, relevant test items)."""
+
+    negative_threshold: float = 2.0
+    """Ratings at or below this are explicit negatives; ratings in between are neutral."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RelevanceConfig:
+        if self.negative_threshold >= self.positive_threshold:
+            raise ValueError("negative_threshold must be below positive_threshold")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """Settings shared by every trained recommender."""
+
+    max_epochs: Annotated[int, Field(ge=1)] = 300
+    """Upper bound on training epochs."""
+
+    patience: Annotated[int, Field(ge=1)] = 5
+    """Early stopping: evaluations without validation NDCG@10 improvement before stopping."""
+
+    eval_every: Annotated[int, Field(ge=1)] = 5
+    """Epochs between validation evaluations."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 2048
+    """BPR triples per optimisation step."""
+
+    embedding_dim: Annotated[int, Field(ge=1)] = 64
+    """Size of learned user and item vectors."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` uses CUDA when present."""
+
+    seed: int = 0
+    """Seed for initialisation and negative sampling."""
+
+
+class LightGCNConfig(_Strict):
+    num_layers: list[int] = [3]
+    """Propagation depths tried; the best on validation is kept."""
+
+    learning_rate: list[float] = [1e-3]
+    """Learning rates tried."""
+
+    weight_decay: list[float] = [1e-4]
+    """L2 penalty on the layer-0 embeddings of each batch (PyG's `lambda_reg`) tried."""
+
+
+class BPRMFConfig(_Strict):
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+
+    weight_decay: float = 1e-4
+    """L2 penalty on the embeddings of each batch."""
+
+
+class ModelsConfig(_Strict):
+    names: list[str] = list(KNOWN_MODELS)
+    """Recommenders to run, in table order."""
+
+    training: TrainingConfig = TrainingConfig()
+    bpr_mf: BPRMFConfig = BPRMFConfig()
+    lightgcn: LightGCNConfig = LightGCNConfig()
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [n for n in v if n not in KNOWN_MODELS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(KNOWN_MODELS)}")
+        if not v:
+            raise ValueError("at least one model is needed")
+        return v
+
+
+class EvaluationConfig(_Strict):
+    k: list[int] = [5, 10, 20]
+    """Cut-offs for every @k metric."""
+
+    protocols: list[Protocol] = ["full", "paper"]
+    """`full`: rank all unseen items. `paper`: the seed authors' protocol (see evaluation/paper_protocol.py)."""
+
+    cold_start_max: Annotated[int, Field(ge=1)] = 10
+    """Users with fewer training interactions than this form the cold-start segment."""
+
+    reference: str = "lightgcn"
+    """Method every other is compared against in the paired significance tests."""
+
+    n_recommendations: Annotated[int, Field(ge=1)] = 50
+    """Length of each user's stored recommendation list (at least max(k))."""
+
+    @field_validator("k")
+    @classmethod
+    def _positive_k(cls, v: list[int]) -> list[int]:
+        if not v or any(k <= 0 for k in v):
+            raise ValueError("k must be a non-empty list of positive integers")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> EvaluationConfig:
+        if self.n_recommendations < max(self.k):
+            raise ValueError("n_recommendations must be at least the largest k")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """Everything one run of the `experiment` flow depends on."""
+
+    dataset: DatasetConfig = DatasetConfig()
+    split: SplitConfig = SplitConfig()
+    relevance: RelevanceConfig = RelevanceConfig()
+    models: ModelsConfig = ModelsConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    artifacts_dir: str = "artifacts"
+    """Run outputs go to `<artifacts_dir>/<run name>/`."""
+
+    run_name: str | None = None
+    """Folder name for this run's outputs; default `<dataset>-<timestamp>`."""
+
+    parallel_folds: Annotated[int, Field(ge=1)] = 2
+    """Fold subflows run at once."""
+
+    @model_validator(mode="after")
+    def _reference_is_run(self) -> ExperimentConfig:
+        if self.evaluation.reference not in self.models.names:
+            # Compare against the first model when the default reference isn't part of this run.
+            object.__setattr__(self.evaluation, "reference", self.models.names[0])
+        return self
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Build the config from an optional TOML file, then dotted-key overrides (`{"split.seed": 3}`)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"cannot set {dotted}: {key} is not a section")
+        node[leaf] = value
+    return ExperimentConfig.model_validate(data)

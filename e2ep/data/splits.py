@@ -1,0 +1,141 @@
+"""Cross-validation folds: GroupLens' official ML-100K u1-u5 files, or seeded per-user stratified random folds.
+
+Every fold's training part carries a per-user validation slice (`is_validation`) for early stopping and model
+selection, so test ratings are never used to tune anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from e2ep.config import SplitConfig
+from e2ep.data.dataset import Dataset
+from e2ep.data.files import atomic_directory
+from e2ep.data.movielens import read_ml100k_ratings
+from e2ep.errors import ConfigError, DataError
+
+OFFICIAL_FOLDS = 5
+_COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")
+_FOLD_STREAM = 0  # seed-sequence salt for fold assignment; validation slices use the 1-based fold number
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One fold. train: user_idx, item_idx, rating, timestamp, is_validation. test: the same, minus is_validation."""
+
+    number: int
+    train: pl.DataFrame
+    test: pl.DataFrame
+
+
+def make_folds(ds: Dataset, cfg: SplitConfig) -> list[Fold]:
+    """The folds `cfg.folds` selects (all when None), deterministic given `cfg.seed`.
+
+    `cfg.official` applies to ML-100K only; other datasets always get random folds.
+    """
+    official = cfg.official and ds.name == "ml-100k"
+    if official and cfg.n_folds != OFFICIAL_FOLDS:
+        raise ConfigError(f"the official ML-100K split has {OFFICIAL_FOLDS} folds; set n_folds=5 or official=false")
+    numbers = cfg.folds or list(range(1, cfg.n_folds + 1))
+    if too_big := [n for n in numbers if n > cfg.n_folds]:
+        raise ConfigError(f"fold(s) {too_big} do not exist: there are {cfg.n_folds}")
+    assignment = None if official else _assign_folds(ds, cfg)
+    folds = []
+    for number in sorted(set(numbers)):
+        if assignment is None:
+            train, test = _official_fold(ds, number)
+        else:
+            in_test = pl.Series(assignment == number - 1)
+            train, test = ds.ratings.filter(~in_test), ds.ratings.filter(in_test)
+        folds.append(Fold(number, _with_validation(train, cfg, number), test))
+    return folds
+
+
+def _official_fold(ds: Dataset, number: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`u<number>.base` / `.test` from the dataset's source folder, mapped to the dataset's indices."""
+    if ds.source_dir is None:
+        raise DataError("the official ML-100K split needs the extracted ml-100k folder; the dataset has none")
+    base, test = (_read_official(ds, Path(ds.source_dir) / f"u{number}.{part}") for part in ("base", "test"))
+    return base, test
+
+
+def _read_official(ds: Dataset, path: Path) -> pl.DataFrame:
+    if not path.is_file():
+        raise DataError(
+            f"official split file {path.name} is missing from {path.parent}; set official=false for random folds"
+        )
+    ratings = read_ml100k_ratings(path)
+    indexed = ratings.join(ds.users.select("user_id", "user_idx"), on="user_id").join(
+        ds.items.select("item_id", "item_idx"), on="item_id"
+    )
+    if indexed.height != ratings.height:
+        raise DataError(
+            f"{path.name}: {ratings.height - indexed.height} rating(s) name users or items not in the dataset"
+        )
+    return indexed.select(pl.col(c).cast(ds.ratings.schema[c]) for c in _COLUMNS).sort("user_idx", "item_idx")
+
+
+def _assign_folds(ds: Dataset, cfg: SplitConfig) -> np.ndarray:
+    """A 0-based fold per rating: each user's ratings, shuffled, are dealt round-robin from a random start fold.
+
+    Dealing keeps every user's per-fold counts within one of each other, so a user with at least n_folds ratings
+    has test ratings in every fold (and training ratings in every fold); the random start spreads the remainders.
+    """
+    rng = np.random.default_rng(_seed(cfg.seed, _FOLD_STREAM))
+    users = ds.ratings["user_idx"].to_numpy()
+    order, rank = _shuffled_ranks(users, rng)
+    start = rng.integers(0, cfg.n_folds, size=ds.n_users)
+    fold = np.empty(len(users), dtype=np.int64)
+    fold[order] = (rank + start[users[order]]) % cfg.n_folds
+    return fold
+
+
+def _with_validation(train: pl.DataFrame, cfg: SplitConfig, number: int) -> pl.DataFrame:
+    """Mark max(1, round(validation_fraction * n)) random training ratings of each user with n >= the minimum.
+
+    Rounding is half-up; a validation_fraction of 0 means no validation slice at all.
+    """
+    users = train["user_idx"].to_numpy()
+    rng = np.random.default_rng(_seed(cfg.seed, number))
+    order, rank = _shuffled_ranks(users, rng)
+    counts = np.bincount(users)
+    size = np.maximum(1, np.floor(cfg.validation_fraction * counts + 0.5)) if cfg.validation_fraction > 0 else 0
+    size = np.where(counts >= cfg.min_user_ratings_for_validation, size, 0)
+    marked = np.empty(len(users), dtype=bool)
+    marked[order] = rank < size[users[order]]
+    return train.with_columns(is_validation=pl.Series(marked))
+
+
+def _shuffled_ranks(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A permutation that groups equal values in random within-group order, and each row's 0-based rank there."""
+    order = np.lexsort((rng.random(len(groups)), groups))
+    ordered = groups[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.empty(0, np.int64)
+    sizes = np.diff(np.r_[starts, len(ordered)])
+    return order, np.arange(len(ordered)) - np.repeat(starts, sizes)
+
+
+def _seed(seed: int, stream: int) -> list[int]:
+    """Seed-sequence entropy; numpy needs non-negative entries, so negative seeds are folded into range."""
+    return [seed % 2**63, stream]
+
+
+def save_fold(fold: Fold, directory: Path) -> None:
+    """`train.parquet`, `test.parquet` and `meta.json`; the folder appears complete or not at all."""
+    with atomic_directory(Path(directory)) as tmp:
+        fold.train.write_parquet(tmp / "train.parquet")
+        fold.test.write_parquet(tmp / "test.parquet")
+        (tmp / "meta.json").write_text(json.dumps({"number": fold.number}))
+
+
+def read_fold(directory: Path) -> Fold:
+    directory = Path(directory)
+    if not (directory / "meta.json").is_file():
+        raise DataError(f"{directory} holds no saved fold (meta.json missing)")
+    number = json.loads((directory / "meta.json").read_text())["number"]
+    return Fold(number, pl.read_parquet(directory / "train.parquet"), pl.read_parquet(directory / "test.parquet"))

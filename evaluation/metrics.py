@@ -1,0 +1,204 @@
+"""Top-k ranking metrics under the standard "full" protocol, and the shared `evaluate` entry point.
+
+Full protocol (our default). A user is evaluated iff they have at least one *relevant* test item
+(rating >= threshold); their list is assumed to already exclude training items. Let ``hit_r`` = 1 if the item
+at position r of the user's list is relevant, ``rel`` = number of relevant test items, and positions r = 1..k:
+
+* Precision@k = Σ_{r≤k} hit_r / k  (a short list is penalised: the denominator is always k)
+* Recall@k = Σ_{r≤k} hit_r / rel
+* NDCG@k = DCG/IDCG, DCG = Σ_{r≤k} hit_r / log2(r+1), IDCG = Σ_{i=1}^{min(rel,k)} 1 / log2(i+1)
+* MAP@k = Σ_{r≤k} hit_r · P@r / min(rel, k)
+* MRR@k = 1 / (first r ≤ k with hit_r = 1), 0 if none;  HitRate@k = 1 if any hit in the top k
+* Novelty@k (only with `train`) = mean over the user's top-k items of −log2 p_i, p_i = (n_i + 1) / (N + 1),
+  n_i = number of distinct training users who rated i (any rating), N = number of distinct training users.
+  The +1 smoothing keeps items unseen in training finite (they get the maximum, log2(N+1)). Users with an
+  empty list have no novelty row.
+* Coverage@k (catalog) = |distinct items in the top-k of every user in `recs`| / n_items.
+
+A user with no recommendations is still evaluated (all accuracy metrics 0), so a model that skips users cannot
+look better. Lists are renumbered per user in `rank` order (ties keep input order; a repeated item keeps its
+best rank), so "top-k" means the first k distinct items, whatever the stored rank values are.
+
+Everything is computed on dense (users × max k) numpy matrices: 6040 users × 50 recs takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+import polars as pl
+
+FULL_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "novelty")
+PER_USER_SCHEMA = {"user_idx": pl.Int64, "metric": pl.String, "k": pl.Int64, "value": pl.Float64}
+CATALOG_SCHEMA = {"metric": pl.String, "k": pl.Int64, "value": pl.Float64}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Per-user metric values (long format) plus catalog-level metrics of one recommendation list set.
+
+    `per_user`: `user_idx, metric, k, value`; a (user, metric, k) row is absent when the protocol skips that
+    user for that metric. `catalog`: `metric, k, value` (item coverage). `metrics`/`k` list what was computed,
+    so `summary()` can report 0.0 for a metric no user qualified for.
+    """
+
+    per_user: pl.DataFrame
+    catalog: pl.DataFrame
+    n_users_evaluated: int
+    protocol: str = "full"
+    metrics: tuple[str, ...] = field(default=())
+    k: tuple[int, ...] = field(default=())
+
+    def summary(self) -> pl.DataFrame:
+        """Mean over included users per (metric, k) with `n_users`; 0.0 with n_users 0 when nobody qualified."""
+        grid = pl.DataFrame({"metric": [m for m in self.metrics for _ in self.k],
+                             "k": [k for _ in self.metrics for k in self.k]},
+                            schema={"metric": pl.String, "k": pl.Int64})
+        means = self.per_user.group_by("metric", "k").agg(
+            value=pl.col("value").mean(), n_users=pl.len().cast(pl.Int64))
+        out = grid.join(means, on=["metric", "k"], how="left").with_columns(
+            pl.col("value").fill_null(0.0), pl.col("n_users").fill_null(0))
+        cat = self.catalog.with_columns(n_users=pl.lit(None, pl.Int64))
+        return pl.concat([out, cat.select(out.columns)])
+
+
+def check_k(k: Sequence[int]) -> list[int]:
+    """Sorted distinct cut-offs; each must be a positive int."""
+    ks = list(k) if not isinstance(k, int) else [k]
+    if not ks or any(isinstance(x, bool) or int(x) != x or x <= 0 for x in ks):
+        raise ValueError(f"k must be a non-empty list of positive integers, got {k!r}")
+    return sorted({int(x) for x in ks})
+
+
+def require_columns(df: pl.DataFrame, cols: Sequence[str], what: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {missing}; has {df.columns}")
+
+
+def normalize_recs(recs: pl.DataFrame, max_k: int) -> pl.DataFrame:
+    """`user_idx, item_idx, pos` with pos = 1..n per user in rank order, duplicates dropped, pos ≤ max_k."""
+    require_columns(recs, ("user_idx", "item_idx", "rank"), "recs")
+    r = recs.select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64), pl.col("rank"))
+    r = r.sort("user_idx", "rank", maintain_order=True).unique(["user_idx", "item_idx"], keep="first",
+                                                                maintain_order=True)
+    r = r.with_columns(pos=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("user_idx"))
+    return r.filter(pl.col("pos") <= max_k).drop("rank")
+
+
+def dense_flags(users: np.ndarray, rows: pl.DataFrame, flag: str | None, width: int,
+                dtype=bool) -> np.ndarray:
+    """(len(users) × width) matrix with rows' `flag` (or True) at [user row, pos-1]; rows' users ⊂ users."""
+    out = np.zeros((len(users), width), dtype=dtype)
+    if rows.height:
+        r = np.searchsorted(users, rows["user_idx"].to_numpy())
+        c = rows["pos"].to_numpy() - 1
+        out[r, c] = True if flag is None else rows[flag].to_numpy()
+    return out
+
+
+def ideal_dcg(max_k: int) -> np.ndarray:
+    """idcg[n] = Σ_{i=1}^{n} 1/log2(i+1), idcg[0] = 0."""
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, max_k + 2)))])
+
+
+def long_frame(users: np.ndarray, parts: list[tuple[str, int, np.ndarray, np.ndarray]]) -> pl.DataFrame:
+    """Stack (metric, k, values, include-mask) blocks into the long per-user frame."""
+    if not parts:
+        return pl.DataFrame(schema=PER_USER_SCHEMA)
+    u = np.concatenate([users[m] for _, _, _, m in parts])
+    v = np.concatenate([vals[m] for _, _, vals, m in parts]).astype(np.float64)
+    metric = np.concatenate([np.full(int(m.sum()), name, dtype=object) for name, _, _, m in parts])
+    kk = np.concatenate([np.full(int(m.sum()), k, dtype=np.int64) for _, k, _, m in parts])
+    return pl.DataFrame({"user_idx": u.astype(np.int64), "metric": metric.astype(str), "k": kk, "value": v},
+                        schema=PER_USER_SCHEMA)
+
+
+def evaluate(recs: pl.DataFrame, test: pl.DataFrame, *, protocol: Literal["full", "paper"], k: list[int],
+             relevance_threshold: float = 4.0, train: pl.DataFrame | None = None,
+             n_items: int | None = None) -> EvaluationResult:
+    """Score `recs` against `test` under `protocol` ("full": this module; "paper": see paper_protocol)."""
+    ks = check_k(k)
+    require_columns(test, ("user_idx", "item_idx", "rating"), "test")
+    if protocol == "paper":
+        from evaluation.paper_protocol import evaluate_paper
+
+        return evaluate_paper(recs, test, k=ks, relevance_threshold=relevance_threshold)
+    if protocol != "full":
+        raise ValueError(f"protocol must be 'full' or 'paper', got {protocol!r}")
+    if n_items is None or n_items <= 0:
+        raise ValueError("the full protocol needs n_items (catalog size) for coverage")
+    return _evaluate_full(recs, test, ks, relevance_threshold, train, n_items)
+
+
+def _evaluate_full(recs, test, ks, threshold, train, n_items) -> EvaluationResult:
+    max_k = ks[-1]
+    rel = (test.filter(pl.col("rating") >= threshold)
+           .select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64)).unique())
+    n_rel = rel.group_by("user_idx").len().sort("user_idx")
+    users = n_rel["user_idx"].to_numpy()
+    nrel = n_rel["len"].to_numpy().astype(np.float64)
+    r = normalize_recs(recs, max_k)
+    catalog = pl.DataFrame({"metric": ["coverage"] * len(ks), "k": ks,
+                            "value": [r.filter(pl.col("pos") <= k)["item_idx"].n_unique() / n_items
+                                      for k in ks]}, schema=CATALOG_SCHEMA)
+    re = (r.filter(pl.col("user_idx").is_in(users.tolist()))
+          .join(rel.with_columns(hit=pl.lit(True)), on=["user_idx", "item_idx"], how="left")
+          .with_columns(pl.col("hit").fill_null(False)))
+    present = dense_flags(users, re, None, max_k)
+    hit = dense_flags(users, re, "hit", max_k)
+    pos = np.arange(1, max_k + 1, dtype=np.float64)
+    disc = 1.0 / np.log2(pos + 1.0)
+    idcg = ideal_dcg(max_k)
+    prec_at = np.cumsum(hit, axis=1) / pos  # P@r for every r
+    ap_terms = np.where(hit, prec_at, 0.0)
+    info = None
+    if train is not None:
+        info = dense_flags(users, _self_information(re, train), "info", max_k, dtype=np.float64)
+    everyone = np.ones(len(users), dtype=bool)
+    parts = []
+    for k in ks:
+        h = hit[:, :k]
+        hits = h.sum(axis=1).astype(np.float64)
+        denom = np.minimum(nrel, k)
+        any_hit = hits > 0
+        first = np.argmax(h, axis=1) + 1.0
+        parts += [
+            ("precision", k, hits / k, everyone),
+            ("recall", k, hits / nrel, everyone),
+            ("ndcg", k, (h * disc[:k]).sum(axis=1) / idcg[denom.astype(int)], everyone),
+            ("map", k, ap_terms[:, :k].sum(axis=1) / denom, everyone),
+            ("mrr", k, np.where(any_hit, 1.0 / first, 0.0), everyone),
+            ("hit_rate", k, any_hit.astype(np.float64), everyone),
+        ]
+        if info is not None:
+            length = present[:, :k].sum(axis=1)
+            parts.append(("novelty", k, info[:, :k].sum(axis=1) / np.maximum(length, 1), length > 0))
+    metrics = FULL_METRICS if train is not None else FULL_METRICS[:-1]
+    return EvaluationResult(long_frame(users, parts), catalog, len(users), "full", metrics, tuple(ks))
+
+
+def _self_information(rows: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
+    """rows + `info` = −log2((n_i + 1)/(N + 1)) from training popularity (see module docstring)."""
+    require_columns(train, ("user_idx", "item_idx"), "train")
+    pairs = train.select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64)).unique()
+    n_train_users = pairs["user_idx"].n_unique()
+    pop = pairs.group_by("item_idx").agg(n=pl.len())
+    return rows.join(pop, on="item_idx", how="left").with_columns(
+        info=-((pl.col("n").fill_null(0) + 1) / (n_train_users + 1)).log(2))
+
+
+def cold_start_users(train: pl.DataFrame, max_interactions: int,
+                     all_users: pl.Series | None = None) -> pl.Series:
+    """`user_idx` of users with fewer than `max_interactions` training ratings (any rating value).
+
+    Users absent from `train` have zero ratings; they are included only if listed in `all_users`.
+    """
+    require_columns(train, ("user_idx",), "train")
+    counts = train.group_by(pl.col("user_idx").cast(pl.Int64)).agg(n=pl.len())
+    if all_users is not None:
+        base = pl.DataFrame({"user_idx": all_users.cast(pl.Int64).unique()})
+        counts = base.join(counts, on="user_idx", how="left").with_columns(pl.col("n").fill_null(0))
+    return counts.filter(pl.col("n") < max_interactions).sort("user_idx")["user_idx"]

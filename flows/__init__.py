@@ -1,0 +1,1 @@
+"""Prefect flows: the `experiment` DAG and its per-fold subflow."""

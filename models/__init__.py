@@ -1,0 +1,1 @@
+"""Recommenders: the common interface (`base`) and every model behind it."""

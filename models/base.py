@@ -1,0 +1,140 @@
+"""The one small interface every recommender implements, and the fold data it is fitted on.
+
+Evaluation only ever calls :meth:`Recommender.fit` and :meth:`Recommender.recommend`, so baselines, the GAT and
+the rerankers are interchangeable there.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import torch
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One fold's training side, with contiguous 0-based `user_idx` / `item_idx` ids.
+
+    `train` holds the ratings a model may fit on; `validation` the per-user held-out slice used for early stopping
+    and model selection. Both are polars frames with columns `user_idx`, `item_idx`, `rating`. Test data is never
+    part of this object.
+    """
+
+    n_users: int
+    n_items: int
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    positive_threshold: float = 4.0
+    negative_threshold: float = 2.0
+    item_features: torch.Tensor | None = field(default=None, compare=False)
+    user_features: torch.Tensor | None = field(default=None, compare=False)
+
+    def _pairs(self, frame: pl.DataFrame) -> torch.Tensor:
+        return torch.from_numpy(
+            np.stack([frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy()]).astype(np.int64)
+        ).reshape(2, -1)
+
+    @cached_property
+    def positive_pairs(self) -> torch.Tensor:
+        """`[2, E]` (user, item) training pairs rated at or above the positive threshold."""
+        return self._pairs(self.train.filter(pl.col("rating") >= self.positive_threshold))
+
+    @cached_property
+    def negative_pairs(self) -> torch.Tensor:
+        """`[2, E]` (user, item) training pairs rated at or below the negative threshold (explicit dislikes)."""
+        return self._pairs(self.train.filter(pl.col("rating") <= self.negative_threshold))
+
+    @cached_property
+    def validation_positive_pairs(self) -> torch.Tensor:
+        """`[2, E]` validation pairs that count as relevant when early stopping."""
+        return self._pairs(self.validation.filter(pl.col("rating") >= self.positive_threshold))
+
+    @cached_property
+    def seen_pairs(self) -> torch.Tensor:
+        """`[2, E]` every (user, item) the fold's training side contains: excluded from recommendations."""
+        return self._pairs(pl.concat([self.train.select("user_idx", "item_idx"),
+                                      self.validation.select("user_idx", "item_idx")]))
+
+    @cached_property
+    def train_pairs(self) -> torch.Tensor:
+        """`[2, E]` (user, item) pairs of `train` with any rating: excluded when ranking validation items."""
+        return self._pairs(self.train)
+
+
+class Recommender(ABC):
+    """Fit on a fold's training data; recommend top-k unseen items per user.
+
+    Subclasses implement :meth:`fit` and :meth:`score`; :meth:`recommend` masks excluded items and takes the top k.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, data: FoldData) -> Recommender:
+        """Learn from `data.train` (and select/stop on `data.validation`); returns self."""
+
+    @abstractmethod
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores `[len(users), n_items]` (higher is better) for the given `user_idx` values."""
+
+    def recommend(
+        self, users: torch.Tensor, k: int, exclude: torch.Tensor | None = None, batch_size: int = 1024
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-`k` `(item_idx, score)` per user, each `[len(users), k]`, best first.
+
+        `exclude` is a `[2, E]` (user_idx, item_idx) tensor of pairs never to recommend (the user's training items).
+        """
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        users = users.to(torch.long).cpu()
+        items_out, scores_out = [], []
+        for start in range(0, len(users), batch_size):
+            chunk = users[start : start + batch_size]
+            scores = self.score(chunk).detach().float().cpu().clone()
+            if exclude is not None and exclude.numel():
+                mask_scores(scores, chunk, exclude)
+            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            items_out.append(top.indices)
+            scores_out.append(top.values)
+        return torch.cat(items_out), torch.cat(scores_out)
+
+
+def mask_scores(scores: torch.Tensor, users: torch.Tensor, exclude: torch.Tensor) -> None:
+    """Set `scores[row, item] = -inf` in place for every excluded `(user, item)` pair of the rows' users."""
+    row_of_user = torch.full((int(max(users.max().item(), exclude[0].max().item())) + 1,), -1, dtype=torch.long)
+    row_of_user[users] = torch.arange(len(users))
+    rows = row_of_user[exclude[0]]
+    keep = rows >= 0
+    scores[rows[keep], exclude[1][keep]] = float("-inf")
+
+
+def fold_data(train: pl.DataFrame, n_users: int, n_items: int, positive_threshold: float = 4.0,
+              negative_threshold: float = 2.0) -> FoldData:
+    """Split a fold's training frame (with its `is_validation` flag) into the fit and validation parts."""
+    columns = ["user_idx", "item_idx", "rating"]
+    return FoldData(
+        n_users=n_users,
+        n_items=n_items,
+        train=train.filter(~pl.col("is_validation")).select(columns),
+        validation=train.filter(pl.col("is_validation")).select(columns),
+        positive_threshold=positive_threshold,
+        negative_threshold=negative_threshold,
+    )
+
+
+def recommendations_frame(model: Recommender, data: FoldData, n: int) -> pl.DataFrame:
+    """Every user's top-`n` unseen items as `user_idx, item_idx, rank (1 = best), score`."""
+    users = torch.arange(data.n_users)
+    items, scores = model.recommend(users, n, exclude=data.seen_pairs)
+    width = items.shape[1]
+    return pl.DataFrame({
+        "user_idx": users.repeat_interleave(width).numpy().astype(np.int32),
+        "item_idx": items.reshape(-1).numpy().astype(np.int32),
+        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), data.n_users),
+        "score": scores.reshape(-1).numpy().astype(np.float32),
+    })

@@ -1,0 +1,84 @@
+"""BPR matrix factorisation (Rendle et al., 2009), trained with Adam and early stopping on validation NDCG@10."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from e2ep.config import BPRMFConfig, TrainingConfig
+from models.base import FoldData, Recommender
+from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+
+
+class MFModule(torch.nn.Module):
+    r"""Dot-product factorisation :math:`\hat{y}_{ui} = \mathbf{p}_u^\top \mathbf{q}_i`."""
+
+    def __init__(self, n_users: int, n_items: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.user = torch.nn.Embedding(n_users, embedding_dim)
+        self.item = torch.nn.Embedding(n_items, embedding_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.xavier_uniform_(self.user.weight)
+        torch.nn.init.xavier_uniform_(self.item.weight)
+
+    def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        """Scores of the `(users[k], items[k])` pairs."""
+        return (self.user(users) * self.item(items)).sum(-1)
+
+    def bpr_loss(self, users: Tensor, pos: Tensor, neg: Tensor, lambda_reg: float) -> Tensor:
+        r"""Mean BPR loss with L2 on the batch's embeddings (the same scaling as PyG's `BPRLoss`):
+
+        .. math::
+            \mathcal{L} = -\frac{1}{B}\sum_{(u,i,j)} \ln\sigma(\hat{y}_{ui} - \hat{y}_{uj})
+            + \frac{\lambda}{B}\left(\lVert P_B\rVert^2 + \lVert Q_{B,i}\rVert^2 + \lVert Q_{B,j}\rVert^2\right)
+        """
+        u, i, j = self.user(users), self.item(pos), self.item(neg)
+        log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
+        reg = lambda_reg * (u.pow(2).sum() + i.pow(2).sum() + j.pow(2).sum()) / users.numel()
+        return -log_prob + reg
+
+    def all_scores(self, users: Tensor) -> Tensor:
+        """Scores `[len(users), n_items]`."""
+        return self.user(users) @ self.item.weight.T
+
+
+class BPRMF(Recommender):
+    """BPR-MF on positive training ratings; uniform negatives among the user's non-positive items."""
+
+    name: ClassVar[str] = "bpr-mf"
+
+    def __init__(self, cfg: BPRMFConfig | None = None, training: TrainingConfig | None = None) -> None:
+        self.cfg = cfg or BPRMFConfig()
+        self.training = training or TrainingConfig()
+        self.device = resolve_device(self.training.device)
+        self.module: MFModule | None = None
+        self.training_log = TrainingLog()
+
+    def fit(self, data: FoldData) -> BPRMF:
+        generator = seed_everything(self.training.seed)
+        self.module = MFModule(data.n_users, data.n_items, self.training.embedding_dim).to(self.device)
+        module, lam = self.module, self.cfg.weight_decay
+        self.training_log = train_bpr(
+            module,
+            batch_loss=lambda u, i, j: module.bpr_loss(u, i, j, lam),
+            evaluate=lambda: validation_ndcg(self, data),
+            data=data,
+            cfg=self.training,
+            learning_rate=self.cfg.learning_rate,
+            device=self.device,
+            generator=generator,
+        )
+        self.training_log.hyperparameters = {"learning_rate": self.cfg.learning_rate, "weight_decay": lam,
+                                             "embedding_dim": self.training.embedding_dim}
+        return self
+
+    @torch.no_grad()
+    def score(self, users: Tensor) -> Tensor:
+        if self.module is None:
+            raise RuntimeError("BPRMF.score called before fit")
+        return self.module.all_scores(users.long().to(self.device))

@@ -1,0 +1,29 @@
+"""Build a recommender from its name and the models config (names as in `e2ep.config.KNOWN_MODELS`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from e2ep.config import KNOWN_MODELS, ModelsConfig
+from e2ep.errors import ConfigError
+from models.base import Recommender
+from models.bpr_mf import BPRMF
+from models.lightgcn import LightGCNRecommender
+from models.popularity import Popularity
+
+_BUILDERS: dict[str, Callable[[ModelsConfig], Recommender]] = {
+    Popularity.name: lambda cfg: Popularity(),
+    BPRMF.name: lambda cfg: BPRMF(cfg.bpr_mf, cfg.training),
+    LightGCNRecommender.name: lambda cfg: LightGCNRecommender(cfg.lightgcn, cfg.training),
+}
+
+assert tuple(_BUILDERS) == KNOWN_MODELS, "registry and e2ep.config.KNOWN_MODELS disagree"
+
+
+def build_model(name: str, cfg: ModelsConfig | None = None) -> Recommender:
+    """A fresh, unfitted recommender called `name`; raises `ConfigError` (listing known names) otherwise."""
+    try:
+        builder = _BUILDERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(KNOWN_MODELS)}") from None
+    return builder(cfg if cfg is not None else ModelsConfig())

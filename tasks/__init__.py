@@ -1,0 +1,1 @@
+"""Thin Prefect task wrappers over the stages' plain functions, with the caching rules of each stage."""

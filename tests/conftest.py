@@ -1,0 +1,27 @@
+"""Test-session set-up: a private e2ep/Prefect home so tests never touch a developer's caches."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Must happen before anything imports prefect, which reads its settings at import.
+_HOME = Path(tempfile.mkdtemp(prefix="e2ep-tests-"))
+os.environ["E2EP_HOME"] = str(_HOME)
+for _key in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "PREFECT_API_URL"):
+    os.environ.pop(_key, None)
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from e2ep.runtime import configure_environment  # noqa: E402
+
+configure_environment()
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """The development data folder (E2EP_DATA_DIR, else ../shared/data beside the checkout), if present."""
+    candidates = [os.environ.get("E2EP_DATA_DIR"), str(REPO.parent / "shared" / "data")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "ml-100k" / "u.data").is_file():
+            return Path(candidate)
+    return None

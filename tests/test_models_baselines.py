@@ -1,0 +1,170 @@
+"""Popularity, BPR-MF, LightGCN and the registry on tiny synthetic data with planted structure.
+
+Two user groups, each liking one item cluster: a trained model must rank a user's held-out items of their own
+cluster above the other cluster's items (pairwise AUC well above the 0.5 of random scores).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from e2ep.config import KNOWN_MODELS, BPRMFConfig, LightGCNConfig, ModelsConfig, TrainingConfig
+from e2ep.errors import ConfigError
+from models.base import FoldData, Recommender
+from models.bpr_mf import BPRMF
+from models.lightgcn import LightGCNRecommender, bipartite_adjacency
+from models.popularity import Popularity
+from models.registry import build_model
+
+N_USERS, CLUSTER, N_POP = 40, 15, 2  # per group; items per cluster; extra "popular" items liked by everyone
+
+
+def _frame(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64},
+                        orient="row")
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[FoldData, torch.Tensor]:
+    """Fold + `[2, E]` held-out (user, item) pairs of the user's own cluster, never shown to the model."""
+    rng = np.random.default_rng(0)
+    n_items = 2 * CLUSTER + N_POP
+    train, validation, held = [], [], []
+    for u in range(2 * N_USERS):
+        group = u % 2
+        own = rng.permutation(np.arange(group * CLUSTER, (group + 1) * CLUSTER))
+        train += [(u, int(i), 5.0) for i in own[:8]]
+        train += [(u, 2 * CLUSTER + k, 4.0) for k in range(N_POP)]
+        train.append((u, int(rng.integers(CLUSTER) + (1 - group) * CLUSTER), 1.0))  # an explicit dislike
+        validation += [(u, int(i), 5.0) for i in own[8:10]]
+        held += [(u, int(i)) for i in own[10:]]
+    data = FoldData(n_users=2 * N_USERS, n_items=n_items, train=_frame(train), validation=_frame(validation))
+    return data, torch.tensor(held).T
+
+
+def _auc(model: Recommender, data: FoldData, held: torch.Tensor) -> float:
+    """Mean over users of P(score(held-out own-cluster item) > score(unseen other-cluster item))."""
+    users = torch.arange(data.n_users)
+    scores = model.score(users).float().cpu()
+    seen = torch.zeros(data.n_users, data.n_items, dtype=torch.bool)
+    seen[data.seen_pairs[0], data.seen_pairs[1]] = True
+    aucs = []
+    for u in range(data.n_users):
+        own = held[1][held[0] == u]
+        group = u % 2
+        other = torch.arange((1 - group) * CLUSTER, (2 - group) * CLUSTER)
+        other = other[~seen[u, other]]
+        diff = scores[u, own].unsqueeze(1) - scores[u, other].unsqueeze(0)
+        aucs.append(((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item())
+    return float(np.mean(aucs))
+
+
+FAST = TrainingConfig(max_epochs=60, eval_every=5, patience=3, batch_size=64, embedding_dim=16, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bpr(planted: tuple[FoldData, torch.Tensor]) -> BPRMF:
+    return BPRMF(BPRMFConfig(learning_rate=0.02, weight_decay=1e-4), FAST).fit(planted[0])
+
+
+@pytest.fixture(scope="module")
+def lightgcn(planted: tuple[FoldData, torch.Tensor]) -> LightGCNRecommender:
+    cfg = LightGCNConfig(num_layers=[1, 2], learning_rate=[0.02], weight_decay=[1e-4])
+    return LightGCNRecommender(cfg, FAST).fit(planted[0])
+
+
+def test_popularity_counts_positive_training_ratings(planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, _ = planted
+    model = Popularity().fit(data)
+    scores = model.score(torch.tensor([0, 1]))
+    assert scores.shape == (2, data.n_items) and torch.equal(scores[0], scores[1])
+    # the shared popular items are liked by every user; dislikes (rating 1) do not count
+    assert scores[0, 2 * CLUSTER :].tolist() == [2 * N_USERS] * N_POP
+    expected = torch.bincount(data.positive_pairs[1], minlength=data.n_items).float()
+    assert torch.equal(scores[0], expected)
+    assert model.training_log.best_validation_ndcg10 > 0
+
+
+@pytest.mark.parametrize("which", ["bpr", "lightgcn"])
+def test_trained_models_learn_the_planted_clusters(which: str, request: pytest.FixtureRequest,
+                                                  planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, held = planted
+    model = request.getfixturevalue(which)
+    assert _auc(model, data, held) > 0.9  # random scores give 0.5
+    log = model.training_log
+    assert 0 < log.best_epoch <= log.epochs_run <= FAST.max_epochs
+    assert log.best_validation_ndcg10 > 0.3 and log.seconds > 0
+
+
+def test_lightgcn_grid_keeps_the_best_validation_trial(lightgcn: LightGCNRecommender) -> None:
+    trials = lightgcn.training_log.trials
+    assert len(trials) == 2 and {t["num_layers"] for t in trials} == {1, 2}
+    best = max(trials, key=lambda t: t["best_validation_ndcg10"])
+    assert lightgcn.training_log.best_validation_ndcg10 == best["best_validation_ndcg10"]
+    assert lightgcn.module is not None and lightgcn.module.num_layers == best["num_layers"]
+
+
+@pytest.mark.parametrize("which", ["bpr", "lightgcn"])
+def test_recommend_never_returns_excluded_items(which: str, request: pytest.FixtureRequest,
+                                                planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, _ = planted
+    model = request.getfixturevalue(which)
+    users = torch.arange(data.n_users)
+    items, scores = model.recommend(users, k=10, exclude=data.seen_pairs, batch_size=7)
+    assert items.shape == scores.shape == (data.n_users, 10)
+    recommended = set(zip(users.repeat_interleave(10).tolist(), items.flatten().tolist()))
+    assert not recommended & set(zip(*data.seen_pairs.tolist()))
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+
+
+def test_early_stopping_stops_before_max_epochs_on_stalled_validation(
+        planted: tuple[FoldData, torch.Tensor]) -> None:
+    # A large learning rate saturates validation within a few evaluations: training must stop early.
+    cfg = FAST.model_copy(update={"max_epochs": 500, "eval_every": 2, "patience": 2})
+    model = BPRMF(BPRMFConfig(learning_rate=0.1, weight_decay=0.0), cfg).fit(planted[0])
+    log = model.training_log
+    assert log.epochs_run < 500 and log.best_epoch == log.epochs_run - 2 * 2
+    from models.training import validation_ndcg
+
+    assert validation_ndcg(model, planted[0]) == pytest.approx(log.best_validation_ndcg10)  # best was restored
+
+
+@pytest.mark.parametrize("cls", [BPRMF, LightGCNRecommender])
+def test_same_seed_same_recommendations(cls: type, planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, _ = planted
+    cfg = FAST.model_copy(update={"max_epochs": 10, "seed": 3})
+    users = torch.arange(data.n_users)
+
+    def run(c: TrainingConfig) -> torch.Tensor:
+        model = cls(training=c) if cls is BPRMF else cls(LightGCNConfig(num_layers=[2]), training=c)
+        return model.fit(data).recommend(users, 5, exclude=data.seen_pairs)[0]
+
+    first = run(cfg)
+    assert torch.equal(first, run(cfg))
+    assert not torch.equal(first, run(cfg.model_copy(update={"seed": 4})))
+
+
+def test_bipartite_adjacency_is_symmetric_normalised() -> None:
+    pairs = torch.tensor([[0, 0, 1], [0, 1, 1]])  # user 0 - items 0, 1; user 1 - item 1
+    adj = bipartite_adjacency(pairs, n_users=2, n_items=2).to_dense()
+    assert torch.allclose(adj, adj.T)
+    # edge (user 0, item 1): degrees 2 and 2 -> 1/2; (user 0, item 0): degrees 2 and 1 -> 1/sqrt(2)
+    assert adj[0, 3].item() == pytest.approx(0.5) and adj[0, 2].item() == pytest.approx(2**-0.5)
+    assert adj[0, 1].item() == 0 and adj[2, 3].item() == 0
+
+
+def test_registry_builds_every_known_model() -> None:
+    cfg = ModelsConfig()
+    built = {name: build_model(name, cfg) for name in KNOWN_MODELS}
+    assert isinstance(built["popularity"], Popularity)
+    assert isinstance(built["bpr-mf"], BPRMF) and built["bpr-mf"].cfg == cfg.bpr_mf
+    assert isinstance(built["lightgcn"], LightGCNRecommender) and built["lightgcn"].cfg == cfg.lightgcn
+    assert all(model.name == name for name, model in built.items())
+
+
+def test_registry_rejects_unknown_names_listing_known_ones() -> None:
+    with pytest.raises(ConfigError, match="known models: popularity, bpr-mf, lightgcn"):
+        build_model("gat", ModelsConfig())
