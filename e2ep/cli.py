@@ -135,7 +135,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if not ks or any(k <= 0 for k in ks):
         raise argparse.ArgumentTypeError(f"--k must be positive integers, got {args.k!r}")
     report = evaluate_files(args.test, args.recs, train_path=args.train, protocol=args.protocol, k=ks,
-                            relevance_threshold=args.relevance, cold_start_max=args.cold_start_max,
+                            relevance_threshold=args.relevance,
+                            cold_start_max=args.cold_start_max if args.train else None,
                             n_items=args.n_items)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_markdown())
     return 0

@@ -99,8 +99,9 @@ class TrainingConfig(_Strict):
     eval_every: Annotated[int, Field(ge=1)] = 5
     """Epochs between validation evaluations."""
 
-    batch_size: Annotated[int, Field(ge=1)] = 2048
-    """BPR triples per optimisation step."""
+    batch_size: Annotated[int, Field(ge=1)] = 4096
+    """BPR triples per optimisation step (4096: on ML-100K as good as 2048 for BPR-MF and LightGCN, and LightGCN,
+    which propagates the whole graph once per step, runs twice as fast per epoch)."""
 
     embedding_dim: Annotated[int, Field(ge=1)] = 64
     """Size of learned user and item vectors."""
@@ -113,22 +114,30 @@ class TrainingConfig(_Strict):
 
 
 class LightGCNConfig(_Strict):
-    num_layers: list[int] = [3]
-    """Propagation depths tried; the best on validation is kept."""
+    num_layers: list[int] = [2, 3]
+    """Propagation depths tried; the best on validation is kept. The default grid (2 fits) was chosen on ML-100K u1
+    validation NDCG@10 and takes ~40 s per fold on 2 CPU cores."""
 
-    learning_rate: list[float] = [1e-3]
-    """Learning rates tried."""
+    learning_rate: list[float] = [1e-2]
+    """Learning rates tried (1e-3 needs >250 epochs; 5e-3 is no better on validation and twice as slow)."""
 
-    weight_decay: list[float] = [1e-4]
-    """L2 penalty on the layer-0 embeddings of each batch (PyG's `lambda_reg`) tried."""
+    weight_decay: list[float] = [1e-3]
+    """L2 penalty on the layer-0 embeddings of each batch (PyG's `lambda_reg`) tried (3e-4 and 3e-3 were worse)."""
+
+    @field_validator("num_layers", "learning_rate", "weight_decay")
+    @classmethod
+    def _non_empty(cls, v: list[Any]) -> list[Any]:
+        if not v:
+            raise ValueError("each LightGCN grid axis needs at least one value")
+        return v
 
 
 class BPRMFConfig(_Strict):
-    learning_rate: float = 1e-3
-    """Adam learning rate."""
+    learning_rate: float = 5e-3
+    """Adam learning rate (best of 1e-3, 5e-3, 1e-2 on ML-100K u1 validation)."""
 
-    weight_decay: float = 1e-4
-    """L2 penalty on the embeddings of each batch."""
+    weight_decay: float = 1e-2
+    """L2 penalty on the embeddings of each batch, scaled like PyG's `BPRLoss` (best of 1e-5 ... 1e-1)."""
 
 
 class ModelsConfig(_Strict):

@@ -32,7 +32,8 @@ class FileRef(BaseModel, frozen=True):
         return pl.read_parquet(self.path)
 
 
-def sha256_file(path: str | Path) -> str:
+def file_digest(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes, for cache keys that change exactly when the content does."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -63,7 +64,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def write_parquet(frame: pl.DataFrame, path: str | Path) -> FileRef:
     written = atomic_write(path, lambda tmp: frame.write_parquet(tmp))
-    return FileRef(path=str(written), digest=sha256_file(written))
+    return FileRef(path=str(written), digest=file_digest(written))
 
 
 def write_text(text: str, path: str | Path) -> Path:

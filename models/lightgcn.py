@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from typing import ClassVar
 
 import torch
@@ -19,7 +20,7 @@ from models.training import TrainingLog, resolve_device, seed_everything, train_
 
 def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> Tensor:
     r"""Symmetrically normalised adjacency :math:`D^{-1/2} A D^{-1/2}` of the user–item graph, as a sparse CSR
-    tensor over `n_users + n_items` nodes (users `0..U-1`, items `U..U+I-1`, edges in both directions).
+    tensor (the format `LGConv`'s `spmm` wants) over `n_users + n_items` nodes (users `0..U-1`, items `U..U+I-1`, edges in both directions).
 
     Normalising once here, instead of inside every `LGConv` call, is the same operator and saves the per-batch
     degree computation.
@@ -28,8 +29,10 @@ def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> T
     edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
     n = n_users + n_items
     edge_index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
-    adj = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n)).coalesce()
-    return adj.to_sparse_csr()
+    adj = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n), check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": works fine for spmm and its gradient
+        warnings.simplefilter("ignore", UserWarning)
+        return adj.to_sparse_csr()
 
 
 class LightGCNRecommender(Recommender):
@@ -73,7 +76,7 @@ class LightGCNRecommender(Recommender):
             score = log.best_validation_ndcg10
             if best is None or score > best[0] or (best[0] != best[0] and score == score):
                 best = (score, module, log)
-        assert best is not None  # the config validators forbid an empty grid only implicitly; see grid()
+        assert best is not None, "empty hyperparameter grid"
         _, self.module, log = best
         self._refresh(adj)
         self.training_log = TrainingLog(

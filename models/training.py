@@ -116,7 +116,7 @@ def ndcg_at_k(top_items: torch.Tensor, users: torch.Tensor, relevant: torch.Tens
     :math:`\min(|\mathrm{Rel}_u|, k)` hits. `relevant` is a `[2, E]` (user, item) tensor; every user passed must
     have at least one relevant item.
     """
-    if len(users) == 0:
+    if len(users) == 0 or relevant.numel() == 0:
         return float("nan")
     relevant = relevant.long()
     keys = torch.unique(relevant[0] * n_items + relevant[1])

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from e2ep.config import DatasetConfig, SplitConfig
 from e2ep.data import Dataset, Fold, load_dataset, make_folds, read_dataset, read_fold, save_dataset, save_fold
 from e2ep.runtime import work_dir
-from e2ep.store import sha256_file, stable_hash
+from e2ep.store import file_digest, stable_hash
 
 
 class DatasetRef(BaseModel, frozen=True):
@@ -39,7 +39,7 @@ class FoldRef(BaseModel, frozen=True):
 
 
 def _digest_dir(directory: Path) -> str:
-    return stable_hash(*[(p.name, sha256_file(p)) for p in sorted(directory.glob("*.parquet"))])
+    return stable_hash(*[(p.name, file_digest(p)) for p in sorted(directory.glob("*.parquet"))])
 
 
 def prepare_dataset(cfg: DatasetConfig) -> DatasetRef:

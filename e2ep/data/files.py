@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import tempfile
@@ -13,18 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from e2ep.errors import DataError
-
-_CHUNK = 1 << 20
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes, for cache keys that change exactly when the input does."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def read_bytes(path: Path) -> bytes:
     """A file's bytes, transparently gunzipped when its name ends in `.gz`."""
