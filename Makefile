@@ -12,6 +12,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 # A development copy of the data beside the checkout is used when present; otherwise e2ep downloads.
 export E2EP_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+# The paper authors' 800k-rating ML-1M training split, for ML-1M-scale benchmarks, when that copy has it.
+export E2EP_ML1M_RATINGS ?= $(wildcard $(E2EP_DATA_DIR)/seed_repo/ml-1m/seed_u1base_train_no_timestamps.csv.gz)
 
 .PHONY: install eval test bench clean clean-cache
 

@@ -53,5 +53,8 @@ def train_and_recommend(name: str, models: ModelsConfig, relevance: RelevanceCon
 def train_and_recommend_task(name: str, models: ModelsConfig, relevance: RelevanceConfig, dataset: DatasetRef,
                              fold: FoldRef, n_recommendations: int) -> TrainedRef:
     trained = train_and_recommend(name, models, relevance, dataset, fold, n_recommendations)
-    get_run_logger().info("fold %d %s trained: %s", fold.number, name, trained.log)
+    log = trained.log
+    get_run_logger().info("fold %d %s: %s epochs (best %s), validation NDCG@10 %.4f, %.1f s", fold.number, name,
+                          log.get("epochs_run", 0), log.get("best_epoch", 0),
+                          log.get("best_validation_ndcg10", float("nan")), log["seconds"])
     return trained

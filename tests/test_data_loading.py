@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from e2ep.config import DatasetConfig
-from e2ep.data import Dataset, load_dataset, read_dataset, resolve_source, save_dataset
+from e2ep.data import Dataset, load_dataset, read_dataset, save_dataset
 from e2ep.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,12 +195,7 @@ def test_missing_ratings_file(tmp_path: Path) -> None:
         load_csv(tmp_path / "absent.csv")
     cfg = DatasetConfig(name="csv", ratings_path=str(tmp_path / "absent.csv"))
     with pytest.raises(DataError, match="file not found"):
-        resolve_source(cfg)
-
-
-def test_resolve_source_finds_local_movielens(tmp_path: Path) -> None:
-    folder = write_ml1m(tmp_path)
-    assert resolve_source(DatasetConfig(name="ml-1m", data_dir=str(tmp_path))) == folder
+        load_dataset(cfg)
 
 
 def test_save_and_read_round_trip(tmp_path: Path) -> None:

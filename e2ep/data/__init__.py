@@ -3,7 +3,7 @@
 Importing from here is the public API; the submodules are implementation detail.
 """
 
-from e2ep.data.dataset import Dataset, build_dataset, load_dataset, read_dataset, resolve_source, save_dataset
+from e2ep.data.dataset import Dataset, build_dataset, load_dataset, read_dataset, save_dataset
 from e2ep.data.download import ARCHIVES, ArchiveSpec, download_archive, locate_movielens
 from e2ep.store import file_digest
 from e2ep.data.splits import Fold, make_folds, read_fold, save_fold
@@ -21,7 +21,6 @@ __all__ = [
     "make_folds",
     "read_dataset",
     "read_fold",
-    "resolve_source",
     "save_dataset",
     "save_fold",
 ]

@@ -49,17 +49,6 @@ class Dataset:
         return self.items.height
 
 
-def resolve_source(cfg: DatasetConfig, archives: Mapping[str, ArchiveSpec] = ARCHIVES) -> Path:
-    """Where `cfg`'s data comes from (downloading MovieLens if needed): lets callers fail fast before long work."""
-    if cfg.name != "csv":
-        return locate_movielens(cfg, archives)
-    for path in (cfg.ratings_path, cfg.items_path):
-        if path and not Path(path).is_file():
-            raise DataError(f"file not found: {path}")
-    assert cfg.ratings_path is not None  # guaranteed by DatasetConfig's validator
-    return Path(cfg.ratings_path)
-
-
 def load_dataset(cfg: DatasetConfig, archives: Mapping[str, ArchiveSpec] = ARCHIVES) -> Dataset:
     """Load `cfg.name`: MovieLens from a local folder, the cache or a verified download; `csv` from its paths."""
     if cfg.name == "csv":
