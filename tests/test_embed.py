@@ -1,0 +1,98 @@
+import os
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from e2ep.embed import embed_frame_counts, embed_texts, load_encoder
+from e2ep.errors import DataError
+from e2ep.profiles import EmbeddingConfig, ProfilesConfig, item_profiles
+from tests.profiles_fakes import items_frame
+
+SCIFI = """# Starship Odyssey
+## Overview
+A crew of explorers travels across the galaxy aboard a starship, facing alien worlds.
+## Attributes
+- Genre: Science Fiction, Adventure
+- Tags: space travel, aliens, time travel
+## Description
+Epic space opera with futuristic technology.
+## Dislikes
+Romantic comedies"""
+ROMANCE = """# Paris in Spring
+## Overview
+Two strangers fall in love during a spring in Paris.
+## Attributes
+- Genre: Romance, Comedy
+- Tags: love story, wedding, meet-cute
+## Description
+A gentle romantic comedy about second chances.
+## Dislikes
+Violence, science fiction"""
+
+
+@pytest.fixture
+def cfg(tmp_path) -> EmbeddingConfig:
+    return EmbeddingConfig(cache_dir=str(tmp_path / "emb"), device="cpu")
+
+
+def test_shape_norm_and_semantics(cfg):
+    vectors = embed_texts(["space adventure sci-fi", SCIFI, ROMANCE], cfg)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    query, scifi, romance = vectors
+    assert query @ scifi > query @ romance + 0.1
+
+
+def test_second_call_is_served_from_the_cache(cfg, monkeypatch):
+    model = load_encoder(cfg)
+    calls: list[int] = []
+    original = model.encode
+
+    def counting(texts, *args, **kwargs):
+        calls.append(len(texts))
+        return original(texts, *args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", counting)
+    texts = ["a heist thriller", "a quiet family drama", "a heist thriller"]
+    first = embed_texts(texts, cfg)
+    assert calls == [2]  # duplicates encoded once
+    second = embed_texts(list(reversed(texts)), cfg)
+    assert calls == [2]  # nothing encoded again
+    np.testing.assert_array_equal(second, first[::-1])
+    embed_texts(["a heist thriller", "new text"], cfg)
+    assert calls == [2, 1]
+    prefixed = EmbeddingConfig(**{**cfg.model_dump(), "prefix": "clustering: "})
+    embed_texts(["a heist thriller"], prefixed)  # a different encoded text, so a different key
+    assert calls == [2, 1, 1]
+
+
+def test_embed_frame_aligns_rows_with_ids(cfg):
+    profiles = item_profiles(items_frame(4), ProfilesConfig()).frame
+    frame = profiles.filter(pl.col("item_idx") != 2).with_columns(
+        pl.when(pl.col("item_idx") == 3).then(pl.lit("")).otherwise(pl.col("text")).alias("text")
+    )
+    tensor, counts = embed_frame_counts(frame, "item_idx", 6, cfg)
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == (6, 384)
+    assert counts == {"embedded": 2, "missing": 4}
+    assert torch.all(tensor[2:] == 0)
+    expected = embed_texts(profiles["text"].to_list()[:2], cfg)
+    np.testing.assert_allclose(tensor[:2].numpy(), expected, atol=1e-6)
+    with pytest.raises(DataError):
+        embed_frame_counts(frame, "item_idx", 1, cfg)
+
+
+def test_throughput_report():
+    """Reported, not asserted (run with -s): template item profiles, cache off. E2EP_EMBED_BENCH_N=1600 measures an
+    ML-100K-sized catalogue; the default keeps the test suite fast."""
+    n = int(os.environ.get("E2EP_EMBED_BENCH_N", "160"))
+    cfg = EmbeddingConfig(cache=False, device="cpu")
+    texts = item_profiles(items_frame(n), ProfilesConfig()).frame["text"].to_list()
+    load_encoder(cfg)
+    start = time.perf_counter()
+    vectors = embed_texts(texts, cfg)
+    elapsed = time.perf_counter() - start
+    assert vectors.shape == (n, 384)
+    print(f"\nembedding throughput: {len(texts) / elapsed:.0f} texts/s ({elapsed:.1f} s for {len(texts)})")
