@@ -12,6 +12,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 # A development copy of the data beside the checkout is used when present; otherwise e2ep downloads.
 export E2EP_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+# TMDB metadata joined to ML-100K items, for the default experiment's profiles, when that copy has it.
+export E2EP_ML100K_METADATA ?= $(wildcard $(E2EP_DATA_DIR)/tmdb/ml-100k_items_tmdb.csv.gz)
 # The paper authors' 800k-rating ML-1M training split, for ML-1M-scale benchmarks, when that copy has it.
 export E2EP_ML1M_RATINGS ?= $(wildcard $(E2EP_DATA_DIR)/seed_repo/ml-1m/seed_u1base_train_no_timestamps.csv.gz)
 
@@ -26,8 +28,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 ## make eval [ARGS="--models lightgcn --folds 1"]: the ML-100K 5-fold experiment; tables on stdout and in artifacts/
+## (the default run, with no ARGS, enriches items from E2EP_ML100K_METADATA when that file exists)
 eval: install
-	$(BIN)/e2ep run $(ARGS)
+	$(BIN)/e2ep run $(if $(ARGS),$(ARGS),$(if $(E2EP_ML100K_METADATA),--metadata $(E2EP_ML100K_METADATA)))
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

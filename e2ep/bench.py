@@ -128,7 +128,11 @@ def main(args: argparse.Namespace) -> int:
         except DataError as exc:  # one missing dataset should not hide the others' figures
             print(f"  {name:12s} skipped: {exc}")
             continue
-        bench_dataset(name, dataset_cfg, split_cfg, ModelsConfig(), rows)
+        models = ModelsConfig()
+        if args.max_epochs:
+            models = ModelsConfig.model_validate({"training": {"max_epochs": args.max_epochs,
+                                                                "eval_every": min(5, args.max_epochs)}})
+        bench_dataset(name, dataset_cfg, split_cfg, models, rows)
     return 0
 
 

@@ -34,6 +34,9 @@ _SHORTCUTS: dict[str, tuple[str, Any]] = {
     "cold_start_max": ("evaluation.cold_start_max", int),
     "relevance": ("relevance.positive_threshold", float),
     "reference": ("evaluation.reference", str),
+    "metadata": ("metadata.local_path", str),
+    "profiles": ("profiles.backend", str),
+    "no_semantic": ("semantic", lambda _: False),
     "max_epochs": ("models.training.max_epochs", int),
     "device": ("models.training.device", str),
     "parallel_folds": ("parallel_folds", int),
@@ -80,6 +83,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-start-max", help="cold-start = fewer training ratings than this")
     parser.add_argument("--relevance", help="ratings at or above this are relevant (default 4)")
     parser.add_argument("--reference", help="method the significance tests compare against")
+    parser.add_argument("--metadata", help="item metadata CSV keyed by item id (else MovieLens titles and genres)")
+    parser.add_argument("--profiles", help="profile backend: auto (default: llm if $E2EP_LLM_MODEL), template, "
+                                           "llm or precomputed")
+    parser.add_argument("--no-semantic", action="store_const", const="1",
+                        help="skip metadata, profiles and embeddings")
     parser.add_argument("--max-epochs", help="cap on training epochs")
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--parallel-folds", help="fold subflows run at once")
@@ -97,6 +105,8 @@ def build_config(args: argparse.Namespace):
         value = getattr(args, name, None)
         if value is not None:
             overrides[path] = parse(value)
+    if overrides.get("metadata.local_path"):
+        overrides["metadata.source"] = "local"
     overrides.update(dict(args.set))
     return load_config(args.config, overrides)
 
@@ -108,6 +118,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Fail fast, before Prefect starts, on data that cannot be had or parsed: one line, not a flow traceback.
     # (Parsing ML-100K takes ~0.1 s, the 800k-rating ML-1M split under 1 s; a download lands in the cache.)
     load_dataset(cfg.dataset)
+    if cfg.semantic:  # a missing API key or unknown model, too
+        from tasks.semantic import gateway_for, resolve_semantic_settings
+
+        gateway = gateway_for(*resolve_semantic_settings(cfg))
+        if gateway is not None:
+            gateway.close()
     from flows.experiment import experiment
 
     print(experiment(cfg))
@@ -176,6 +192,8 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--datasets", default="ml-100k,ml-1m-split", help="comma-separated benchmark datasets")
     bench.add_argument("--data-dir", help="folder holding extracted ml-100k/ (else $E2EP_DATA_DIR)")
     bench.add_argument("--ml1m-ratings", help="ratings CSV for the ML-1M benchmark (else $E2EP_ML1M_RATINGS)")
+    bench.add_argument("--max-epochs", type=int,
+                       help="cap training epochs (per-epoch figures stay exact; fits end early)")
     bench.set_defaults(func=lambda a: __import__("e2ep.bench", fromlist=["main"]).main(a))
     return parser
 

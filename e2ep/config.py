@@ -10,17 +10,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from e2ep.llm.config import LLMConfig
+from e2ep.metadata.config import MetadataConfig
+from e2ep.profiles.config import EmbeddingConfig, ProfilesConfig
+from e2ep.settings import Strict as _Strict
 
 DatasetName = Literal["ml-100k", "ml-1m", "csv"]
 Protocol = Literal["full", "paper"]
 KNOWN_MODELS = ("popularity", "bpr-mf", "lightgcn")
-
-
-class _Strict(BaseModel):
-    """Unknown keys are errors, so a misspelt option never silently does nothing."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DatasetConfig(_Strict):
@@ -197,6 +196,13 @@ class ExperimentConfig(_Strict):
     relevance: RelevanceConfig = RelevanceConfig()
     models: ModelsConfig = ModelsConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    metadata: MetadataConfig = MetadataConfig()
+    llm: LLMConfig = LLMConfig()
+    profiles: ProfilesConfig = ProfilesConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+
+    semantic: bool = True
+    """Build item metadata, item and per-fold user profiles and their embeddings (the LLM-enhanced features)."""
 
     artifacts_dir: str = "artifacts"
     """Run outputs go to `<artifacts_dir>/<run name>/`."""

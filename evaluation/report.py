@@ -40,8 +40,25 @@ def training_table(logs: pl.DataFrame, models: list[str]) -> str:
     return "\n".join(lines)
 
 
+def semantic_section(report: dict[str, Any]) -> str:
+    """Where item metadata came from, profile sources per stage, embeddings, and LLM calls/tokens/cost."""
+    lines = ["## Semantic layer", "", f"Item metadata: {report['metadata'].get('summary', '')}", "",
+             "| profiles | by source | embedded | LLM calls | cache hits | tokens | cost (USD) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, stage in report["profiles"].items():
+        sources = ", ".join(f"{k} {v}" for k, v in stage.get("counts", {}).items())
+        embedded = report["embeddings"].get(name, {}).get("counts", {}).get("embedded", "–")
+        total = stage.get("llm_usage", {}).get("total", {})
+        tokens = total.get("prompt_tokens", 0) + total.get("completion_tokens", 0)
+        lines.append(f"| {name} | {sources} | {embedded} | {total.get('calls', 0)} | {total.get('cache_hits', 0)} "
+                     f"| {tokens} | {total.get('cost_usd', 0.0):.4f} |")
+    return "\n".join(lines)
+
+
 def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFrame, catalog: pl.DataFrame,
-                     recommendations: pl.DataFrame, logs: list[dict[str, Any]]) -> RunReport:
+                     recommendations: pl.DataFrame, logs: list[dict[str, Any]],
+                     semantic: dict[str, Any] | None = None,
+                     profiles: dict[str, pl.DataFrame] | None = None) -> RunReport:
     """Write the run folder atomically file by file and return the Markdown summary."""
     directory.mkdir(parents=True, exist_ok=True)
     models = cfg.models.names
@@ -60,6 +77,11 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
                              models=models)
     training = training_table(log_frame, models)
     markdown = header + "\n" + tables + ("\n\n## Training (mean over folds)\n\n" + training if training else "") + "\n"
+    if semantic is not None:
+        markdown += "\n" + semantic_section(semantic) + "\n"
+        write_text(json.dumps(semantic, indent=2, default=str), directory / "semantic.json")
+    for name, frame in (profiles or {}).items():
+        write_parquet(frame, directory / "profiles" / f"{name}.parquet")
 
     write_text(markdown, directory / "summary.md")
     write_text(cfg.model_dump_json(indent=2), directory / "config.json")

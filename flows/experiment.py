@@ -1,9 +1,12 @@
 """The `experiment` flow: load → split → one parallel subflow per fold (fit, recommend, evaluate) → aggregate.
 
 ```
-prepare-dataset ─▶ split-folds ─┬─▶ fold 1: train-{model} ─▶ evaluate-{model}  (per model) ─┐
-                                ├─▶ fold 2: …                                              ├─▶ report
-                                └─▶ fold n: …                                              ┘
+prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
+       │
+       └─▶ split-folds ─┬─▶ fold 1: user-profiles ─▶ embed-users
+                        │           train-{model} ─▶ evaluate-{model}   (per model) ─┐
+                        ├─▶ fold 2: …                                                 ├─▶ report
+                        └─▶ fold n: …                                                 ┘
 ```
 """
 
@@ -25,35 +28,69 @@ from e2ep.config import ExperimentConfig
 from evaluation.report import RunReport, write_run_report
 from tasks.data import DatasetRef, FoldRef, prepare_dataset_task, split_dataset_task
 from tasks.evaluate import EvaluatedRef, evaluate_task
+from tasks.semantic import (
+    StageRef,
+    embed_task,
+    gateway_for,
+    item_metadata_task,
+    item_profiles_task,
+    resolve_semantic_settings,
+    user_profiles_task,
+)
 from tasks.train import TrainedRef, settings_for, train_and_recommend_task
+
+
+class SemanticResult(BaseModel, frozen=True):
+    metadata: StageRef
+    item_profiles: StageRef
+    item_embeddings: StageRef
 
 
 class FoldResult(BaseModel, frozen=True):
     fold: int
     trained: list[TrainedRef]
     evaluated: list[EvaluatedRef]
+    user_profiles: StageRef | None = None
+    user_embeddings: StageRef | None = None
+
+
+def semantic_items(cfg: ExperimentConfig, dataset: DatasetRef) -> SemanticResult:
+    """Item metadata, item profiles and their embeddings (shared by every fold)."""
+    profiles, llm = resolve_semantic_settings(cfg)
+    metadata = item_metadata_task(dataset, cfg.metadata)
+    items = item_profiles_task(dataset, metadata, profiles, llm)
+    vectors = embed_task(items, "item_idx", dataset.n_items, cfg.embedding)
+    return SemanticResult(metadata=metadata, item_profiles=items, item_embeddings=vectors)
 
 
 @flow(name="fold", flow_run_name="fold-{fold.number}")
-def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef) -> FoldResult:
-    """Fit every model on one fold, then evaluate each."""
+def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
+              semantic: SemanticResult | None = None) -> FoldResult:
+    """Build the fold's user profiles (from its training ratings only), fit every model, evaluate each."""
+    users = user_vectors = None
+    if semantic is not None:
+        profiles, llm = resolve_semantic_settings(cfg)
+        users = user_profiles_task(dataset, fold, semantic.metadata, profiles, llm)
+        user_vectors = embed_task(users, "user_idx", dataset.n_users, cfg.embedding)
     trained = [
         train_and_recommend_task(name, settings_for(name, cfg.models), cfg.relevance, dataset, fold,
                                  cfg.evaluation.n_recommendations)
         for name in cfg.models.names
     ]
     evaluated = [evaluate_task(t, fold, dataset, cfg.evaluation, cfg.relevance) for t in trained]
-    return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated)
+    return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
+                      user_embeddings=user_vectors)
 
 
 @task(name="run-fold", cache_policy=NO_CACHE, task_run_name="run-fold-{fold.number}")
-def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef) -> FoldResult:
+def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
+             semantic: SemanticResult | None) -> FoldResult:
     # A task that calls the subflow lets the flow's task runner run folds side by side.
-    return fold_flow(cfg, dataset, fold)
+    return fold_flow(cfg, dataset, fold, semantic)
 
 
 def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[FoldResult],
-                    run_dir: Path) -> RunReport:
+                    semantic: SemanticResult | None, run_dir: Path) -> RunReport:
     """Gather every fold's files into the run folder, with original user and item ids."""
     data = dataset.load()
     per_user = pl.concat([e.per_user.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
@@ -67,7 +104,18 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
                 .select("model", "fold", "user_id", "item_id", "rank", "score")
                 .sort("model", "fold", "user_id", "rank"))
     logs = [{"model": t.model, "fold": t.fold, **t.log} for r in results for t in r.trained]
-    return write_run_report(run_dir, cfg, per_user, catalog, recs, logs)
+    profiles: dict[str, StageRef] = {}
+    if semantic is not None:
+        profiles = {"items": semantic.item_profiles, **{f"users-fold{r.fold}": r.user_profiles for r in results
+                                                        if r.user_profiles is not None}}
+    semantic_report = None if semantic is None else {
+        "metadata": semantic.metadata.report,
+        "profiles": {name: ref.report for name, ref in profiles.items()},
+        "embeddings": {"items": semantic.item_embeddings.report,
+                       **{f"users-fold{r.fold}": r.user_embeddings.report for r in results if r.user_embeddings}},
+    }
+    return write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
+                            {name: ref.file.read_parquet() for name, ref in profiles.items()})
 
 
 collect_results_task = task(collect_results, name="report", cache_policy=NO_CACHE, persist_result=False)
@@ -82,8 +130,13 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the summary."""
     logger = get_run_logger()
     run_dir = Path(config.artifacts_dir) / default_run_name(config)
+    if config.semantic:
+        gateway = gateway_for(*resolve_semantic_settings(config))  # a missing key fails here, before any work
+        if gateway is not None:
+            gateway.close()
     dataset = prepare_dataset_task(config.dataset)
     logger.info("dataset %s: %d users, %d items", dataset.name, dataset.n_users, dataset.n_items)
+    semantic = semantic_items(config, dataset) if config.semantic else None
     folds = split_dataset_task(dataset, config.split)
 
     # Folds share the machine's cores: give each its slice instead of oversubscribing.
@@ -91,10 +144,10 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel))
     results: list[FoldResult] = []
     for start in range(0, len(folds), parallel):
-        futures = [run_fold.submit(config, dataset, f) for f in folds[start:start + parallel]]
+        futures = [run_fold.submit(config, dataset, f, semantic) for f in folds[start:start + parallel]]
         results.extend(f.result() for f in futures)
 
-    report = collect_results_task(config, dataset, results, run_dir)
+    report = collect_results_task(config, dataset, results, semantic, run_dir)
     create_markdown_artifact(key="experiment-summary", markdown=report.markdown,
                              description=f"Results of run {run_dir.name}")
     create_table_artifact(key="experiment-results", table=report.summary.to_dicts(),

@@ -14,20 +14,22 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 
 @lru_cache(maxsize=None)
-def package_source_digest(package: str) -> str:
-    """sha256 over every .py file of an importable package, in path order."""
-    module = importlib.import_module(package)
-    root = Path(module.__file__).parent
+def package_source_digest(name: str) -> str:
+    """sha256 over every .py file of an importable package (in path order), or of a single module."""
+    module = importlib.import_module(name)
+    source = Path(module.__file__)
+    root = source.parent if hasattr(module, "__path__") else source
+    files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
+    for path in files:
+        h.update(path.name.encode() if root == path else str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 
 
 @dataclass
 class PackageSource(CachePolicy):
-    """Keys on the source of whole packages, so editing a model's code retrains it."""
+    """Keys on the source of whole packages (or modules), so editing a model's code retrains it."""
 
     packages: tuple[str, ...] = field(default_factory=tuple)
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import polars as pl
 
 from e2ep.data.splits import Fold
+from e2ep.llm import LLMOutputError
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    value: str
 
 
 class FakeGateway:
     """Answers every request with a schema-valid profile that names a digest of the request; records requests.
+    Same call shape as `e2ep.llm.LLMGateway.complete_many`.
 
-    fail_when: requests whose user message contains this substring get a ValueError instance as their result.
+    fail_when: requests whose user message contains this substring get an LLMOutputError as their result.
     """
 
     def __init__(self, fail_when: str | None = None) -> None:
@@ -23,23 +31,21 @@ class FakeGateway:
     def _answer(self, messages, validate):
         user = messages[-1]["content"]
         if self.fail_when and self.fail_when in user:
-            return ValueError("validation failed after retries")
+            return LLMOutputError("validation failed after the repair request")
         digest = hashlib.sha256(user.encode()).hexdigest()[:12]
         text = (
             f"# Profile {digest}\n\n## Overview\nTurn {digest}.\n\n## Attributes\n- Genre: Drama\n- Tags: heist\n\n"
             f"## Description\nDescribed {digest}.\n\n## Dislikes\nHorror\n"
         )
-        return validate(text) if validate else text
+        return FakeResult(validate(text) if validate else text)
 
-    def complete(self, messages, *, stage, validate=None, **params):
-        self.calls.append({"stage": stage, "n": 1, "params": params})
-        self.requests.append(messages)
-        return self._answer(messages, validate)
-
-    def complete_many(self, requests, *, stage, validate=None, **params):
-        self.calls.append({"stage": stage, "n": len(requests), "params": params})
-        self.requests.extend(requests)
-        return [self._answer(m, validate) for m in requests]
+    def complete_many(self, prompts, stage="default", validate=None, params=None, return_exceptions=False):
+        self.calls.append({"stage": stage, "n": len(prompts), "params": params or {}})
+        self.requests.extend(prompts)
+        answers = [self._answer(m, validate) for m in prompts]
+        if not return_exceptions and any(isinstance(a, Exception) for a in answers):
+            raise next(a for a in answers if isinstance(a, Exception))
+        return answers
 
 
 def items_frame(n: int = 30) -> pl.DataFrame:

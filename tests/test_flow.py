@@ -34,6 +34,13 @@ def test_experiment_runs_every_stage_and_caches_training(config):
     for model in ("popularity", "bpr-mf", "lightgcn"):
         assert model in summary
     assert "paper" in summary and "cold" in summary.lower()
+    # No LLM configured: template profiles for items and each fold's users, labelled so, and embedded.
+    assert "## Semantic layer" in summary and "template" in summary
+    items = pl.read_parquet(run_dir / "profiles" / "items.parquet")
+    assert items.height == 40 and set(items["profile_source"]) == {"template"}
+    assert items["profile"].str.contains("## Overview").all() and items["profile"].str.contains("## Dislikes").all()
+    assert {p.name for p in (run_dir / "profiles").iterdir()} == {"items.parquet", "users-fold1.parquet",
+                                                                  "users-fold2.parquet"}
 
     table = pl.read_parquet(run_dir / "summary.parquet")
     ndcg = {r["model"]: r["mean"] for r in table.filter(

@@ -76,11 +76,11 @@ def test_multi_turn_llm_profiles_carry_the_previous_profile():
     prompts = [r[-1]["content"] for r in gateway.requests]
     assert "No profile exists yet" in prompts[0]
     for turn in (1, 2):
-        previous = gateway._answer(gateway.requests[turn - 1], validate_profile)
+        previous = gateway._answer(gateway.requests[turn - 1], validate_profile).value
         assert previous.strip() in prompts[turn]
     assert prompts[0].count("\n- ") == 5 and prompts[2].count("rated ") == 3
     assert "(liked)" in prompts[0] and "(disliked)" in prompts[2]
-    assert result.frame["profile"][0] == gateway._answer(gateway.requests[-1], validate_profile)
+    assert result.frame["profile"][0] == gateway._answer(gateway.requests[-1], validate_profile).value
     assert result.frame["profile_source"].to_list() == ["llm", "minimal"]
     assert result.counts["llm_turns"] == 3
 

@@ -9,13 +9,16 @@ from pathlib import Path
 
 import polars as pl
 
-from e2ep.config import DatasetConfig
 from e2ep.data.csvdata import load_csv
 from e2ep.data.download import ARCHIVES, ArchiveSpec, locate_movielens
 from e2ep.data.files import atomic_directory
 from e2ep.data.movielens import load_ml1m, load_ml100k
 from e2ep.data.parsing import RawTables
 from e2ep.errors import DataError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through e2ep.config
+    from e2ep.config import DatasetConfig
 
 _FORMAT_VERSION = 1
 _TABLES = ("ratings", "users", "items")

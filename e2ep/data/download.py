@@ -21,9 +21,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO
 
-from e2ep.config import DatasetConfig
 from e2ep.data.files import replace_directory
 from e2ep.errors import DataError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through e2ep.config
+    from e2ep.config import DatasetConfig
 
 DATA_DIR_ENV = "E2EP_DATA_DIR"
 CACHE_DIR_ENV = "E2EP_CACHE_DIR"

@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from e2ep.config import SplitConfig
 from e2ep.data.dataset import Dataset
 from e2ep.data.files import atomic_directory
 from e2ep.data.movielens import read_ml100k_ratings
 from e2ep.errors import ConfigError, DataError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through e2ep.config
+    from e2ep.config import SplitConfig
 
 OFFICIAL_FOLDS = 5
 _COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")

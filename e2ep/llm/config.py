@@ -10,7 +10,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from e2ep.settings import Strict
 
 from e2ep.runtime import e2ep_home
 
@@ -66,10 +68,8 @@ def retry_after_s(exc: BaseException) -> float | None:
             return None
 
 
-class LLMConfig(BaseModel):
+class LLMConfig(Strict):
     """Which model to call, how hard to retry, how many calls at once, where answers are memoised."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: str | None = None
     """Any litellm model string (`openai/gpt-4.1-mini`, `ollama/gemma3:4b`, ...). None: `$E2EP_LLM_MODEL`; both

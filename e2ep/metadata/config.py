@@ -6,19 +6,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from e2ep.settings import Strict as _Strict
 
 MetadataSource = Literal["tmdb", "local", "movielens"]
 API_BASE_ENV = "TMDB_API_BASE"
 DEFAULT_API_BASE = "https://api.themoviedb.org/3"
 CACHE_DIR_ENV = "E2EP_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/e2ep")
-
-
-class _Strict(BaseModel):
-    """Unknown keys are errors, so a misspelt option never silently does nothing."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class TMDBConfig(_Strict):

@@ -6,14 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from e2ep.config import _Strict
+from e2ep.settings import Strict as _Strict
 
-ProfileBackend = Literal["template", "llm", "precomputed"]
+ProfileBackend = Literal["auto", "template", "llm", "precomputed"]
 Representation = Literal["unified", "integrated"]
 
 
 class ProfilesConfig(_Strict):
-    backend: ProfileBackend = "template"
+    backend: ProfileBackend = "auto"
     """`template`: deterministic profiles from metadata and rating statistics (no LLM). `llm`: written by the LLM
     gateway. `precomputed`: the paper authors' published ML-100K profiles (missing ones fall back to template)."""
 

@@ -9,34 +9,39 @@ from typing import Any, Protocol, runtime_checkable
 import polars as pl
 
 from e2ep.profiles.config import ProfilesConfig
-from e2ep.profiles.schema import integrated
+from e2ep.profiles.schema import integrated, validate_profile
 
 Messages = list[dict[str, str]]
 
 
 @runtime_checkable
 class ChatGateway(Protocol):
-    """The slice of `e2ep.llm`'s gateway used here. `validate` turns an answer into the result or raises ValueError
-    (the gateway retries); `params` (temperature, max_tokens) are forwarded to the model. `complete_many` returns
-    results in request order; an entry that could not be produced may be an exception instance or None, which
-    the callers treat as a failure and replace with a template profile."""
-
-    def complete(
-        self, messages: Messages, *, stage: str, validate: Callable[[str], Any] | None = None, **params: Any
-    ) -> Any: ...
+    """The slice of `e2ep.llm.LLMGateway` used here: `complete_many` answers prompts in order, each result having
+    the validated answer as `.value`, or (with `return_exceptions`) the error in its place."""
 
     def complete_many(
         self,
-        requests: list[Messages],
-        *,
-        stage: str,
+        prompts: list[Messages],
+        stage: str = "default",
         validate: Callable[[str], Any] | None = None,
-        **params: Any,
+        params: dict[str, Any] | None = None,
+        return_exceptions: bool = False,
     ) -> list[Any]: ...
 
 
-def is_failure(answer: Any) -> bool:
-    return answer is None or isinstance(answer, BaseException) or not isinstance(answer, str)
+def backend_for(cfg: ProfilesConfig, gateway: ChatGateway | None) -> str:
+    """`auto` means LLM-written when a gateway is at hand, template otherwise."""
+    if cfg.backend == "auto":
+        return "llm" if gateway is not None else "template"
+    return cfg.backend
+
+
+def ask_many(gateway: ChatGateway, prompts: list[Messages], stage: str, cfg: ProfilesConfig) -> list[str | None]:
+    """Schema-validated profiles for `prompts`, None where the gateway gave up (callers fall back to templates)."""
+    results = gateway.complete_many(prompts, stage=stage, validate=validate_profile,
+                                    params={"temperature": cfg.temperature, "max_tokens": cfg.max_tokens},
+                                    return_exceptions=True)
+    return [None if isinstance(r, BaseException) else r.value for r in results]
 
 
 @dataclass(frozen=True)

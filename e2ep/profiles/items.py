@@ -9,8 +9,8 @@ import polars as pl
 
 from e2ep.errors import ConfigError, DataError
 from e2ep.profiles.config import ProfilesConfig
-from e2ep.profiles.gateway import ChatGateway, Messages, ProfileResult, finish_frame, is_failure
-from e2ep.profiles.schema import render_profile, validate_profile
+from e2ep.profiles.gateway import ChatGateway, Messages, ProfileResult, ask_many, backend_for, finish_frame
+from e2ep.profiles.schema import render_profile
 
 STAGE = "item_profiles"
 _LIST_COLUMNS = ("genres", "keywords", "cast")
@@ -130,22 +130,17 @@ def item_profiles(
     """
     meta = normalise_items(items)
     rows = meta.to_dicts()
-    if cfg.backend == "template":
+    backend = backend_for(cfg, gateway)
+    if backend == "template":
         profiles = [template_item_profile(r) for r in rows]
         sources = ["template"] * len(rows)
-    elif cfg.backend == "llm":
+    elif backend == "llm":
         if gateway is None:
             raise ConfigError("profiles.backend 'llm' needs an LLM gateway")
-        answers = gateway.complete_many(
-            [item_prompt(r) for r in rows],
-            stage=STAGE,
-            validate=validate_profile,
-            temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens,
-        )
+        answers = ask_many(gateway, [item_prompt(r) for r in rows], STAGE, cfg)
         profiles, sources = [], []
         for row, answer in zip(rows, answers, strict=True):
-            ok = not is_failure(answer)
+            ok = answer is not None
             profiles.append(answer if ok else template_item_profile(row))
             sources.append("llm" if ok else "template_fallback")
     else:

@@ -17,9 +17,9 @@ import polars as pl
 from e2ep.data.splits import Fold
 from e2ep.errors import ConfigError
 from e2ep.profiles.config import ProfilesConfig
-from e2ep.profiles.gateway import ChatGateway, Messages, ProfileResult, finish_frame, is_failure
+from e2ep.profiles.gateway import ChatGateway, Messages, ProfileResult, ask_many, backend_for, finish_frame
 from e2ep.profiles.items import display_title, normalise_items
-from e2ep.profiles.schema import render_profile, validate_profile
+from e2ep.profiles.schema import render_profile
 
 STAGE = "user_profiles"
 
@@ -162,7 +162,8 @@ def user_profiles(
     items: item metadata (see `normalise_items`). `precomputed` needs `id_map` (user_idx, user_id), e.g.
     `Dataset.users`, and is refused for any fold but `cfg.precomputed_user_fold`.
     """
-    if cfg.backend == "precomputed" and fold.number != cfg.precomputed_user_fold:
+    backend = backend_for(cfg, gateway)
+    if backend == "precomputed" and fold.number != cfg.precomputed_user_fold:
         raise ConfigError(
             f"the precomputed user profiles were built from fold {cfg.precomputed_user_fold}'s training ratings; "
             f"using them for fold {fold.number} would leak its test ratings. Use backend 'template' or 'llm'"
@@ -177,9 +178,9 @@ def user_profiles(
     ordered = sorted(set(fold.train["user_idx"].to_list()) | set(range(n_users or 0)))
     templates = {u: template_user_profile(u, movies.get(u, []), n_ratings.get(u, 0)) for u in ordered}
     extra: dict[str, int] = {}
-    if cfg.backend == "template":
+    if backend == "template":
         result = templates
-    elif cfg.backend == "llm":
+    elif backend == "llm":
         if gateway is None:
             raise ConfigError("profiles.backend 'llm' needs an LLM gateway")
         result, extra = _llm_profiles(ordered, movies, templates, cfg, gateway)
@@ -215,16 +216,10 @@ def _llm_profiles(
         active = [u for u, b in batches.items() if turn < len(b) and u not in failed]
         if not active:
             break
-        answers = gateway.complete_many(
-            [user_prompt(current[u], batches[u][turn]) for u in active],
-            stage=STAGE,
-            validate=validate_profile,
-            temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens,
-        )
+        answers = ask_many(gateway, [user_prompt(current[u], batches[u][turn]) for u in active], STAGE, cfg)
         turns += len(active)
         for u, answer in zip(active, answers, strict=True):
-            if is_failure(answer):
+            if answer is None:
                 failed.add(u)
             else:
                 current[u] = answer

@@ -1,0 +1,119 @@
+"""Semantic stages: item metadata → item profiles → per-fold user profiles → embeddings.
+
+Each writes a content-addressed file and returns a small reference. LLM calls are memoised by the gateway
+itself (a crash loses no completed call); these tasks add Prefect caching on top, so an unchanged stage is
+skipped without even reading the LLM cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from prefect import get_run_logger, task
+from pydantic import BaseModel
+
+from e2ep.config import ExperimentConfig
+from e2ep.embed import embed_frame_counts
+from e2ep.llm import LLMConfig, LLMGateway
+from e2ep.metadata import MetadataConfig, enrich_items
+from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
+from e2ep.runtime import work_dir
+from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
+from tasks.caching import code_and_inputs
+from tasks.data import DatasetRef, FoldRef
+
+
+class StageRef(BaseModel, frozen=True):
+    """A stage's output file plus what it reports (counts by source, LLM usage)."""
+
+    file: FileRef
+    report: dict[str, Any]
+
+
+def resolve_semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LLMConfig]:
+    """Settle `auto` and the environment's model now, so they are part of every cache key downstream."""
+    llm = cfg.llm.model_copy(update={"model": cfg.llm.resolved_model()})
+    backend = cfg.profiles.backend
+    if backend == "auto":
+        backend = "llm" if llm.model else "template"
+    return cfg.profiles.model_copy(update={"backend": backend}), llm
+
+
+def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
+    """The LLM gateway when profiles are LLM-written, checked before any work (missing key, unknown model)."""
+    if profiles.backend != "llm":
+        return None
+    gateway = LLMGateway.from_config(llm, required=True)
+    gateway.preflight()
+    return gateway
+
+
+def build_item_metadata(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
+    result = enrich_items(dataset.load().items, cfg)
+    path = work_dir() / "semantic" / f"items-metadata-{stable_hash(dataset.digest, cfg)}.parquet"
+    return StageRef(file=write_parquet(result.items, path), report={"summary": result.report.summary()})
+
+
+def _profiles_ref(result: ProfileResult, name: str, gateway: LLMGateway | None, *key: Any) -> StageRef:
+    path = work_dir() / "semantic" / f"{name}-{stable_hash(*key)}.parquet"
+    report: dict[str, Any] = {"counts": result.counts}
+    if gateway is not None:
+        report["llm_usage"] = gateway.usage_summary()
+        gateway.close()
+    return StageRef(file=write_parquet(result.frame, path), report=report)
+
+
+def build_item_profiles(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
+                        llm: LLMConfig) -> StageRef:
+    gateway = gateway_for(profiles, llm)
+    result = item_profiles(metadata.file.read_parquet(), profiles, gateway=gateway, id_map=dataset.load().items)
+    return _profiles_ref(result, "item-profiles", gateway, metadata.file.digest, profiles, llm)
+
+
+def build_user_profiles(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
+                        llm: LLMConfig) -> StageRef:
+    gateway = gateway_for(profiles, llm)
+    data = dataset.load()
+    result = user_profiles(fold.load(), metadata.file.read_parquet(), profiles, n_users=data.n_users,
+                           gateway=gateway, id_map=data.users)
+    return _profiles_ref(result, f"user-profiles-fold{fold.number}", gateway, fold.digest, metadata.file.digest,
+                         profiles, llm)
+
+
+def embed_profiles(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
+    """`[n, 384]` float32 matrix aligned with node ids, saved as .npy (rows without a profile are zero)."""
+    vectors, counts = embed_frame_counts(profiles.file.read_parquet(), id_col, n, cfg)
+    path = work_dir() / "semantic" / f"embeddings-{stable_hash(profiles.file.digest, cfg)}.npy"
+    atomic_write(path, lambda tmp: np.save(tmp.open("wb"), vectors.numpy().astype(np.float32)))
+    return StageRef(file=FileRef(path=str(path), digest=file_digest(path)), report={"counts": counts})
+
+
+def _logged(stage: str, ref: StageRef) -> StageRef:
+    get_run_logger().info("%s: %s", stage, {k: v for k, v in ref.report.items() if k != "llm_usage"})
+    return ref
+
+
+@task(name="item-metadata", cache_policy=code_and_inputs("e2ep.metadata"), persist_result=True, retries=1)
+def item_metadata_task(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
+    return _logged("item metadata", build_item_metadata(dataset, cfg))
+
+
+@task(name="item-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
+      retries=2, retry_delay_seconds=10)
+def item_profiles_task(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
+                       llm: LLMConfig) -> StageRef:
+    return _logged("item profiles", build_item_profiles(dataset, metadata, profiles, llm))
+
+
+@task(name="user-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
+      retries=2, retry_delay_seconds=10, task_run_name="user-profiles-fold{fold.number}")
+def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
+                       llm: LLMConfig) -> StageRef:
+    return _logged(f"fold {fold.number} user profiles", build_user_profiles(dataset, fold, metadata, profiles, llm))
+
+
+@task(name="embed", cache_policy=code_and_inputs("e2ep.embed"), persist_result=True,
+      task_run_name="embed-{id_col}")
+def embed_task(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
+    return _logged(f"{id_col} embeddings", embed_profiles(profiles, id_col, n, cfg))
