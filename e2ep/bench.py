@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,10 @@ class StageMeasure:
     seconds: float = 0.0
     peak_mib: float = 0.0
     note: str = ""
+    started: float = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
 
 @contextmanager
@@ -53,7 +58,7 @@ def measure(dataset: str, stage: str, rows: list[StageMeasure]) -> Iterator[Stag
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    start = time.perf_counter()
+    start = row.started = time.perf_counter()
     try:
         yield row
     finally:
@@ -100,6 +105,39 @@ def bench_dataset(label: str, dataset_cfg: DatasetConfig, split_cfg: SplitConfig
             evaluate_fold(recs, fold.train, fold.test, cfg=eval_cfg, relevance_threshold=4.0, n_items=ds.n_items)
 
 
+def bench_semantic(label: str, dataset_cfg: DatasetConfig, rows: list[StageMeasure], tmp: Path) -> None:
+    """LLM item profiles through the real gateway against the local stand-in server (200 ms per answer,
+    concurrency 16: ideally 80 answers/s), the rerun's call count (must be 0), and embedding throughput."""
+    import hashlib
+
+    from e2ep.data import load_dataset
+    from e2ep.embed import embed_texts
+    from e2ep.llm import LLMConfig, LLMGateway
+    from e2ep.llm.standin import StubLLM
+    from e2ep.profiles import EmbeddingConfig, ProfilesConfig, item_profiles, render_profile
+
+    def reply(messages: list[dict]) -> str:
+        digest = hashlib.sha256(messages[-1]["content"].encode()).hexdigest()[:8]
+        return render_profile(f"Movie {digest}", "An overview.", ["Drama"], ["heist"], "A description.", "Gore.")
+
+    items = load_dataset(dataset_cfg).items
+    profiles_cfg = ProfilesConfig(backend="llm")
+    with StubLLM(latency_s=0.2, reply=reply) as server:
+        llm_cfg = LLMConfig(model="openai/stand-in", api_base=server.api_base, concurrency=16,
+                            cache_dir=str(tmp / "llm-cache"))
+        for attempt in ("cold", "rerun"):
+            before = server.count
+            with LLMGateway(llm_cfg) as gateway, measure(label, f"LLM item profiles ({attempt})", rows) as m:
+                result = item_profiles(items, profiles_cfg, gateway=gateway)
+                calls = server.count - before
+                m.note = f"{calls} calls" + (f", {calls / max(m.elapsed(), 1e-9):.1f} calls/s (ideal 80)"
+                                             if calls else "")
+    texts = result.frame["text"].to_list()
+    with measure(label, "embed item profiles", rows) as m:
+        embed_texts(texts, EmbeddingConfig(cache=False))
+        m.note = f"{len(texts)} texts, {len(texts) / m.elapsed():.0f} texts/s"
+
+
 def _targets(args: argparse.Namespace) -> dict[str, Callable[[], tuple[DatasetConfig, SplitConfig]]]:
     def ml100k() -> tuple[DatasetConfig, SplitConfig]:
         return DatasetConfig(name="ml-100k", data_dir=args.data_dir), SplitConfig()
@@ -111,7 +149,7 @@ def _targets(args: argparse.Namespace) -> dict[str, Callable[[], tuple[DatasetCo
                             "(e.g. the paper authors' 800k-rating ML-1M training split)")
         return DatasetConfig(name="csv", ratings_path=path), SplitConfig(official=False)
 
-    return {"ml-100k": ml100k, "ml-1m-split": ml1m_split}
+    return {"ml-100k": ml100k, "ml-1m-split": ml1m_split, "semantic": ml100k}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -127,6 +165,10 @@ def main(args: argparse.Namespace) -> int:
             dataset_cfg, split_cfg = targets[name]()
         except DataError as exc:  # one missing dataset should not hide the others' figures
             print(f"  {name:12s} skipped: {exc}")
+            continue
+        if name == "semantic":
+            with tempfile.TemporaryDirectory() as tmp:
+                bench_semantic(name, dataset_cfg, rows, Path(tmp))
             continue
         models = ModelsConfig()
         if args.max_epochs:

@@ -98,6 +98,9 @@ def _warn_truncation(model: Any, texts: list[str]) -> None:
         log.warning("%d of %d text(s) exceed the model's %d tokens and were truncated", over, len(texts), limit)
 
 
+_CHUNK = 512
+
+
 def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.ndarray:
     """float32 [len(texts), dim], unit rows, in input order. Duplicates are encoded once; cached texts not at all."""
     cfg = cfg or EmbeddingConfig()
@@ -115,17 +118,18 @@ def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.
     todo = [t for t in unique if t not in found]
     if todo or not unique:
         model = load_encoder(cfg)
-        if todo:
-            encoded = model.encode(
-                todo, batch_size=cfg.batch_size, convert_to_numpy=True, show_progress_bar=False
-            )
+        # Chunks are stored as they finish: a killed run keeps them, and the log shows progress.
+        for start in range(0, len(todo), _CHUNK):
+            chunk = todo[start : start + _CHUNK]
+            encoded = model.encode(chunk, batch_size=cfg.batch_size, convert_to_numpy=True, show_progress_bar=False)
             encoded = _normalise(np.asarray(encoded, dtype=np.float32))
-            _warn_truncation(model, todo)
-            found.update(zip(todo, encoded, strict=True))
+            _warn_truncation(model, chunk)
+            found.update(zip(chunk, encoded, strict=True))
             if store is not None:
                 with store.transact():
-                    for t, vector in zip(todo, encoded, strict=True):
+                    for t, vector in zip(chunk, encoded, strict=True):
                         store.set(keys[t], vector.tobytes())
+            log.info("encoded %d/%d text(s)", min(start + _CHUNK, len(todo)), len(todo))
         if not unique:
             return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
     log.info("embedded %d text(s): %d from cache, %d encoded", len(unique), len(unique) - len(todo), len(todo))

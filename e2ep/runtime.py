@@ -27,6 +27,8 @@ def configure_environment() -> None:
         "PREFECT_LOCAL_STORAGE_PATH": str(home / "results"),
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Stage progress logged by e2ep's own modules (LLM batches, embeddings) shows in the flow run's logs.
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "e2ep",
         # litellm otherwise fetches its model price list from the network at import.
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "HF_HUB_OFFLINE": "1",

@@ -13,7 +13,7 @@ from e2ep.config import load_config
 from e2ep.data import Fold
 from tasks.data import DatasetRef, FoldRef
 from tasks.semantic import StageRef, build_item_profiles, build_user_profiles, resolve_semantic_settings
-from tests.llm_stub import StubLLM
+from e2ep.llm.standin import StubLLM
 from tests.profiles_fakes import items_frame, ratings
 
 SECRET = "sk-planted-secret-for-the-leak-check"

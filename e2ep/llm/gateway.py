@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ALL_COMPLETED, FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -209,7 +209,7 @@ class LLMGateway:
         workers = max(1, min(self.config.concurrency, len(unique)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="e2ep-llm") as pool:
             futures = {pool.submit(self.complete, prompts[i], stage, validate, params): i for i in unique}
-            wait(futures, return_when=ALL_COMPLETED if return_exceptions else FIRST_EXCEPTION)
+            self._await(futures, stage, stop_on_error=not return_exceptions)
             failed = [(i, f.exception()) for f, i in futures.items() if f.done() and f.exception() is not None]
             bugs = [exc for _, exc in failed if not isinstance(exc, LLMError)]
             if failed and (bugs or not return_exceptions):
@@ -225,6 +225,16 @@ class LLMGateway:
                 self.ledger.record(stage, requests=1, cache_hits=1)
                 out.append(replace(results[j], cached=True) if isinstance(results[j], LLMResult) else results[j])
         return out
+
+    @staticmethod
+    def _await(futures: dict[Any, int], stage: str, stop_on_error: bool) -> None:
+        """Wait for the calls, logging progress every ~10 %; with `stop_on_error`, stop at the first failure."""
+        step = max(1, len(futures) // 10)
+        for done, future in enumerate(as_completed(futures), start=1):
+            if done % step == 0 or done == len(futures):
+                log.info("%s: %d/%d answers", stage, done, len(futures))
+            if stop_on_error and future.exception() is not None:
+                return
 
     # -- accounting ----------------------------------------------------------------------------------------
     def usage_summary(self) -> dict[str, Any]:

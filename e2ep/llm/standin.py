@@ -204,7 +204,7 @@ class StubLLM:
         )
 
 
-if __name__ == "__main__":  # manual use: python tests/llm_stub.py [latency_s]
+if __name__ == "__main__":  # manual use: python e2ep/llm/standin.py [latency_s]
     import sys
 
     with StubLLM(latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as server:
