@@ -214,6 +214,14 @@ class ExperimentConfig(_Strict):
     """Fold subflows run at once."""
 
     @model_validator(mode="after")
+    def _precomputed_users_fit_the_folds(self) -> ExperimentConfig:
+        # The authors' user profiles saw one fold's training ratings; on any other fold they leak its test data.
+        only = self.profiles.precomputed_user_fold
+        if self.semantic and self.profiles.backend == "precomputed" and self.split.folds != [only]:
+            raise ValueError(f"precomputed user profiles are valid for fold {only} only: add --folds {only}")
+        return self
+
+    @model_validator(mode="after")
     def _reference_is_run(self) -> ExperimentConfig:
         if self.evaluation.reference not in self.models.names:
             # Compare against the first model when the default reference isn't part of this run.

@@ -29,6 +29,8 @@ def test_file_then_overrides(tmp_path):
     ({"dataset.name": "csv"}, "ratings_path"),
     ({"split.typo": 1}, "Extra inputs"),
     ({"relevance.negative_threshold": 4}, "below"),
+    ({"profiles.backend": "precomputed"}, "fold 1 only"),
+    ({"profiles.backend": "precomputed", "split.folds": [2]}, "fold 1 only"),
 ])
 def test_bad_values_are_rejected_with_a_reason(overrides, message):
     with pytest.raises(ValidationError, match=message):
