@@ -118,12 +118,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Fail fast, before Prefect starts, on data that cannot be had or parsed: one line, not a flow traceback.
     # (Parsing ML-100K takes ~0.1 s, the 800k-rating ML-1M split under 1 s; a download lands in the cache.)
     load_dataset(cfg.dataset)
-    if cfg.semantic:  # a missing API key or unknown model, too
-        from tasks.semantic import gateway_for, resolve_semantic_settings
+    from tasks.semantic import preflight_llm
 
-        gateway = gateway_for(*resolve_semantic_settings(cfg))
-        if gateway is not None:
-            gateway.close()
+    preflight_llm(cfg)  # a missing API key or unknown model, too
     from flows.experiment import experiment
 
     print(experiment(cfg))

@@ -14,7 +14,6 @@ bound). Malformed input raises `DataError` naming the file and, where known, the
 
 from __future__ import annotations
 
-import gzip
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from e2ep.data.files import read_bytes
 from e2ep.errors import ConfigError, DataError
 from evaluation.metrics import check_k, cold_start_users, evaluate
 
@@ -68,14 +68,12 @@ class ExternalReport:
 
 
 def _read_text(path: Path) -> str:
+    """The file as text; unreadable and corrupt-gzip files are reported by the data layer's reader."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
-        return raw.decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+        return read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
         raise DataError(f"{path}: cannot read ({e})") from None
 
 

@@ -31,9 +31,9 @@ from tasks.evaluate import EvaluatedRef, evaluate_task
 from tasks.semantic import (
     StageRef,
     embed_task,
-    gateway_for,
     item_metadata_task,
     item_profiles_task,
+    preflight_llm,
     resolve_semantic_settings,
     user_profiles_task,
 )
@@ -130,10 +130,7 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the summary."""
     logger = get_run_logger()
     run_dir = Path(config.artifacts_dir) / default_run_name(config)
-    if config.semantic:
-        gateway = gateway_for(*resolve_semantic_settings(config))  # a missing key fails here, before any work
-        if gateway is not None:
-            gateway.close()
+    preflight_llm(config)
     dataset = prepare_dataset_task(config.dataset)
     logger.info("dataset %s: %d users, %d items", dataset.name, dataset.n_users, dataset.n_items)
     semantic = semantic_items(config, dataset) if config.semantic else None

@@ -49,6 +49,14 @@ def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
     return gateway
 
 
+def preflight_llm(cfg: ExperimentConfig) -> None:
+    """Report a missing API key or unknown model before any work starts (no-op without LLM profiles)."""
+    if cfg.semantic:
+        gateway = gateway_for(*resolve_semantic_settings(cfg))
+        if gateway is not None:
+            gateway.close()
+
+
 def build_item_metadata(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
     result = enrich_items(dataset.load().items, cfg)
     path = work_dir() / "semantic" / f"items-metadata-{stable_hash(dataset.digest, cfg)}.parquet"

@@ -29,8 +29,7 @@ def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
     """The part of the models config `name` depends on, so tuning one model never retrains another."""
     section = name.replace("-", "_")
     keep = {"training"} | ({section} if section in ModelsConfig.model_fields else set())
-    defaults = ModelsConfig(names=[name])
-    return defaults.model_copy(update={"names": [name], **{k: getattr(cfg, k) for k in keep}})
+    return ModelsConfig(names=[name]).model_copy(update={k: getattr(cfg, k) for k in keep})
 
 
 def train_and_recommend(name: str, models: ModelsConfig, relevance: RelevanceConfig, dataset: DatasetRef,
