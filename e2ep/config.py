@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from e2ep.llm.config import LLMConfig
 from e2ep.metadata.config import MetadataConfig
-from e2ep.profiles.config import EmbeddingConfig, ProfilesConfig
+from e2ep.profiles.config import EmbeddingConfig, ProfilesConfig, Representation
 from e2ep.settings import Strict as _Strict
 
 DatasetName = Literal["ml-100k", "ml-1m", "csv"]
@@ -188,6 +188,26 @@ class EvaluationConfig(_Strict):
         return self
 
 
+FeatureSource = Literal["profiles", "template", "llm", "precomputed", "none"]
+
+
+class AblationConfig(_Strict):
+    """One variant of the GAT, trained and evaluated beside the others as method `gat/<name>`."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
+    """Label in tables and artifacts (the method is called `gat/<name>`)."""
+
+    features: FeatureSource = "profiles"
+    """Node features: `profiles` (the run's own profiles), `template` / `llm` / `precomputed` (embeddings of
+    profiles from that backend), or `none` (learned ID embeddings, as `gat-id`)."""
+
+    representation: Representation | None = None
+    """Embed the `unified` Markdown profile or the `integrated` flat prose; None keeps the run's setting."""
+
+    cosine_weight: Annotated[float, Field(ge=0.0)] | None = None
+    """Weight of the cosine alignment term; 0 turns it off. None keeps `models.gat.cosine_weight`."""
+
+
 class ExperimentConfig(_Strict):
     """Everything one run of the `experiment` flow depends on."""
 
@@ -200,6 +220,10 @@ class ExperimentConfig(_Strict):
     llm: LLMConfig = LLMConfig()
     profiles: ProfilesConfig = ProfilesConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
+
+    ablations: list[AblationConfig] = []
+    """GAT variants run beside `models.names`, e.g. `[{name = "no-cosine", cosine_weight = 0}]` (each is
+    reported as `gat/<name>`)."""
 
     semantic: bool = True
     """Build item metadata, item and per-fold user profiles and their embeddings (the LLM-enhanced features)."""
@@ -217,9 +241,24 @@ class ExperimentConfig(_Strict):
     def _precomputed_users_fit_the_folds(self) -> ExperimentConfig:
         # The authors' user profiles saw one fold's training ratings; on any other fold they leak its test data.
         only = self.profiles.precomputed_user_fold
-        if self.semantic and self.profiles.backend == "precomputed" and self.split.folds != [only]:
+        uses_precomputed = self.profiles.backend == "precomputed" or any(
+            a.features == "precomputed" for a in self.ablations)
+        if self.semantic and uses_precomputed and self.split.folds != [only]:
             raise ValueError(f"precomputed user profiles are valid for fold {only} only: add --folds {only}")
         return self
+
+    @model_validator(mode="after")
+    def _ablations_are_distinct_and_fed(self) -> ExperimentConfig:
+        names = [a.name for a in self.ablations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ablation names must be unique, got {names}")
+        if not self.semantic and any(a.features != "none" for a in self.ablations):
+            raise ValueError("ablations with text features need the semantic stage (semantic = true)")
+        return self
+
+    def methods(self) -> list[str]:
+        """Every method the run reports, in table order: the models, then the ablations (`gat/<name>`)."""
+        return [*self.models.names, *(f"gat/{a.name}" for a in self.ablations)]
 
     @model_validator(mode="after")
     def _reference_is_run(self) -> ExperimentConfig:

@@ -61,7 +61,7 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
                      profiles: dict[str, pl.DataFrame] | None = None) -> RunReport:
     """Write the run folder atomically file by file and return the Markdown summary."""
     directory.mkdir(parents=True, exist_ok=True)
-    models = cfg.models.names
+    models = cfg.methods()
     summary = summarize(per_user, catalog)
     tests = paired_tests(per_user, cfg.evaluation.reference)
     scalars = [{k: v for k, v in log.items() if isinstance(v, (int, float, str))} for log in logs]

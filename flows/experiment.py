@@ -25,25 +25,47 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from e2ep.config import ExperimentConfig
+from e2ep.llm import LLMConfig
+from e2ep.profiles import ProfilesConfig
 from evaluation.report import RunReport, write_run_report
 from tasks.data import DatasetRef, FoldRef, prepare_dataset_task, split_dataset_task
 from tasks.evaluate import EvaluatedRef, evaluate_task
 from tasks.semantic import (
+    MAIN_VARIANT,
     StageRef,
     embed_task,
     item_metadata_task,
     item_profiles_task,
     preflight_llm,
-    resolve_semantic_settings,
+    profile_variants,
     user_profiles_task,
+    variant_of,
 )
-from tasks.train import TrainedRef, settings_for, train_and_recommend_task
+from tasks.train import NodeFeatures, TrainedRef, ablation_job, model_job, train_and_recommend_task
+
+
+class ItemSide(BaseModel, frozen=True):
+    """One profile variant's item profiles and their embeddings."""
+
+    profiles: ProfilesConfig
+    item_profiles: StageRef
+    item_embeddings: StageRef
 
 
 class SemanticResult(BaseModel, frozen=True):
+    """Item metadata plus, per profile variant (`main` first, then those ablations need), the item side."""
+
     metadata: StageRef
-    item_profiles: StageRef
-    item_embeddings: StageRef
+    llm: LLMConfig
+    variants: dict[str, ItemSide]
+
+    @property
+    def item_profiles(self) -> StageRef:
+        return self.variants[MAIN_VARIANT].item_profiles
+
+    @property
+    def item_embeddings(self) -> StageRef:
+        return self.variants[MAIN_VARIANT].item_embeddings
 
 
 class FoldResult(BaseModel, frozen=True):
@@ -55,29 +77,38 @@ class FoldResult(BaseModel, frozen=True):
 
 
 def semantic_items(cfg: ExperimentConfig, dataset: DatasetRef) -> SemanticResult:
-    """Item metadata, item profiles and their embeddings (shared by every fold)."""
-    profiles, llm = resolve_semantic_settings(cfg)
+    """Item metadata, and item profiles and their embeddings for every profile variant (shared by every fold)."""
+    variants, llm = profile_variants(cfg)
     metadata = item_metadata_task(dataset, cfg.metadata)
-    items = item_profiles_task(dataset, metadata, profiles, llm)
-    vectors = embed_task(items, "item_idx", dataset.n_items, cfg.embedding)
-    return SemanticResult(metadata=metadata, item_profiles=items, item_embeddings=vectors)
+    sides = {}
+    for key, profiles in variants.items():
+        items = item_profiles_task(dataset, metadata, profiles, llm)
+        sides[key] = ItemSide(profiles=profiles, item_profiles=items,
+                              item_embeddings=embed_task(items, "item_idx", dataset.n_items, cfg.embedding))
+    return SemanticResult(metadata=metadata, llm=llm, variants=sides)
 
 
 @flow(name="fold", flow_run_name="fold-{fold.number}")
 def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
               semantic: SemanticResult | None = None) -> FoldResult:
-    """Build the fold's user profiles (from its training ratings only), fit every model, evaluate each."""
-    users = user_vectors = None
+    """Build the fold's user profiles (from its training ratings only), fit every model and ablation, evaluate."""
+    user_side: dict[str, tuple[StageRef, StageRef]] = {}
+    features: dict[str | None, NodeFeatures | None] = {None: None}
     if semantic is not None:
-        profiles, llm = resolve_semantic_settings(cfg)
-        users = user_profiles_task(dataset, fold, semantic.metadata, profiles, llm)
-        user_vectors = embed_task(users, "user_idx", dataset.n_users, cfg.embedding)
-    trained = [
-        train_and_recommend_task(name, settings_for(name, cfg.models), cfg.relevance, dataset, fold,
-                                 cfg.evaluation.n_recommendations)
-        for name in cfg.models.names
-    ]
+        for key, side in semantic.variants.items():
+            users = user_profiles_task(dataset, fold, semantic.metadata, side.profiles, semantic.llm)
+            vectors = embed_task(users, "user_idx", dataset.n_users, cfg.embedding)
+            user_side[key] = (users, vectors)
+            features[key] = NodeFeatures(items=side.item_embeddings.file, users=vectors.file)
+    main = features.get(MAIN_VARIANT)
+    jobs = [model_job(name, cfg.models, main) for name in cfg.models.names]
+    if cfg.ablations:
+        profiles = semantic.variants[MAIN_VARIANT].profiles if semantic is not None else cfg.profiles
+        jobs += [ablation_job(a, cfg.models, features[variant_of(a, profiles)]) for a in cfg.ablations]
+    trained = [train_and_recommend_task(job, cfg.relevance, dataset, fold, cfg.evaluation.n_recommendations)
+               for job in jobs]
     evaluated = [evaluate_task(t, fold, dataset, cfg.evaluation, cfg.relevance) for t in trained]
+    users, user_vectors = user_side.get(MAIN_VARIANT, (None, None))
     return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
                       user_embeddings=user_vectors)
 

@@ -13,7 +13,7 @@ import numpy as np
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
-from e2ep.config import ExperimentConfig
+from e2ep.config import AblationConfig, ExperimentConfig
 from e2ep.embed import embed_frame_counts
 from e2ep.llm import LLMConfig, LLMGateway
 from e2ep.metadata import MetadataConfig, enrich_items
@@ -40,6 +40,33 @@ def resolve_semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LL
     return cfg.profiles.model_copy(update={"backend": backend}), llm
 
 
+MAIN_VARIANT = "main"
+
+
+def variant_of(ablation: AblationConfig, main: ProfilesConfig) -> str | None:
+    """Which profile variant feeds an ablation: `main`, `<backend>-<representation>`, or None (no text)."""
+    if ablation.features == "none":
+        return None
+    backend = main.backend if ablation.features == "profiles" else ablation.features
+    representation = ablation.representation or main.representation
+    if (backend, representation) == (main.backend, main.representation):
+        return MAIN_VARIANT
+    return f"{backend}-{representation}"
+
+
+def profile_variants(cfg: ExperimentConfig) -> tuple[dict[str, ProfilesConfig], LLMConfig]:
+    """Every profile setting the run embeds: the run's own (`main`) plus those its ablations ask for."""
+    main, llm = resolve_semantic_settings(cfg)
+    variants = {MAIN_VARIANT: main}
+    for ablation in cfg.ablations:
+        key = variant_of(ablation, main)
+        if key is not None and key not in variants:
+            backend = main.backend if ablation.features == "profiles" else ablation.features
+            variants[key] = main.model_copy(update={
+                "backend": backend, "representation": ablation.representation or main.representation})
+    return variants, llm
+
+
 def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
     """The LLM gateway when profiles are LLM-written, checked before any work (missing key, unknown model)."""
     if profiles.backend != "llm":
@@ -51,10 +78,14 @@ def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
 
 def preflight_llm(cfg: ExperimentConfig) -> None:
     """Report a missing API key or unknown model before any work starts (no-op without LLM profiles)."""
-    if cfg.semantic:
-        gateway = gateway_for(*resolve_semantic_settings(cfg))
+    if not cfg.semantic:
+        return
+    variants, llm = profile_variants(cfg)
+    for profiles in variants.values():
+        gateway = gateway_for(profiles, llm)
         if gateway is not None:
             gateway.close()
+            return
 
 
 def build_item_metadata(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
-from e2ep.config import ModelsConfig, RelevanceConfig
+from e2ep.config import AblationConfig, ModelsConfig, RelevanceConfig
+from e2ep.errors import DataError
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
-from models.base import fold_data, recommendations_frame
+from models.base import FoldData, fold_data, recommendations_frame
 from models.registry import build_model
 from tasks.caching import code_and_inputs
 from tasks.data import DatasetRef, FoldRef
@@ -32,28 +35,78 @@ def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
     return ModelsConfig(names=[name]).model_copy(update={k: getattr(cfg, k) for k in keep})
 
 
-def train_and_recommend(name: str, models: ModelsConfig, relevance: RelevanceConfig, dataset: DatasetRef,
-                        fold: FoldRef, n_recommendations: int) -> TrainedRef:
+class NodeFeatures(BaseModel, frozen=True):
+    """Profile embeddings of the graph's nodes: `.npy` matrices `[n_items, d]` and `[n_users, d]`, row = node index."""
+
+    items: FileRef
+    users: FileRef
+
+
+class TrainJob(BaseModel, frozen=True):
+    """One method to fit on a fold: its label in tables, the registered model behind it, the model's settings and
+    (for models that read them) the node features. Everything here is part of the training cache key."""
+
+    label: str
+    model: str
+    settings: ModelsConfig
+    features: NodeFeatures | None = None
+
+
+def model_job(name: str, models: ModelsConfig, features: NodeFeatures | None) -> TrainJob:
+    """The job for a model of `models.names`; features are attached only if the model reads them, so changing
+    the profiles never retrains a model that ignores them."""
+    uses = getattr(build_model(name, models), "uses_features", False)
+    return TrainJob(label=name, model=name, settings=settings_for(name, models), features=features if uses else None)
+
+
+def ablation_job(ablation: AblationConfig, models: ModelsConfig, features: NodeFeatures | None) -> TrainJob:
+    """The GAT variant `gat/<name>`: `gat-id` when it has no text features, else `gat` on `features`."""
+    model = "gat-id" if ablation.features == "none" else "gat"
+    settings = settings_for(model, models)
+    if ablation.cosine_weight is not None:
+        settings = settings.model_copy(update={
+            "gat": settings.gat.model_copy(update={"cosine_weight": ablation.cosine_weight})})
+    return TrainJob(label=f"gat/{ablation.name}", model=model, settings=settings,
+                    features=None if model == "gat-id" else features)
+
+
+def _load_matrix(ref: FileRef, rows: int) -> torch.Tensor:
+    matrix = np.load(ref.path)
+    if matrix.ndim != 2 or matrix.shape[0] != rows:
+        raise DataError(f"node features {ref.path} have shape {matrix.shape}, expected {rows} rows")
+    return torch.from_numpy(matrix.astype(np.float32))
+
+
+def with_features(data: FoldData, features: NodeFeatures | None) -> FoldData:
+    if features is None:
+        return data
+    return dataclasses.replace(data, item_features=_load_matrix(features.items, data.n_items),
+                               user_features=_load_matrix(features.users, data.n_users))
+
+
+def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef,
+                        n_recommendations: int) -> TrainedRef:
     data = fold_data(fold.load().train, dataset.n_users, dataset.n_items,
                      relevance.positive_threshold, relevance.negative_threshold)
+    data = with_features(data, job.features)
     started = time.perf_counter()
-    model = build_model(name, models).fit(data)
+    model = build_model(job.model, job.settings).fit(data)
     recs = recommendations_frame(model, data, n_recommendations)
     training_log = getattr(model, "training_log", None)
     log = {**(training_log.as_dict() if training_log is not None else {}),
            "seconds": round(time.perf_counter() - started, 2)}
-    key = stable_hash(name, models, relevance, dataset.digest, fold.digest, n_recommendations)
-    path = work_dir() / "recommendations" / f"{name}-fold{fold.number}-{key}.parquet"
-    return TrainedRef(model=name, fold=fold.number, recommendations=write_parquet(recs, path), log=log)
+    key = stable_hash(job, relevance, dataset.digest, fold.digest, n_recommendations)
+    path = work_dir() / "recommendations" / f"{job.label.replace('/', '_')}-fold{fold.number}-{key}.parquet"
+    return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log)
 
 
 @task(name="train-and-recommend", cache_policy=code_and_inputs("models"), persist_result=True,
-      task_run_name="train-{name}-fold{fold.number}")
-def train_and_recommend_task(name: str, models: ModelsConfig, relevance: RelevanceConfig, dataset: DatasetRef,
-                             fold: FoldRef, n_recommendations: int) -> TrainedRef:
-    trained = train_and_recommend(name, models, relevance, dataset, fold, n_recommendations)
+      task_run_name="train-{job.label}-fold{fold.number}")
+def train_and_recommend_task(job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef,
+                             n_recommendations: int) -> TrainedRef:
+    trained = train_and_recommend(job, relevance, dataset, fold, n_recommendations)
     log = trained.log
-    get_run_logger().info("fold %d %s: %s epochs (best %s), validation NDCG@10 %.4f, %.1f s", fold.number, name,
-                          log.get("epochs_run", 0), log.get("best_epoch", 0),
+    get_run_logger().info("fold %d %s: %s epochs (best %s), validation NDCG@10 %.4f, %.1f s", fold.number,
+                          job.label, log.get("epochs_run", 0), log.get("best_epoch", 0),
                           log.get("best_validation_ndcg10", float("nan")), log["seconds"])
     return trained
