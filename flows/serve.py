@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         serve_deployments()
         return 0
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops both children like Ctrl-C does
+    # Ctrl-C and `kill` both stop the children (SIGINT too when started from a shell that ignored it).
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     server = ServerProcess(args.host, args.port)
     serving = None
     try:
