@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     server = ServerProcess(args.host, args.port)
     serving = None
     try:
-        print(f"starting the Prefect server on http://{args.host}:{args.port} (PREFECT_HOME={server.env['PREFECT_HOME']})",
-              flush=True)  # fmt: skip
+        home = server.env["PREFECT_HOME"]
+        print(f"starting the Prefect server on http://{args.host}:{args.port} (PREFECT_HOME={home})", flush=True)
         server.launch()
         serving = start_serving(server.api_url)  # imports the flows while the server starts; waits for it
         server.wait(args.timeout)
