@@ -40,7 +40,7 @@ def test_a_served_deployment_runs_on_a_real_server(tmp_path):
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "INFO"}  # fmt: skip
     server_log, serving_log = tmp_path / "server.log", tmp_path / "serving.log"
     with server_log.open("wb") as slog, serving_log.open("wb") as rlog:
-        server = ServerProcess(home=tmp_path / "prefect", log=slog, extra_args=("--no-ui",))
+        server = ServerProcess(home=tmp_path / "prefect", log=slog, extra_args=("--no-ui", "--no-services"))
         serving = None
         try:
             server.launch()
