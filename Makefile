@@ -17,7 +17,7 @@ export E2EP_ML100K_METADATA ?= $(wildcard $(E2EP_DATA_DIR)/tmdb/ml-100k_items_tm
 # The paper authors' 800k-rating ML-1M training split, for ML-1M-scale benchmarks, when that copy has it.
 export E2EP_ML1M_RATINGS ?= $(wildcard $(E2EP_DATA_DIR)/seed_repo/ml-1m/seed_u1base_train_no_timestamps.csv.gz)
 
-.PHONY: install eval test bench clean clean-cache
+.PHONY: install eval test bench serve clean clean-cache
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: install
 ## make bench: wall time and peak memory per stage on ML-100K and the 800k-rating ML-1M split
 bench: install
 	$(BIN)/e2ep bench $(ARGS)
+
+## make serve [PREFECT_PORT=4200]: a local Prefect server on 127.0.0.1 serving prefect.yaml's deployments; then
+## `PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/prefect deployment run 'experiment/ml-100k'`. Ctrl-C stops both.
+PREFECT_PORT ?= 4200
+serve: install
+	$(BIN)/python -m flows.serve --host 127.0.0.1 --port $(PREFECT_PORT)
 
 clean-cache:
 	rm -rf .e2ep

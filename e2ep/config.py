@@ -237,6 +237,16 @@ class ExperimentConfig(_Strict):
     parallel_folds: Annotated[int, Field(ge=1)] = 2
     """Fold subflows run at once."""
 
+    task_runner: Literal["threads", "dask"] = "threads"
+    """Where fold subflows run: `threads` of the flow's own process, or `dask` (prefect-dask's DaskTaskRunner)."""
+
+    dask_address: str | None = None
+    """`dask` only: scheduler of an existing cluster (`tcp://host:8786`), whose workers need this code and the
+    run's Prefect API (`PREFECT_API_URL`). None: a LocalCluster of `parallel_folds` workers for the run."""
+
+    dask_processes: bool = True
+    """`dask` with a LocalCluster: workers are processes (True) or threads of the flow's process (False)."""
+
     @model_validator(mode="after")
     def _precomputed_users_fit_the_folds(self) -> ExperimentConfig:
         # The authors' user profiles saw one fold's training ratings; on any other fold they leak its test data.

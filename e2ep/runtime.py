@@ -29,6 +29,9 @@ def configure_environment() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # Stage progress logged by e2ep's own modules (LLM batches, embeddings) shows in the flow run's logs.
         "PREFECT_LOGGING_EXTRA_LOGGERS": "e2ep",
+        # Prefect's temporary local server (no PREFECT_API_URL) gets 20 s to start by default: too few on a busy
+        # machine, where the run would then fail before any work.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         # litellm otherwise fetches its model price list from the network at import.
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "HF_HUB_OFFLINE": "1",

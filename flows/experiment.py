@@ -10,8 +10,8 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
 ```
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: on a Dask worker the subflow arrives pickled by value, and Prefect
+# validates its parameters from real annotation objects (string ones name globals the copy does not carry).
 import os
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +19,6 @@ from pathlib import Path
 import polars as pl
 import torch
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
@@ -28,6 +27,8 @@ from e2ep.config import ExperimentConfig
 from e2ep.llm import LLMConfig
 from e2ep.profiles import ProfilesConfig
 from evaluation.report import RunReport, write_run_report
+from flows.artifacts import publish_run_artifacts
+from flows.runners import fold_task_runner
 from tasks.data import DatasetRef, FoldRef, prepare_dataset_task, split_dataset_task
 from tasks.evaluate import EvaluatedRef, evaluate_task
 from tasks.semantic import (
@@ -171,14 +172,13 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     parallel = max(1, min(config.parallel_folds, len(folds)))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel))
     results: list[FoldResult] = []
-    for start in range(0, len(folds), parallel):
-        futures = [run_fold.submit(config, dataset, f, semantic) for f in folds[start:start + parallel]]
-        results.extend(f.result() for f in futures)
+    with fold_task_runner(config, parallel) as runner:  # threads, or a Dask cluster (config.task_runner)
+        for start in range(0, len(folds), parallel):
+            futures = [runner.submit(run_fold, {"cfg": config, "dataset": dataset, "fold": f, "semantic": semantic})
+                       for f in folds[start:start + parallel]]
+            results.extend(f.result() for f in futures)
 
     report = collect_results_task(config, dataset, results, semantic, run_dir)
-    create_markdown_artifact(key="experiment-summary", markdown=report.markdown,
-                             description=f"Results of run {run_dir.name}")
-    create_table_artifact(key="experiment-results", table=report.summary.to_dicts(),
-                          description="Mean ± std over folds per model, protocol, segment, metric and k")
+    publish_run_artifacts(run_dir, report)
     logger.info("results written to %s", run_dir)
     return report.markdown

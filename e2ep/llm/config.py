@@ -80,8 +80,9 @@ class LLMConfig(Strict):
     (`OPENAI_API_BASE`, `OLLAMA_API_BASE`, ...). Not part of cache keys."""
 
     api_key_env: str | None = None
-    """Name of the environment variable holding the API key. None: litellm's usual variable for the provider
-    (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, ...). The key itself is never stored, cached or logged."""
+    """Where the API key lives: an environment variable's name, or `prefect-secret:<block name>` (a Prefect
+    Secret block). None: litellm's usual variable for the provider (`OPENAI_API_KEY`, ...). Looked up at each
+    call; the key itself is never stored, cached, logged or passed as a flow parameter."""
 
     temperature: float | None = 0.0
     """Sampling temperature (0: as reproducible as the provider allows). None: the provider's default."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from e2ep.errors import ConfigError, E2EPError
 from e2ep.llm.accounting import UsageLedger
 from e2ep.llm.config import MODEL_ENV, LLMConfig, import_litellm, is_retryable, retry_after_s
+from e2ep.secrets import require_secret, resolve_secret
 
 T = TypeVar("T")
 Messages = list[dict[str, Any]]
@@ -119,8 +119,8 @@ class LLMGateway:
                 "write it as provider/model, e.g. openai/gpt-4.1-mini or ollama/gemma3:4b"
             ) from None
         env = self.config.api_key_env
-        if env and not os.environ.get(env):
-            raise ConfigError(f"LLM API key missing: llm.api_key_env names ${env}, which is not set")
+        if env:
+            require_secret(env, "LLM API key (llm.api_key_env)")
         if not env and not self.config.api_base and provider not in LOCAL_PROVIDERS:
             missing = ll.validate_environment(self.model).get("missing_keys") or []
             if missing:
@@ -263,7 +263,7 @@ class LLMGateway:
     def _api_key(self) -> str | None:
         """Read fresh for each call and passed straight to litellm: never stored on the gateway."""
         if self.config.api_key_env:
-            return os.environ.get(self.config.api_key_env)
+            return resolve_secret(self.config.api_key_env)
         if self.config.api_base and import_litellm().validate_environment(self.model).get("missing_keys"):
             return PLACEHOLDER_KEY
         return None

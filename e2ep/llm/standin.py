@@ -63,6 +63,8 @@ class StubLLM:
     requests: list[dict[str, Any]] = field(default_factory=list)
     """JSON bodies received, in arrival order."""
     max_in_flight: int = 0
+    api_keys: set[str] = field(default_factory=set)
+    """Bearer keys the requests carried (to check that a configured secret reached the provider)."""
 
     def __post_init__(self) -> None:
         self._faults: deque[Fault] = deque()
@@ -114,6 +116,10 @@ class StubLLM:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
+                auth = self.headers.get("Authorization") or ""
+                if auth.startswith("Bearer "):
+                    with stub._lock:
+                        stub.api_keys.add(auth.removeprefix("Bearer "))
                 stub._serve(self, json.loads(body or b"{}"))
 
             def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:

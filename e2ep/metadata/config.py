@@ -1,4 +1,4 @@
-"""Settings of the item-metadata stage. Credentials are never part of them: they come from the environment only."""
+"""Settings of the item-metadata stage. Credentials are never part of them: only where they live (see e2ep.secrets)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ DEFAULT_CACHE_DIR = Path("~/.cache/e2ep")
 
 
 class TMDBConfig(_Strict):
-    """How the TMDB API is called. Set `TMDB_READ_TOKEN` (v4, preferred) or `TMDB_API_KEY` (v3) in the environment."""
+    """How the TMDB API is called. Set `TMDB_READ_TOKEN` (v4, preferred) or `TMDB_API_KEY` (v3) in the environment,
+    or name Prefect Secret blocks in `read_token_secret` / `api_key_secret`."""
 
     api_base: str | None = None
     """API root URL. Defaults to `$TMDB_API_BASE`, else https://api.themoviedb.org/3."""
@@ -40,6 +41,12 @@ class TMDBConfig(_Strict):
 
     workers: Annotated[int, Field(ge=1, le=32)] = 4
     """Items looked up concurrently; the rate limit still holds across all of them."""
+
+    read_token_secret: str = "TMDB_READ_TOKEN"
+    """Where the v4 read token lives (preferred): an environment variable's name or `prefect-secret:<block>`."""
+
+    api_key_secret: str = "TMDB_API_KEY"
+    """Where the v3 API key lives, used when there is no read token: a variable's name or `prefect-secret:<block>`."""
 
     cache_dir: str | None = None
     """Disk cache of responses (a rerun makes no requests). Defaults to `$E2EP_CACHE_DIR/tmdb` or `~/.cache/e2ep/tmdb`."""

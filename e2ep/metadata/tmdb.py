@@ -26,6 +26,7 @@ from e2ep.errors import ConfigError, DataError
 from e2ep.metadata.config import TMDBConfig
 from e2ep.metadata.throttle import TokenBucket, retry_after_seconds
 from e2ep.metadata.titles import SearchTitle, clean_title, normalise
+from e2ep.secrets import resolve_secret
 
 API_KEY_ENV = "TMDB_API_KEY"
 READ_TOKEN_ENV = "TMDB_READ_TOKEN"
@@ -69,6 +70,15 @@ class Credentials:
             raise ConfigError(f"TMDB needs credentials: set {READ_TOKEN_ENV} (v4 read token) or {API_KEY_ENV} (v3 key)")
         return cls(read_token=token or None, api_key=None if token else key)
 
+    @classmethod
+    def from_config(cls, cfg: TMDBConfig) -> Credentials:
+        """Look up the secrets `cfg` names (environment variables or `prefect-secret:<block>`) now, at use."""
+        token, key = resolve_secret(cfg.read_token_secret), resolve_secret(cfg.api_key_secret)
+        if not token and not key:
+            raise ConfigError(f"TMDB needs credentials: set {cfg.read_token_secret} (v4 read token) or "
+                              f"{cfg.api_key_secret} (v3 key)")
+        return cls(read_token=(token or "").strip() or None, api_key=None if token else (key or "").strip())
+
 
 @dataclass(frozen=True)
 class MovieDetails:
@@ -110,7 +120,7 @@ class TMDBClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.cfg = cfg
-        self._credentials = credentials or Credentials.from_env()
+        self._credentials = credentials or Credentials.from_config(cfg)
         self._base = cfg.resolved_api_base()
         headers = {"Accept": "application/json"}
         if self._credentials.read_token:
