@@ -16,6 +16,7 @@ from e2ep.llm.config import LLMConfig
 from e2ep.metadata.config import MetadataConfig
 from e2ep.profiles.config import EmbeddingConfig, ProfilesConfig
 from e2ep.settings import Strict as _Strict
+from rerank.config import RerankConfig
 
 DatasetName = Literal["ml-100k", "ml-1m", "csv"]
 Protocol = Literal["full", "paper"]
@@ -200,6 +201,7 @@ class ExperimentConfig(_Strict):
     llm: LLMConfig = LLMConfig()
     profiles: ProfilesConfig = ProfilesConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
+    rerank: RerankConfig = RerankConfig()
 
     semantic: bool = True
     """Build item metadata, item and per-fold user profiles and their embeddings (the LLM-enhanced features)."""
@@ -219,6 +221,26 @@ class ExperimentConfig(_Strict):
         only = self.profiles.precomputed_user_fold
         if self.semantic and self.profiles.backend == "precomputed" and self.split.folds != [only]:
             raise ValueError(f"precomputed user profiles are valid for fold {only} only: add --folds {only}")
+        return self
+
+    @model_validator(mode="after")
+    def _rerank_base_is_run(self) -> ExperimentConfig:
+        rr = self.rerank
+        if not rr.strategies:
+            return self
+        asked = bool(rr.model_fields_set & {"base_model", "strategies"})
+        problem = None
+        if rr.base_model not in self.models.names:
+            problem = (f"rerank.base_model {rr.base_model!r} is not among models.names "
+                       f"({', '.join(self.models.names)}): add it, or set rerank.strategies=[]")
+        elif not self.semantic:
+            problem = ("reranking needs the semantic layer (profiles and embeddings): drop --no-semantic, "
+                       "or set rerank.strategies=[]")
+        if problem and asked:
+            raise ValueError(problem)
+        if problem:
+            # Reranking the default base model is implied, not asked for: skip it when that model isn't run.
+            object.__setattr__(rr, "strategies", [])
         return self
 
     @model_validator(mode="after")

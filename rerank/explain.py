@@ -1,0 +1,64 @@
+"""Template explanations (no LLM): the profile attributes a recommendation shares with the viewer.
+
+    "Fits your taste for Drama, Romance; shares tags: love, war; with Tom Hanks, as in Apollo 13; close to
+     Casablanca, which you rated 5/5."
+
+Genres and tags come from the profiles' Attributes, people from "Directed by …" / "Starring …" in item
+Descriptions (the template profiles write them; LLM profiles may not), the closest liked movie from the profile
+embeddings, and a genre the viewer's Dislikes mention is flagged.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from rerank.inputs import RerankInputs, attribute_list, profile_sections
+
+_PEOPLE = re.compile(r"(?:Directed by|Starring)\s+([^.]+)\.")
+
+
+def _people(profile: str) -> list[str]:
+    text = profile_sections(profile).get("Description", "")
+    return [p.strip() for group in _PEOPLE.findall(text) for p in group.split(",") if p.strip()]
+
+
+def _shared(left: list[str], right: list[str]) -> list[str]:
+    wanted = {r.lower() for r in right}
+    return list(dict.fromkeys(x for x in left if x.lower() in wanted))
+
+
+def template_explanation(user: int, item: int, inputs: RerankInputs) -> str:
+    """One sentence from overlapping attributes; deterministic."""
+    user_profile = inputs.user_profiles.get(user, "")
+    item_profile = inputs.item_profiles.get(item, "")
+    item_genres = attribute_list(item_profile, "genre")
+    parts = []
+    genres = _shared(item_genres, attribute_list(user_profile, "genre"))
+    if genres:
+        parts.append(f"fits your taste for {', '.join(genres[:3])}")
+    tags = _shared(attribute_list(item_profile, "tag"), attribute_list(user_profile, "tag"))
+    if tags:
+        parts.append(f"shares tags you like: {', '.join(tags[:3])}")
+    liked = [i for i, _ in inputs.liked.get(user, []) if i != item]
+    people = _people(item_profile)
+    if people and liked:
+        for other in liked:
+            common = _shared(people, _people(inputs.item_profiles.get(other, "")))
+            if common:
+                parts.append(f"with {', '.join(common[:2])}, as in {inputs.title(other)}")
+                break
+    if liked:
+        vectors = inputs.item_vectors[liked] @ inputs.item_vectors[item]
+        best = int(np.argmax(vectors))
+        if vectors[best] > 0:
+            rating = dict(inputs.liked[user]).get(liked[best], 0.0)
+            parts.append(f"close to {inputs.title(liked[best])}, which you rated {rating:g}/5")
+    dislikes = profile_sections(user_profile).get("Dislikes", "").lower()
+    avoided = [g for g in item_genres if re.search(rf"\b{re.escape(g.lower())}\b", dislikes)]
+    text = "; ".join(parts) if parts else "ranked high by viewers with ratings like yours"
+    text = text[0].upper() + text[1:]
+    if avoided:
+        text += f" (though it is {', '.join(avoided[:2])}, which you often rate low)"
+    return text + "."
