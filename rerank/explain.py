@@ -5,7 +5,7 @@
 
 Genres and tags come from the profiles' Attributes, people from "Directed by …" / "Starring …" in item
 Descriptions (the template profiles write them; LLM profiles may not), the closest liked movie from the profile
-embeddings, and a genre the viewer's Dislikes mention is flagged.
+embeddings, and a genre the viewer's Dislikes mention (and Attributes do not) is flagged.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def template_explanation(user: int, item: int, inputs: RerankInputs) -> str:
     user_profile = inputs.user_profiles.get(user, "")
     item_profile = inputs.item_profiles.get(item, "")
     item_genres = attribute_list(item_profile, "genre")
+    liked_genres = attribute_list(user_profile, "genre")
     parts = []
-    genres = _shared(item_genres, attribute_list(user_profile, "genre"))
+    genres = _shared(item_genres, liked_genres)
     if genres:
         parts.append(f"fits your taste for {', '.join(genres[:3])}")
     tags = _shared(attribute_list(item_profile, "tag"), attribute_list(user_profile, "tag"))
@@ -56,7 +57,7 @@ def template_explanation(user: int, item: int, inputs: RerankInputs) -> str:
             rating = dict(inputs.liked[user]).get(liked[best], 0.0)
             parts.append(f"close to {inputs.title(liked[best])}, which you rated {rating:g}/5")
     dislikes = profile_sections(user_profile).get("Dislikes", "").lower()
-    avoided = [g for g in item_genres if re.search(rf"\b{re.escape(g.lower())}\b", dislikes)]
+    avoided = [g for g in item_genres if g not in liked_genres and re.search(rf"\b{re.escape(g.lower())}\b", dislikes)]
     text = "; ".join(parts) if parts else "ranked high by viewers with ratings like yours"
     text = text[0].upper() + text[1:]
     if avoided:

@@ -51,7 +51,7 @@ def cost_table(cost: pl.DataFrame, methods: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def sample_explanations(explanations: pl.DataFrame, titles: pl.DataFrame | None, n: int = 3) -> str:
+def sample_explanations(explanations: pl.DataFrame, titles: pl.DataFrame | None, n: int = 2) -> str:
     """The first `n` explanations of the first explained user of the first fold, per method."""
     if explanations.is_empty():
         return ""

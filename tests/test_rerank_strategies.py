@@ -171,3 +171,15 @@ def test_fusion_normalises_within_the_pool():
     assert fused_order([7, 8, 9], np.array([0.5, 0.5, 0.5])) == [7, 8, 9]  # ties keep the base order
     for a, b in itertools.permutations(range(3), 2):
         assert fused_order([a, b], np.array([0.1, 0.1])) == [a, b]
+
+
+def test_template_explanations_name_what_user_and_item_share():
+    from rerank.explain import template_explanation
+
+    inputs = make_inputs()
+    inputs.liked[0] = [(9, 5.0)]  # Movie 9 shares Actor 2 with Movie 2
+    inputs.item_vectors[9] = inputs.item_vectors[2]
+    text = template_explanation(0, 2, inputs)  # user 0 likes Drama and tag1/tag2, dislikes Horror
+    assert "tag2" in text and "Actor 2, as in Movie 9" in text and "close to Movie 9, which you rated 5/5" in text
+    assert "though it is Horror" in text
+    assert template_explanation(0, 4, inputs).startswith("Fits your taste for Drama")
