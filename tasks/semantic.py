@@ -50,11 +50,17 @@ def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
 
 
 def preflight_llm(cfg: ExperimentConfig) -> None:
-    """Report a missing API key or unknown model before any work starts (no-op without LLM profiles)."""
-    if cfg.semantic:
-        gateway = gateway_for(*resolve_semantic_settings(cfg))
-        if gateway is not None:
-            gateway.close()
+    """Report a missing API key or unknown model before any work starts (no-op when no stage calls an LLM: neither
+    the profiles nor the reranking judge)."""
+    if not cfg.semantic:
+        return
+    profiles, llm = resolve_semantic_settings(cfg)
+    rerank = cfg.rerank
+    judge_llm = bool(rerank.strategies) and (rerank.judge == "llm" or (rerank.judge == "auto" and bool(llm.model)))
+    if profiles.backend == "llm" or judge_llm:
+        gateway = LLMGateway.from_config(llm, required=True)
+        gateway.preflight()
+        gateway.close()
 
 
 def build_item_metadata(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
