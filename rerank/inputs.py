@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import polars as pl
@@ -27,8 +27,9 @@ class UserContext:
     candidates: list[int]
     base_scores: list[float]
 
-    @property
+    @cached_property
     def base_rank(self) -> dict[int, int]:
+        """Position of each candidate in the base order (0 = best)."""
         return {item: i for i, item in enumerate(self.candidates)}
 
 

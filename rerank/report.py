@@ -21,13 +21,16 @@ def _cell(rows: dict[tuple[str, str, str], dict], model: str, segment: str, metr
 
 
 def table_one(summary: pl.DataFrame, methods: Sequence[str], protocol: str, k: int = 10) -> str:
-    """Rows = methods; columns P/R/NDCG/MAP@k for all users, then for cold-start users (mean ± std over folds)."""
+    """Rows = methods; columns P/R/NDCG/MAP@k for all users, then for cold-start users (mean ± std over folds), and
+    the (fold, user) pairs behind them."""
     part = summary.filter((pl.col("protocol") == protocol) & (pl.col("k") == k))
     rows = {(r["model"], r["segment"], r["metric"]): r for r in part.iter_rows(named=True)}
-    head = [f"{short}@{k} ({seg})" for seg, _ in SEGMENTS for _, short in METRICS]
+    head = [f"{short}@{k} ({seg})" for seg, _ in SEGMENTS for _, short in METRICS] + ["users (all / cold-start)"]
     lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
     for model in methods:
         cells = [_cell(rows, model, seg, metric) for seg, _ in SEGMENTS for metric, _ in METRICS]
+        users = [rows.get((model, seg, "precision"), {}).get("n_users") for seg, _ in SEGMENTS]
+        cells.append(" / ".join("–" if u is None else str(u) for u in users))
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
