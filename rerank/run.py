@@ -25,7 +25,7 @@ from e2ep.llm import LLMConfig, LLMGateway
 from rerank.config import RerankConfig
 from rerank.fusion import fuse, fused_order
 from rerank.inputs import RerankInputs, UserContext
-from rerank.judges import Cost, Judge, LLMJudge, SemanticJudge
+from rerank.judges import Judge, LLMJudge, SemanticJudge
 from rerank.strategies import STRATEGIES
 
 log = logging.getLogger("e2ep.rerank")

@@ -7,7 +7,7 @@ import re
 import polars as pl
 import pytest
 
-from e2ep.llm import LLMConfig, LLMGateway
+from e2ep.llm import LLMConfig
 from e2ep.llm.standin import StubLLM
 from rerank.config import RerankConfig
 from rerank.parsing import parse_choice, parse_explanations, parse_order, parse_scores
