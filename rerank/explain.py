@@ -11,20 +11,14 @@ embeddings, and a genre the viewer's Dislikes mention (and Attributes do not) is
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
-from rerank.inputs import RerankInputs, attribute_list, profile_sections
-
-_PEOPLE = re.compile(r"(?:Directed by|Starring)\s+([^.]+)\.")
+from rerank.inputs import RerankInputs, attribute_list, profile_people, profile_sections
 
 
-def _people(profile: str) -> list[str]:
-    text = profile_sections(profile).get("Description", "")
-    return [p.strip() for group in _PEOPLE.findall(text) for p in group.split(",") if p.strip()]
-
-
-def _shared(left: list[str], right: list[str]) -> list[str]:
+def _shared(left: Sequence[str], right: Sequence[str]) -> list[str]:
     wanted = {r.lower() for r in right}
     return list(dict.fromkeys(x for x in left if x.lower() in wanted))
 
@@ -43,13 +37,11 @@ def template_explanation(user: int, item: int, inputs: RerankInputs) -> str:
     if tags:
         parts.append(f"shares tags you like: {', '.join(tags[:3])}")
     liked = [i for i, _ in inputs.liked.get(user, []) if i != item]
-    people = _people(item_profile)
-    if people and liked:
-        for other in liked:
-            common = _shared(people, _people(inputs.item_profiles.get(other, "")))
-            if common:
-                parts.append(f"with {', '.join(common[:2])}, as in {inputs.title(other)}")
-                break
+    known = inputs.liked_people(user)
+    other = next((known[p.lower()] for p in profile_people(item_profile) if known.get(p.lower(), item) != item), None)
+    if other is not None:
+        common = _shared(profile_people(item_profile), profile_people(inputs.item_profiles.get(other, "")))
+        parts.append(f"with {', '.join(common[:2])}, as in {inputs.title(other)}")
     if liked:
         vectors = inputs.item_vectors[liked] @ inputs.item_vectors[item]
         best = int(np.argmax(vectors))

@@ -16,6 +16,7 @@ from e2ep.errors import DataError
 from e2ep.profiles.config import EmbeddingConfig
 from e2ep.profiles.schema import NAME, parse_profile
 
+_PEOPLE = re.compile(r"(?:Directed by|Starring)\s+([^.]+)\.")
 _LIST_LINE = re.compile(r"^\s*[-*+]?\s*\**\s*(Genres?|Tags?)\s*\**\s*:\s*\**\s*(.*)$", re.I | re.M)
 
 
@@ -46,8 +47,20 @@ class RerankInputs:
     user_dislike_vectors: np.ndarray | None = None
     item_dislike_vectors: np.ndarray | None = None
 
+    _people: dict[int, dict[str, int]] = field(default_factory=dict, repr=False)
+
     def title(self, item: int) -> str:
         return profile_sections(self.item_profiles.get(item, "")).get(NAME) or f"Movie {item}"
+
+    def liked_people(self, user: int) -> dict[str, int]:
+        """Cast and crew of the user's liked movies (lower-cased) -> the most recent liked movie with them."""
+        if user not in self._people:
+            index: dict[str, int] = {}
+            for item, _ in self.liked.get(user, []):
+                for person in profile_people(self.item_profiles.get(item, "")):
+                    index.setdefault(person.lower(), item)
+            self._people[user] = index
+        return self._people[user]
 
 
 @lru_cache(maxsize=65536)
@@ -55,14 +68,22 @@ def profile_sections(text: str) -> dict[str, str]:
     return parse_profile(text) if text else {}
 
 
-def attribute_list(profile: str, key: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def attribute_list(profile: str, key: str) -> tuple[str, ...]:
     """The comma-separated values of `- Genre:` (key `genre`) or `- Tags:` (key `tag`) in Attributes."""
     body = profile_sections(profile).get("Attributes", "")
     values: list[str] = []
     for name, rest in _LIST_LINE.findall(body):
         if name.lower().rstrip("s") == key:
             values += [v.strip(" .*") for v in rest.split(",") if v.strip(" .*")]
-    return [v for v in values if v.lower() not in ("unknown", "none")]
+    return tuple(v for v in values if v.lower() not in ("unknown", "none"))
+
+
+@lru_cache(maxsize=65536)
+def profile_people(profile: str) -> tuple[str, ...]:
+    """Names after "Directed by" / "Starring" in the Description (as the template item profiles write them)."""
+    text = profile_sections(profile).get("Description", "")
+    return tuple(p.strip() for group in _PEOPLE.findall(text) for p in group.split(",") if p.strip())
 
 
 def liked_items(train: pl.DataFrame, min_rating: float, limit: int = 50) -> dict[int, list[tuple[int, float]]]:
