@@ -149,7 +149,7 @@ def _targets(args: argparse.Namespace) -> dict[str, Callable[[], tuple[DatasetCo
                             "(e.g. the paper authors' 800k-rating ML-1M training split)")
         return DatasetConfig(name="csv", ratings_path=path), SplitConfig(official=False)
 
-    return {"ml-100k": ml100k, "ml-1m-split": ml1m_split, "semantic": ml100k}
+    return {"ml-100k": ml100k, "ml-1m-split": ml1m_split, "semantic": ml100k, "rerank": ml100k}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -169,6 +169,12 @@ def main(args: argparse.Namespace) -> int:
         if name == "semantic":
             with tempfile.TemporaryDirectory() as tmp:
                 bench_semantic(name, dataset_cfg, rows, Path(tmp))
+            continue
+        if name == "rerank":
+            from rerank.bench import bench_rerank
+
+            with tempfile.TemporaryDirectory() as tmp:
+                bench_rerank(name, dataset_cfg, rows, Path(tmp))
             continue
         models = ModelsConfig()
         if args.max_epochs:

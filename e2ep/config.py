@@ -16,6 +16,7 @@ from e2ep.llm.config import LLMConfig
 from e2ep.metadata.config import MetadataConfig
 from e2ep.profiles.config import EmbeddingConfig, ProfilesConfig, Representation
 from e2ep.settings import Strict as _Strict
+from rerank.config import RerankConfig
 
 DatasetName = Literal["ml-100k", "ml-1m", "csv"]
 Protocol = Literal["full", "paper"]
@@ -220,6 +221,7 @@ class ExperimentConfig(_Strict):
     llm: LLMConfig = LLMConfig()
     profiles: ProfilesConfig = ProfilesConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
+    rerank: RerankConfig = RerankConfig()
 
     ablations: list[AblationConfig] = []
     """GAT variants run beside `models.names`, e.g. `[{name = "no-cosine", cosine_weight = 0}]` (each is
@@ -267,8 +269,30 @@ class ExperimentConfig(_Strict):
         return self
 
     def methods(self) -> list[str]:
-        """Every method the run reports, in table order: the models, then the ablations (`gat/<name>`)."""
-        return [*self.models.names, *(f"gat/{a.name}" for a in self.ablations)]
+        """Every method the run reports, in table order: the models, the ablations (`gat/<name>`), then
+        the reranked lists (`<base>+<strategy>`)."""
+        return [*self.models.names, *(f"gat/{a.name}" for a in self.ablations),
+                *(self.rerank.method(s) for s in self.rerank.strategies)]
+
+    @model_validator(mode="after")
+    def _rerank_base_is_run(self) -> ExperimentConfig:
+        rr = self.rerank
+        if not rr.strategies:
+            return self
+        asked = bool(rr.model_fields_set & {"base_model", "strategies"})
+        problem = None
+        if rr.base_model not in self.models.names:
+            problem = (f"rerank.base_model {rr.base_model!r} is not among models.names "
+                       f"({', '.join(self.models.names)}): add it, or set rerank.strategies=[]")
+        elif not self.semantic:
+            problem = ("reranking needs the semantic layer (profiles and embeddings): drop --no-semantic, "
+                       "or set rerank.strategies=[]")
+        if problem and asked:
+            raise ValueError(problem)
+        if problem:
+            # Reranking the default base model is implied, not asked for: skip it when that model isn't run.
+            object.__setattr__(rr, "strategies", [])
+        return self
 
     @model_validator(mode="after")
     def _reference_is_run(self) -> ExperimentConfig:

@@ -58,10 +58,12 @@ def semantic_section(report: dict[str, Any]) -> str:
 def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFrame, catalog: pl.DataFrame,
                      recommendations: pl.DataFrame, logs: list[dict[str, Any]],
                      semantic: dict[str, Any] | None = None,
-                     profiles: dict[str, pl.DataFrame] | None = None) -> RunReport:
-    """Write the run folder atomically file by file and return the Markdown summary."""
+                     profiles: dict[str, pl.DataFrame] | None = None,
+                     methods: list[str] | None = None) -> RunReport:
+    """Write the run folder atomically file by file and return the Markdown summary. `methods`: table rows in
+    order (default `cfg.models.names`; reranked methods are added after them)."""
     directory.mkdir(parents=True, exist_ok=True)
-    models = cfg.methods()
+    models = methods or cfg.methods()
     summary = summarize(per_user, catalog)
     tests = paired_tests(per_user, cfg.evaluation.reference)
     scalars = [{k: v for k, v in log.items() if isinstance(v, (int, float, str))} for log in logs]

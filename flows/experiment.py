@@ -5,6 +5,7 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
        │
        └─▶ split-folds ─┬─▶ fold 1: user-profiles ─▶ embed-users
                         │           train-{model} ─▶ evaluate-{model}   (per model) ─┐
+                        │           rerank-{base}+{strategy} ─▶ evaluate      (per strategy)
                         ├─▶ fold 2: …                                                 ├─▶ report
                         └─▶ fold n: …                                                 ┘
 ```
@@ -13,6 +14,7 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
 # No `from __future__ import annotations`: on a Dask worker the subflow arrives pickled by value, and Prefect
 # validates its parameters from real annotation objects (string ones name globals the copy does not carry).
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,13 +26,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from e2ep.config import ExperimentConfig
+from e2ep.data import Dataset
+from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
 from e2ep.profiles import ProfilesConfig
+from e2ep.store import write_parquet, write_text
 from evaluation.report import RunReport, write_run_report
 from flows.artifacts import publish_run_artifacts
 from flows.runners import fold_task_runner
+from rerank.report import rerank_section
 from tasks.data import DatasetRef, FoldRef, prepare_dataset_task, split_dataset_task
 from tasks.evaluate import EvaluatedRef, evaluate_task
+from tasks.rerank import RerankedRef, rerank_task, resolve_rerank_settings
 from tasks.semantic import (
     MAIN_VARIANT,
     StageRef,
@@ -75,6 +82,7 @@ class FoldResult(BaseModel, frozen=True):
     evaluated: list[EvaluatedRef]
     user_profiles: StageRef | None = None
     user_embeddings: StageRef | None = None
+    reranked: list[RerankedRef] = []
 
 
 def semantic_items(cfg: ExperimentConfig, dataset: DatasetRef) -> SemanticResult:
@@ -110,8 +118,28 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
                for job in jobs]
     evaluated = [evaluate_task(t, fold, dataset, cfg.evaluation, cfg.relevance) for t in trained]
     users, user_vectors = user_side.get(MAIN_VARIANT, (None, None))
+    reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors)
+    evaluated += [evaluate_task(r, fold, dataset, cfg.evaluation, cfg.relevance) for r in reranked]
     return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
-                      user_embeddings=user_vectors)
+                      user_embeddings=user_vectors, reranked=reranked)
+
+
+def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef], semantic: SemanticResult | None,
+                users: StageRef | None, user_vectors: StageRef | None) -> list[RerankedRef]:
+    """Each configured strategy reranks the base model's lists (one strategy at a time: an LLM judge already
+    runs `llm.concurrency` requests at once)."""
+    if not cfg.rerank.strategies:
+        return []
+    if semantic is None or users is None or user_vectors is None:
+        raise ConfigError("reranking needs the semantic layer (profiles and embeddings); set rerank.strategies=[]")
+    rerank, llm = resolve_rerank_settings(cfg)
+    base = next((t for t in trained if t.model == rerank.base_model), None)
+    if base is None:
+        raise ConfigError(f"rerank.base_model {rerank.base_model!r} was not trained; add it to models.names")
+    return [rerank_task(base, strategy, rerank.model_copy(update={"strategies": [strategy]}), llm, cfg.embedding,
+                        fold, semantic.item_profiles, users, semantic.item_embeddings, user_vectors,
+                        cfg.relevance.positive_threshold)
+            for strategy in rerank.strategies]
 
 
 @task(name="run-fold", cache_policy=NO_CACHE, task_run_name="run-fold-{fold.number}")
@@ -129,7 +157,7 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
     catalog = pl.concat([e.catalog.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
     recs = pl.concat([
         t.recommendations.read_parquet().with_columns(pl.lit(t.model).alias("model"), pl.lit(t.fold).alias("fold"))
-        for r in results for t in r.trained
+        for r in results for t in [*r.trained, *r.reranked]
     ])
     recs = (recs.join(data.users.select("user_idx", "user_id"), on="user_idx")
                 .join(data.items.select("item_idx", "item_id"), on="item_idx")
@@ -146,8 +174,40 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
         "embeddings": {"items": semantic.item_embeddings.report,
                        **{f"users-fold{r.fold}": r.user_embeddings.report for r in results if r.user_embeddings}},
     }
-    return write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
-                            {name: ref.file.read_parquet() for name, ref in profiles.items()})
+    reranked = [t for r in results for t in r.reranked]
+    methods = list(dict.fromkeys(t.model for t in reranked))
+    report = write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
+                              {name: ref.file.read_parquet() for name, ref in profiles.items()},
+                              methods=cfg.methods())
+    if reranked:
+        report = write_rerank_outputs(cfg, data, reranked, methods, report)
+    return report
+
+
+def write_rerank_outputs(cfg: ExperimentConfig, data: Dataset, reranked: list[RerankedRef], methods: list[str],
+                         report: RunReport) -> RunReport:
+    """explanations.parquet, rerank_cost.parquet and the summary's Reranking section."""
+    explanations = pl.concat([
+        r.explanations.read_parquet().with_columns(pl.lit(r.model).alias("model"), pl.lit(r.fold).alias("fold"))
+        for r in reranked
+    ], how="vertical_relaxed")
+    explanations = (explanations.join(data.users.select("user_idx", "user_id"), on="user_idx")
+                                .join(data.items.select("item_idx", "item_id"), on="item_idx")
+                                .select("model", "fold", "user_id", "item_id", "rank", "explanation")
+                                .sort("model", "fold", "user_id", "rank"))
+    cost = pl.DataFrame([{"model": r.model, "fold": r.fold, **r.cost} for r in reranked])
+    write_parquet(explanations, report.directory / "explanations.parquet")
+    write_parquet(cost, report.directory / "rerank_cost.parquet")
+    rr, _ = resolve_rerank_settings(cfg)
+    settings = (f"Judge **{rr.judge}**; each strategy reranks the top {rr.pool_size} of `{rr.base_model}`; fused "
+                f"score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · {rr.base_model} (both {rr.normalisation}"
+                f"-normalised within the pool); the rest of each list follows unchanged.")
+    section = rerank_section(report.summary, cost, explanations, rr.base_model, methods, settings,
+                             titles=data.items.select("item_id", *(["title"] if "title" in data.items.columns
+                                                                   else [])))
+    markdown = report.markdown + "\n" + section
+    write_text(markdown, report.directory / "summary.md")
+    return replace(report, markdown=markdown)
 
 
 collect_results_task = task(collect_results, name="report", cache_policy=NO_CACHE, persist_result=False)

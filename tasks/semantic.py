@@ -77,15 +77,17 @@ def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
 
 
 def preflight_llm(cfg: ExperimentConfig) -> None:
-    """Report a missing API key or unknown model before any work starts (no-op without LLM profiles)."""
+    """Report a missing API key or unknown model before any work starts (no-op when no stage calls an LLM: neither
+    the profiles of any variant nor the reranking judge)."""
     if not cfg.semantic:
         return
     variants, llm = profile_variants(cfg)
-    for profiles in variants.values():
-        gateway = gateway_for(profiles, llm)
-        if gateway is not None:
-            gateway.close()
-            return
+    rerank = cfg.rerank
+    judge_llm = bool(rerank.strategies) and (rerank.judge == "llm" or (rerank.judge == "auto" and bool(llm.model)))
+    if judge_llm or any(p.backend == "llm" for p in variants.values()):
+        gateway = LLMGateway.from_config(llm, required=True)
+        gateway.preflight()
+        gateway.close()
 
 
 def build_item_metadata(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:

@@ -1,0 +1,72 @@
+"""Reranking inside the experiment flow on a tiny planted dataset: every strategy is evaluated beside its base model,
+and the run folder gets explanations, costs and the Reranking section."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from e2ep.config import load_config
+from tests.synthetic import write_planted_csv
+
+
+def test_flow_reranks_evaluates_and_reports(tmp_path):
+    from flows.experiment import experiment
+
+    ratings = write_planted_csv(tmp_path)
+    cfg = load_config(None, {
+        "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3, "split.folds": [1],
+        "models.names": ["bpr-mf"], "models.training.max_epochs": 10, "evaluation.n_recommendations": 20,
+        "rerank.base_model": "bpr-mf", "rerank.pool_size": 8,
+        "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "rr",
+    })
+    summary = experiment(cfg)
+    run_dir = Path(cfg.artifacts_dir) / "rr"
+    methods = ["bpr-mf+prompt", "bpr-mf+bst", "bpr-mf+batch", "bpr-mf+relevancy"]
+
+    recs = pl.read_parquet(run_dir / "recommendations.parquet")
+    assert set(recs["model"]) == {"bpr-mf", *methods}
+    lengths = recs.group_by("model", "user_id").agg(pl.len(), pl.col("item_id").n_unique().alias("distinct"))
+    assert (lengths["len"] == 20).all() and (lengths["distinct"] == 20).all()
+    metrics = pl.read_parquet(run_dir / "metrics_per_user.parquet")
+    assert set(metrics["model"]) == {"bpr-mf", *methods} and set(metrics["segment"]) == {"all", "cold-start"}
+
+    notes = pl.read_parquet(run_dir / "explanations.parquet")
+    assert notes.columns == ["model", "fold", "user_id", "item_id", "rank", "explanation"]
+    assert set(notes["model"]) == set(methods)
+    assert (notes.group_by("model", "user_id").len()["len"] == 8).all()
+    # An explanation is stored beside the recommendation it explains.
+    assert notes.join(recs, on=["model", "fold", "user_id", "item_id", "rank"]).height == notes.height
+
+    cost = pl.read_parquet(run_dir / "rerank_cost.parquet")
+    assert set(cost["model"]) == set(methods)
+    for column in ("fold", "users", "calls", "prompt_tokens", "completion_tokens", "cache_hits", "repairs",
+                   "fallbacks"):
+        assert column in cost.columns, column
+    assert (cost["calls"] == 0).all() and (cost["requests"] >= cost["users"]).all()
+    assert set(cost["judge"]) == {"semantic"}
+
+    assert "## Reranking" in summary and "cold-start users" in summary and "judge requests / user" in summary
+    assert all(m in summary for m in methods)
+    assert (run_dir / "summary.md").read_text() == summary
+
+
+def test_rerank_needs_its_base_model_and_the_semantic_layer():
+    with pytest.raises(ValueError, match="rerank.base_model 'lightgcn' is not among models.names"):
+        load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "lightgcn"})
+    with pytest.raises(ValueError, match="needs the semantic layer"):
+        load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "bpr-mf", "semantic": False})
+    # The default base model not being run only means no reranking.
+    assert load_config(None, {"models.names": ["bpr-mf"]}).rerank.strategies == []
+    assert load_config(None, {"models.names": ["bpr-mf"], "rerank.strategies": []}).rerank.base_model == "gat"
+
+
+def test_an_llm_judge_without_a_model_is_refused_before_any_work(monkeypatch):
+    from e2ep.errors import ConfigError
+    from tasks.semantic import preflight_llm
+
+    monkeypatch.delenv("E2EP_LLM_MODEL", raising=False)
+    cfg = load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "bpr-mf", "rerank.judge": "llm"})
+    with pytest.raises(ConfigError, match="no LLM configured"):
+        preflight_llm(cfg)
+    preflight_llm(cfg.model_copy(update={"rerank": cfg.rerank.model_copy(update={"judge": "semantic"})}))
