@@ -27,6 +27,9 @@ def leftovers(folder):
 
 def test_failing_writers_leave_the_previous_version_and_no_temp_file(tmp_path):
     text = write_text("version 1", tmp_path / "a.md")
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert text.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # not mkstemp's owner-only mode
     with pytest.raises(OSError, match="disk full"):
         atomic_write(text, half_then_fail)
     assert text.read_text() == "version 1"
