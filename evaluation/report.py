@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from matplotlib.figure import Figure
 
 from e2ep.config import ExperimentConfig
 from e2ep.store import write_parquet, write_text
@@ -66,8 +67,7 @@ def rerank_cost_table(cost: pl.DataFrame, models: list[str]) -> str:
         folds=pl.col("fold").n_unique(), users=pl.col("users").sum(), calls=pl.col("calls").sum(),
         tokens=(pl.col("prompt_tokens") + pl.col("completion_tokens")).sum(),
         cache_hits=pl.col("cache_hits").sum(), repairs=pl.col("repairs").sum(), fallbacks=pl.col("fallbacks").sum())
-    order = [m for m in models if m in totals["model"].to_list()]
-    order += sorted(set(totals["model"].to_list()) - set(order))
+    order = _ordered(models, set(totals["model"].to_list()))
     lines = ["| method | folds | users | LLM calls | calls/user | tokens/user | cache hits | repairs | fallbacks |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     by_model = {r["model"]: r for r in totals.to_dicts()}
@@ -122,8 +122,9 @@ def _ordered(names: list[str], present: set[str]) -> list[str]:
     return [n for n in names if n in present] + sorted(present - set(names))
 
 
-def _figure(fig: Any, directory: Path, name: str) -> str:
+def _figure(fig: Figure, directory: Path, name: str, written: list[str]) -> str:
     save_png(fig, directory / "figures" / name)
+    written.append(name)
     return f"figures/{name}"
 
 
@@ -142,6 +143,7 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     cold = next((s for s in ("cold-start", "cold") if s in segments), None)
     k10 = _table_k(cfg)
     folds = sorted(per_user["fold"].unique().to_list())
+    figures: list[str] = []
 
     def tables(frame: pl.DataFrame, against: pl.DataFrame, reference: str, rows: list[str], **kw: Any) -> str:
         return markdown_tables(frame, against, metrics=TABLE_METRICS, reference=reference, models=rows,
@@ -159,7 +161,8 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     for protocol in protocols:
         fig = metrics_figure(summary, protocol=protocol, models=plain, dataset=dataset, metrics=TABLE_METRICS,
                              k=ev.k)
-        md += [f"![{dataset}, protocol {protocol}]({_figure(fig, directory, f'metrics-{protocol}.png')})", ""]
+        link = _figure(fig, directory, f"metrics-{protocol}.png", figures)
+        md += [f"![{dataset}, protocol {protocol}]({link})", ""]
         md.append(tables(summary.filter((pl.col("protocol") == protocol) & (pl.col("segment") == "all")), tests,
                          ev.reference, plain))
 
@@ -180,7 +183,8 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         for protocol in protocols:
             fig = reranker_figure(summary, protocol=protocol, methods=shown, dataset=dataset, metrics=TABLE_METRICS,
                                   k=k10, segments=[s for s in ("all", cold) if s])
-            md += [f"![reranking, protocol {protocol}]({_figure(fig, directory, f'rerank-{protocol}.png')})", ""]
+            link = _figure(fig, directory, f"rerank-{protocol}.png", figures)
+            md += [f"![reranking, protocol {protocol}]({link})", ""]
         for base in bases:
             group = [base, *[r for r in reranked if rerank_base(r) == base]]
             frame = per_user.filter(pl.col("model").is_in(group))
@@ -214,6 +218,9 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         if "model" in logs.columns else ""
     if training:
         md += ["## Training (mean over folds)", "", training, ""]
+    for stale in (directory / "figures").glob("*.png"):  # from an earlier report in this folder
+        if stale.name not in figures:
+            stale.unlink()
     return "\n".join(md)
 
 

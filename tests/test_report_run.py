@@ -74,7 +74,8 @@ def test_report_with_rerankers_ablations_costs_and_explanations(tmp_path):
                          "users": [30, 30, 30], "calls": [60, 60, 300], "prompt_tokens": [6000, 6000, 9000],
                          "completion_tokens": [600, 600, 900], "cache_hits": [0, 5, 0], "repairs": [1, 0, 0],
                          "fallbacks": [0, 0, 2]})
-    texts = {(u, r): f"Because user {u} loves slow-burn noir, item rank {r} fits." for u in (7, 3, 9, 1) for r in (1, 2, 3, 4)}
+    texts = {(u, r): f"Because user {u} loves slow-burn noir, item rank {r} fits."
+             for u in (7, 3, 9, 1) for r in (1, 2, 3, 4)}
     explanations = pl.DataFrame([("gat+relevancy", 1, u, 100 + r, r, t) for (u, r), t in texts.items()], orient="row",
                                 schema=["model", "fold", "user_id", "item_id", "rank", "explanation"])
     titles = pl.DataFrame({"item_id": [101, 102, 103], "title": ["Chinatown (1974)", "Vertigo (1958)", "Heat (1995)"]})
@@ -111,7 +112,7 @@ def test_report_with_rerankers_ablations_costs_and_explanations(tmp_path):
     assert all(f"| {name} |" in cold for name in names) and "### Protocol `paper`, cold-start users" in cold
     ablation = table_row(report, "## Ablations", "gat/no-cosine")
     assert ablation.count("▼") == 4 and "▲" not in ablation
-    assert "▲" not in table_row(report, "## Ablations", "gat") and "▼" not in table_row(report, "## Ablations", "gat")
+    assert not re.search("[▲▼]", table_row(report, "## Ablations", "gat"))
 
     # Costs per reranked user: relevancy 120 calls and 13,200 tokens over 60 users, bst 300 and 9,900 over 30.
     costs = report.split("### Reranking", 1)[1]
