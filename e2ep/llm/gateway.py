@@ -89,7 +89,8 @@ def as_messages(prompt: Prompt) -> Messages:
 
 
 class LLMGateway:
-    """Thread-safe; share one per process. Several processes may share one cache folder."""
+    """Thread-safe; share one per process. Several processes may share one cache folder at once: a prompt missing
+    from the cache is asked by one of them while the others wait for its answer (see `_key_lock`)."""
 
     def __init__(self, config: LLMConfig | None = None) -> None:
         self.config = config or LLMConfig()
