@@ -1,4 +1,5 @@
-"""Collect every fold's results into one run folder: tables, per-user metrics, recommendations, training logs."""
+"""Collect every fold's results into one run folder: tables, per-user metrics, recommendations, training logs, and
+`report.md` with its figures."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from matplotlib.figure import Figure
 
 from e2ep.config import ExperimentConfig
 from e2ep.store import write_parquet, write_text
 from evaluation.aggregate import paired_tests, summarize
+from evaluation.plots import (is_ablation, is_reranked, metrics_figure, rerank_base, reranker_figure,
+                              save_png)
 from evaluation.tables import markdown_tables
 
 TABLE_METRICS = ("precision", "recall", "ndcg", "map")
@@ -55,15 +59,187 @@ def semantic_section(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rerank_cost_table(cost: pl.DataFrame, models: list[str]) -> str:
+    """Reranking cost per method, summed over folds: LLM calls and tokens per reranked user."""
+    if cost.is_empty():
+        return ""
+    totals = cost.group_by("model").agg(
+        folds=pl.col("fold").n_unique(), users=pl.col("users").sum(), calls=pl.col("calls").sum(),
+        tokens=(pl.col("prompt_tokens") + pl.col("completion_tokens")).sum(),
+        cache_hits=pl.col("cache_hits").sum(), repairs=pl.col("repairs").sum(), fallbacks=pl.col("fallbacks").sum())
+    order = _ordered(models, set(totals["model"].to_list()))
+    lines = ["| method | folds | users | LLM calls | calls/user | tokens/user | cache hits | repairs | fallbacks |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    by_model = {r["model"]: r for r in totals.to_dicts()}
+    for name in order:
+        r = by_model[name]
+        users = r["users"] or 0
+        per_user = f"{r['calls'] / users:.2f}" if users else "–"
+        tokens = f"{r['tokens'] / users:,.0f}" if users else "–"
+        lines.append(f"| {name} | {r['folds']} | {users} | {r['calls']} | {per_user} | {tokens} | {r['cache_hits']} "
+                     f"| {r['repairs']} | {r['fallbacks']} |")
+    return "\n".join(lines)
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def explanations_sample(explanations: pl.DataFrame, models: list[str], titles: pl.DataFrame | None = None,
+                        n_users: int = 3, top: int = 3) -> str:
+    """A few users' top items with their explanations: the first method (in run order) that has explanations,
+    its first fold, the users with the smallest ids, deterministic."""
+    if explanations.is_empty():
+        return ""
+    present = explanations["model"].unique().to_list()
+    model = next((m for m in models if m in present), sorted(present)[0])
+    frame = explanations.filter(pl.col("model") == model)
+    fold = frame["fold"].min()
+    frame = frame.filter((pl.col("fold") == fold) & (pl.col("rank") <= top))
+    if titles is not None and {"item_id", "title"} <= set(titles.columns):
+        frame = frame.join(titles.select("item_id", "title").cast({"item_id": frame.schema["item_id"]}),
+                           on="item_id", how="left")
+    users = sorted(frame["user_id"].unique().to_list())[:n_users]
+    out = [f"Method `{model}`, fold {fold}: top-{top} items of {len(users)} users.", ""]
+    for user in users:
+        out.append(f"**User {user}**\n")
+        for row in frame.filter(pl.col("user_id") == user).sort("rank").iter_rows(named=True):
+            title = row.get("title")
+            name = f"*{title}* (item {row['item_id']})" if title else f"item {row['item_id']}"
+            out.append(f"{row['rank']}. {name}: {_one_line(row['explanation'])}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _table_k(cfg: ExperimentConfig) -> int:
+    k = cfg.evaluation.k
+    return 10 if 10 in k else sorted(k)[len(k) // 2]
+
+
+def _ordered(names: list[str], present: set[str]) -> list[str]:
+    """`names` that are present, then any other present method in sorted order."""
+    return [n for n in names if n in present] + sorted(present - set(names))
+
+
+def _figure(fig: Figure, directory: Path, name: str, written: list[str]) -> str:
+    save_png(fig, directory / "figures" / name)
+    written.append(name)
+    return f"figures/{name}"
+
+
+def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFrame, summary: pl.DataFrame,
+                        tests: pl.DataFrame, logs: pl.DataFrame, semantic: dict[str, Any] | None = None,
+                        explanations: pl.DataFrame | None = None, rerank_cost: pl.DataFrame | None = None,
+                        item_titles: pl.DataFrame | None = None) -> str:
+    """`report.md`: figures (written under `figures/`), tables with ▲/▼ significance marks, cold-start users,
+    rerankers vs their base model, GAT ablations vs `gat`, LLM calls and cost, sample explanations."""
+    ev, dataset = cfg.evaluation, cfg.dataset.name
+    methods = _ordered(cfg.models.names, set(summary["model"].unique().to_list()))
+    plain = [m for m in methods if not is_reranked(m)]
+    reranked = [m for m in methods if is_reranked(m)]
+    protocols = [p for p in ev.protocols if p in set(summary["protocol"].to_list())]
+    segments = summary["segment"].unique().to_list()
+    cold = next((s for s in ("cold-start", "cold") if s in segments), None)
+    k10 = _table_k(cfg)
+    folds = sorted(per_user["fold"].unique().to_list())
+    figures: list[str] = []
+
+    def tables(frame: pl.DataFrame, against: pl.DataFrame, reference: str, rows: list[str], **kw: Any) -> str:
+        return markdown_tables(frame, against, metrics=TABLE_METRICS, reference=reference, models=rows,
+                               directional=True, **{"k": ev.k, **kw})
+
+    md = [f"# Run `{directory.name}`: {dataset}", "",
+          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. Relevant = test "
+          f"rating ≥ {cfg.relevance.positive_threshold:g}; cold-start users have fewer than {ev.cold_start_max} "
+          f"training ratings. Values are mean ± std over folds; ▲/▼: better/worse than the reference "
+          f"(`{ev.reference}` unless a section says otherwise), two-sided paired Wilcoxon over (fold, user) pairs, "
+          "p < 0.05, uncorrected for multiple comparisons. Protocols: `full` ranks every unseen item; `paper` "
+          "first filters each list to the user's test items (the seed authors' protocol, inflated).", ""]
+
+    md += ["## Figure 2: ranking quality per method", ""]
+    for protocol in protocols:
+        fig = metrics_figure(summary, protocol=protocol, models=plain, dataset=dataset, metrics=TABLE_METRICS,
+                             k=ev.k)
+        link = _figure(fig, directory, f"metrics-{protocol}.png", figures)
+        md += [f"![{dataset}, protocol {protocol}]({link})", ""]
+        md.append(tables(summary.filter((pl.col("protocol") == protocol) & (pl.col("segment") == "all")), tests,
+                         ev.reference, plain))
+
+    md += ["## Cold-start users", ""]
+    if cold is None:
+        md += ["No cold-start users were evaluated in this run.", ""]
+    else:
+        md.append(tables(summary.filter(pl.col("segment") == cold), tests, ev.reference, methods))
+
+    md += ["## Figure 3: LLM reranking", ""]
+    if not reranked:
+        md += ["This run has no reranked methods (methods named `<base>+<strategy>`, e.g. `gat+relevancy`).", ""]
+    else:
+        bases = list(dict.fromkeys(rerank_base(m) for m in reranked))
+        shown = [m for b in bases for m in ([b] if b in methods else []) + [r for r in reranked
+                                                                               if rerank_base(r) == b]]
+        md += [f"Reranked methods beside their base model, @{k10}; ▲/▼ against the base model.", ""]
+        for protocol in protocols:
+            fig = reranker_figure(summary, protocol=protocol, methods=shown, dataset=dataset, metrics=TABLE_METRICS,
+                                  k=k10, segments=[s for s in ("all", cold) if s])
+            link = _figure(fig, directory, f"rerank-{protocol}.png", figures)
+            md += [f"![reranking, protocol {protocol}]({link})", ""]
+        for base in bases:
+            group = [base, *[r for r in reranked if rerank_base(r) == base]]
+            frame = per_user.filter(pl.col("model").is_in(group))
+            md.append(tables(summary.filter(pl.col("model").is_in(group)), paired_tests(frame, base), base,
+                             group, k=[k10]))
+
+    ablations = [m for m in methods if is_ablation(m)]
+    md += ["## Ablations", ""]
+    if not ablations:
+        md += ["This run has no ablations (methods named `gat/<ablation>`).", ""]
+    else:
+        group = (["gat"] if "gat" in methods else []) + ablations
+        against = paired_tests(per_user.filter(pl.col("model").is_in(group)), "gat") if "gat" in methods else None
+        md += ["GAT variants beside `gat`; ▲/▼ against `gat`.", ""]
+        md.append(tables(summary.filter(pl.col("model").is_in(group) & (pl.col("segment") == "all")), against,
+                         "gat", group, k=[k10]))
+
+    md += ["## Calls and cost", ""]
+    if semantic is not None:
+        md += [semantic_section(semantic).replace("## Semantic layer", "### Profiles (semantic layer)"), ""]
+    if rerank_cost is not None and rerank_cost.height:
+        md += ["### Reranking", "", rerank_cost_table(rerank_cost, methods), ""]
+    if semantic is None and (rerank_cost is None or rerank_cost.is_empty()):
+        md += ["No LLM was used in this run.", ""]
+
+    md += ["## Sample explanations", ""]
+    sample = explanations_sample(explanations, methods, item_titles) if explanations is not None else ""
+    md += [sample or "This run produced no explanations.", ""]
+
+    training = training_table(logs, [m for m in methods if m in set(logs["model"].to_list())]) \
+        if "model" in logs.columns else ""
+    if training:
+        md += ["## Training (mean over folds)", "", training, ""]
+    for stale in (directory / "figures").glob("*.png"):  # from an earlier report in this folder
+        if stale.name not in figures:
+            stale.unlink()
+    return "\n".join(md)
+
+
 def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFrame, catalog: pl.DataFrame,
                      recommendations: pl.DataFrame, logs: list[dict[str, Any]],
                      semantic: dict[str, Any] | None = None,
                      profiles: dict[str, pl.DataFrame] | None = None,
-                     methods: list[str] | None = None) -> RunReport:
-    """Write the run folder atomically file by file and return the Markdown summary. `methods`: table rows in
-    order (default `cfg.models.names`; reranked methods are added after them)."""
+                     explanations: pl.DataFrame | None = None,
+                     rerank_cost: pl.DataFrame | None = None,
+                     item_titles: pl.DataFrame | None = None) -> RunReport:
+    """Write the run folder atomically file by file and return the Markdown summary.
+
+    `summary.md` holds the tables (what `make eval` prints); `report.md` the full report with figures under
+    `figures/`. `explanations` (model, fold, user_id, item_id, rank, explanation) and `rerank_cost` (model, fold,
+    users, calls, prompt_tokens, completion_tokens, cache_hits, repairs, fallbacks) come from the rerankers;
+    `item_titles` (item_id, title) names the items in the explanation sample.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    models = methods or cfg.methods()
+    models = cfg.methods()
     summary = summarize(per_user, catalog)
     tests = paired_tests(per_user, cfg.evaluation.reference)
     scalars = [{k: v for k, v in log.items() if isinstance(v, (int, float, str))} for log in logs]
@@ -84,6 +260,10 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
         write_text(json.dumps(semantic, indent=2, default=str), directory / "semantic.json")
     for name, frame in (profiles or {}).items():
         write_parquet(frame, directory / "profiles" / f"{name}.parquet")
+    if explanations is not None:
+        write_parquet(explanations, directory / "explanations.parquet")
+    if rerank_cost is not None:
+        write_parquet(rerank_cost, directory / "rerank_cost.parquet")
 
     write_text(markdown, directory / "summary.md")
     write_text(cfg.model_dump_json(indent=2), directory / "config.json")
@@ -94,4 +274,7 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
     write_parquet(recommendations, directory / "recommendations.parquet")
     if logs:
         write_text(json.dumps(logs, indent=2), directory / "training.json")
+    report = run_report_markdown(directory, cfg, per_user, summary, tests, log_frame, semantic, explanations,
+                                 rerank_cost, item_titles)
+    write_text(report, directory / "report.md")  # last: its figures exist by the time it links them
     return RunReport(directory=directory, markdown=markdown, summary=summary, tests=tests)

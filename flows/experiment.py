@@ -30,7 +30,7 @@ from e2ep.data import Dataset
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
 from e2ep.profiles import ProfilesConfig
-from e2ep.store import write_parquet, write_text
+from e2ep.store import write_text
 from evaluation.report import RunReport, write_run_report
 from flows.artifacts import publish_run_artifacts
 from flows.runners import fold_task_runner
@@ -175,18 +175,21 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
                        **{f"users-fold{r.fold}": r.user_embeddings.report for r in results if r.user_embeddings}},
     }
     reranked = [t for r in results for t in r.reranked]
-    methods = list(dict.fromkeys(t.model for t in reranked))
+    explanations, cost = rerank_frames(data, reranked) if reranked else (None, None)
     report = write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
                               {name: ref.file.read_parquet() for name, ref in profiles.items()},
-                              methods=cfg.methods())
-    if reranked:
-        report = write_rerank_outputs(cfg, data, reranked, methods, report)
+                              explanations=explanations, rerank_cost=cost, item_titles=item_titles(data))
+    if explanations is not None and cost is not None:
+        report = with_rerank_section(cfg, data, report, explanations, cost)
     return report
 
 
-def write_rerank_outputs(cfg: ExperimentConfig, data: Dataset, reranked: list[RerankedRef], methods: list[str],
-                         report: RunReport) -> RunReport:
-    """explanations.parquet, rerank_cost.parquet and the summary's Reranking section."""
+def item_titles(data: Dataset) -> pl.DataFrame | None:
+    return data.items.select("item_id", "title") if "title" in data.items.columns else None
+
+
+def rerank_frames(data: Dataset, reranked: list[RerankedRef]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every reranked list's explanations (with original ids) and the cost of each (method, fold)."""
     explanations = pl.concat([
         r.explanations.read_parquet().with_columns(pl.lit(r.model).alias("model"), pl.lit(r.fold).alias("fold"))
         for r in reranked
@@ -195,16 +198,19 @@ def write_rerank_outputs(cfg: ExperimentConfig, data: Dataset, reranked: list[Re
                                 .join(data.items.select("item_idx", "item_id"), on="item_idx")
                                 .select("model", "fold", "user_id", "item_id", "rank", "explanation")
                                 .sort("model", "fold", "user_id", "rank"))
-    cost = pl.DataFrame([{"model": r.model, "fold": r.fold, **r.cost} for r in reranked])
-    write_parquet(explanations, report.directory / "explanations.parquet")
-    write_parquet(cost, report.directory / "rerank_cost.parquet")
+    return explanations, pl.DataFrame([{"model": r.model, "fold": r.fold, **r.cost} for r in reranked])
+
+
+def with_rerank_section(cfg: ExperimentConfig, data: Dataset, report: RunReport, explanations: pl.DataFrame,
+                        cost: pl.DataFrame) -> RunReport:
+    """The summary's Reranking section: the paper's Table 1 shape, calls and tokens per user."""
     rr, _ = resolve_rerank_settings(cfg)
+    methods = list(dict.fromkeys(cost["model"].to_list()))
     settings = (f"Judge **{rr.judge}**; each strategy reranks the top {rr.pool_size} of `{rr.base_model}`; fused "
                 f"score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · {rr.base_model} (both {rr.normalisation}"
                 f"-normalised within the pool); the rest of each list follows unchanged.")
     section = rerank_section(report.summary, cost, explanations, rr.base_model, methods, settings,
-                             titles=data.items.select("item_id", *(["title"] if "title" in data.items.columns
-                                                                   else [])))
+                             titles=item_titles(data))
     markdown = report.markdown + "\n" + section
     write_text(markdown, report.directory / "summary.md")
     return replace(report, markdown=markdown)

@@ -15,8 +15,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -34,6 +35,7 @@ log = logging.getLogger("e2ep.llm")
 CACHE_VERSION = 1
 REPAIR_PROMPT = "Your answer was invalid because: {error}\nAnswer again, following the requested format exactly."
 LOCAL_PROVIDERS = {"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "llamafile"}
+LOCK_STRIPES = 4096  # lock files under <cache>/locks/: a fixed number, whatever the number of keys
 PLACEHOLDER_KEY = "sk-no-key-needed"  # openai-compatible local servers ignore the key but the client wants one
 
 
@@ -87,7 +89,8 @@ def as_messages(prompt: Prompt) -> Messages:
 
 
 class LLMGateway:
-    """Thread-safe; share one per process. Several processes may share one cache folder."""
+    """Thread-safe; share one per process. Several processes may share one cache folder at once: a prompt missing
+    from the cache is asked by one of them while the others wait for its answer (see `_key_lock`)."""
 
     def __init__(self, config: LLMConfig | None = None) -> None:
         self.config = config or LLMConfig()
@@ -153,17 +156,34 @@ class LLMGateway:
         gen = {**self.config.generation_params(), **(params or {})}
         key = cache_key(self.model, messages, gen)
         self.ledger.record(stage, requests=1)
+        # Check, then lock and check again: hits never touch the lock, and of several processes (or threads)
+        # missing the same key at once only the first calls the model; the others find its stored answer.
+        cached = self._from_cache(key, stage, validate)
+        if cached is not None:
+            return cached
+        with self._key_lock(key):
+            cached = self._from_cache(key, stage, validate)
+            if cached is not None:
+                return cached
+            return self._ask(messages, gen, key, stage, validate)
+
+    def _from_cache(self, key: str, stage: str, validate: Callable[[str], T] | None) -> LLMResult[T] | None:
         hit = self._cache_get(key)
-        if hit is not None:
-            try:
-                value = validate(hit["text"]) if validate else hit["text"]
-            except ValueError:
-                log.info("cached answer %s fails the current validator; asking again", key[:12])
-            else:
-                self.ledger.record(stage, cache_hits=1, saved_cost_usd=hit["cost_usd"])
-                usage = hit["usage"]
-                return LLMResult(hit["text"], value, True, key, usage["prompt_tokens"], usage["completion_tokens"],
-                                 hit["cost_usd"], 0, hit.get("repaired", False))  # fmt: skip
+        if hit is None:
+            return None
+        try:
+            value = validate(hit["text"]) if validate else hit["text"]
+        except ValueError:
+            log.info("cached answer %s fails the current validator; asking again", key[:12])
+            return None
+        self.ledger.record(stage, cache_hits=1, saved_cost_usd=hit["cost_usd"])
+        usage = hit["usage"]
+        return LLMResult(hit["text"], value, True, key, usage["prompt_tokens"], usage["completion_tokens"],
+                         hit["cost_usd"], 0, hit.get("repaired", False))  # fmt: skip
+
+    def _ask(self, messages: Messages, gen: dict[str, Any], key: str, stage: str,
+             validate: Callable[[str], T] | None) -> LLMResult[T]:
+        """Call the model (one repair request if the answer is invalid) and store the validated answer."""
         answer = self._call(messages, gen, stage)
         repaired = False
         try:
@@ -315,6 +335,33 @@ class LLMGateway:
                 # No eviction: a bought answer is only dropped by deleting the folder.
                 self._cache = diskcache.Cache(str(folder), eviction_policy="none", size_limit=2**40)
             return self._cache
+
+    @contextmanager
+    def _key_lock(self, key: str) -> Iterator[None]:
+        """Cross-process lock for `key`: one of LOCK_STRIPES files chosen by the key's prefix (two keys sharing a
+        stripe merely take turns). An OS file lock (flock), so a holder that crashes or is killed releases it with
+        its process and nobody waits for a dead run. A live holder stuck past the longest a call can take (every
+        attempt timing out) is given up on, at the price of a possible duplicate call."""
+        if not self.config.cache:
+            yield
+            return
+        from filelock import FileLock, Timeout
+
+        cfg = self.config
+        patience = (cfg.timeout_s + max(cfg.backoff_max_s, cfg.retry_after_max_s)) * (cfg.max_retries + 1) * 2
+        path = cfg.resolved_cache_dir() / "locks" / f"{int(key[:8], 16) % LOCK_STRIPES:04d}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=patience)
+        try:
+            lock.acquire()
+        except Timeout:
+            log.warning("LLM cache lock %s held for over %.0f s; calling without it", path.name, patience)
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _cache_get(self, key: str) -> dict[str, Any] | None:
         if not self.config.cache:

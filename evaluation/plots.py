@@ -1,0 +1,135 @@
+"""Report figures from `summarize` output: the paper's Figure 2 (metrics per method and k) and Figure 3 (rerankers
+beside their base model, all vs cold-start users).
+
+Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, safe in worker threads) and saved as
+PNG with no timestamp or version metadata, so the same summary gives the same bytes; files are written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from e2ep.store import atomic_write
+
+METRIC_TITLES = {"precision": "Precision", "recall": "Recall", "ndcg": "NDCG", "map": "MAP", "mrr": "MRR",
+                 "hit_rate": "HitRate"}
+SEGMENT_LABELS = {"all": "all users", "cold-start": "cold-start users", "cold": "cold-start users"}
+DPI = 110
+LEGEND_COLS = 6
+# PNG text chunks matplotlib would add (its version); dropped so bytes depend on the data only.
+PNG_METADATA = {"Software": None}
+
+
+def is_reranked(name: str) -> bool:
+    """`<base>+<strategy>` names a reranked method."""
+    return "+" in name
+
+
+def is_ablation(name: str) -> bool:
+    """`gat/<ablation>` names an ablation of the GAT."""
+    return "/" in name and not is_reranked(name)
+
+
+def rerank_base(name: str) -> str:
+    return name.split("+", 1)[0]
+
+
+def _colours(models: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    palette = colormaps["tab20" if len(models) > 10 else "tab10"]
+    return {m: palette(i % palette.N) for i, m in enumerate(models)}
+
+
+def _lookup(summary: pl.DataFrame) -> dict[tuple[str, str, str, str, int], tuple[float, float]]:
+    return {(r["model"], r["protocol"], r["segment"], r["metric"], r["k"]): (r["mean"], r["std"] or 0.0)
+            for r in summary.iter_rows(named=True)}
+
+
+def _grouped_bars(ax, groups: Sequence[str], series: Sequence[str], values: np.ndarray, errors: np.ndarray,
+                  colours: dict[str, tuple[float, ...]], hatched: set[str] = frozenset()) -> None:
+    """Bars for `series` side by side within each of `groups`; `values[s, g]` (NaN: no bar)."""
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for i, name in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar(x + offset, np.nan_to_num(values[i]), width, yerr=np.nan_to_num(errors[i]), capsize=2,
+               color=colours[name], edgecolor="black", linewidth=0.4, hatch="//" if name in hatched else None,
+               error_kw={"elinewidth": 0.8}, label=name)
+    ax.set_xticks(x, groups)
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    ax.set_axisbelow(True)
+
+
+def _panels(n: int, n_series: int) -> tuple[Figure, list]:
+    """A 2-column grid of `n` panels with room below for a legend of `n_series` entries (fixed margins: the
+    constrained layout engine costs seconds per figure)."""
+    cols = 2 if n > 1 else 1
+    rows = (n + cols - 1) // cols
+    legend_rows = (n_series + LEGEND_COLS - 1) // LEGEND_COLS
+    legend_in = 0.3 + 0.25 * legend_rows
+    height = 3.0 * rows + 0.6 + legend_in
+    fig = Figure(figsize=(11, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.06, right=0.98, top=1 - 0.6 / height, bottom=(legend_in + 0.35) / height,
+                        hspace=0.35, wspace=0.15)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _legend(fig: Figure, ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), LEGEND_COLS), frameon=False)
+
+
+def metrics_figure(summary: pl.DataFrame, *, protocol: str, models: Sequence[str], dataset: str,
+                   metrics: Sequence[str] = ("precision", "recall", "ndcg", "map"), k: Sequence[int] = (5, 10, 20),
+                   segment: str = "all") -> Figure:
+    """Figure 2: one panel per metric, bars per method grouped by k, error bars = std over folds."""
+    table = _lookup(summary)
+    fig, axes = _panels(len(metrics), len(models))
+    colours = _colours(models)
+    for ax, metric in zip(axes, metrics):
+        values = np.array([[table.get((m, protocol, segment, metric, kk), (np.nan, 0))[0] for kk in k]
+                           for m in models], dtype=float)
+        errors = np.array([[table.get((m, protocol, segment, metric, kk), (np.nan, 0))[1] for kk in k]
+                           for m in models], dtype=float)
+        _grouped_bars(ax, [f"@{kk}" for kk in k], models, values, errors, colours)
+        ax.set_title(METRIC_TITLES.get(metric, metric))
+    fig.suptitle(f"{dataset}: protocol '{protocol}', {SEGMENT_LABELS.get(segment, segment)} "
+                 "(mean ± std over folds)")
+    _legend(fig, axes[0])
+    return fig
+
+
+def reranker_figure(summary: pl.DataFrame, *, protocol: str, methods: Sequence[str], dataset: str,
+                    metrics: Sequence[str] = ("precision", "recall", "ndcg", "map"), k: int = 10,
+                    segments: Sequence[str] = ("all", "cold-start")) -> Figure:
+    """Figure 3: rerankers (hatched) beside their base models, metric@k, bars grouped by user segment."""
+    table = _lookup(summary)
+    fig, axes = _panels(len(metrics), len(methods))
+    colours = _colours(methods)
+    labels = [SEGMENT_LABELS.get(s, s) for s in segments]
+    for ax, metric in zip(axes, metrics):
+        values = np.array([[table.get((m, protocol, s, metric, k), (np.nan, 0))[0] for s in segments]
+                           for m in methods], dtype=float)
+        errors = np.array([[table.get((m, protocol, s, metric, k), (np.nan, 0))[1] for s in segments]
+                           for m in methods], dtype=float)
+        _grouped_bars(ax, labels, methods, values, errors, colours, {m for m in methods if is_reranked(m)})
+        ax.set_title(f"{METRIC_TITLES.get(metric, metric)}@{k}")
+    fig.suptitle(f"{dataset}: LLM reranking vs base model, protocol '{protocol}' (mean ± std over folds)")
+    _legend(fig, axes[0])
+    return fig
+
+
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` to `path` as PNG, atomically."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, metadata=PNG_METADATA))
