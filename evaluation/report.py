@@ -17,6 +17,7 @@ from evaluation.aggregate import paired_tests, summarize
 from evaluation.plots import (is_ablation, is_reranked, metrics_figure, rerank_base, reranker_figure,
                               save_png)
 from evaluation.tables import markdown_tables
+from rerank.report import cost_table
 
 TABLE_METRICS = ("precision", "recall", "ndcg", "map")
 
@@ -56,28 +57,6 @@ def semantic_section(report: dict[str, Any]) -> str:
         tokens = total.get("prompt_tokens", 0) + total.get("completion_tokens", 0)
         lines.append(f"| {name} | {sources} | {embedded} | {total.get('calls', 0)} | {total.get('cache_hits', 0)} "
                      f"| {tokens} | {total.get('cost_usd', 0.0):.4f} |")
-    return "\n".join(lines)
-
-
-def rerank_cost_table(cost: pl.DataFrame, models: list[str]) -> str:
-    """Reranking cost per method, summed over folds: LLM calls and tokens per reranked user."""
-    if cost.is_empty():
-        return ""
-    totals = cost.group_by("model").agg(
-        folds=pl.col("fold").n_unique(), users=pl.col("users").sum(), calls=pl.col("calls").sum(),
-        tokens=(pl.col("prompt_tokens") + pl.col("completion_tokens")).sum(),
-        cache_hits=pl.col("cache_hits").sum(), repairs=pl.col("repairs").sum(), fallbacks=pl.col("fallbacks").sum())
-    order = _ordered(models, set(totals["model"].to_list()))
-    lines = ["| method | folds | users | LLM calls | calls/user | tokens/user | cache hits | repairs | fallbacks |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    by_model = {r["model"]: r for r in totals.to_dicts()}
-    for name in order:
-        r = by_model[name]
-        users = r["users"] or 0
-        per_user = f"{r['calls'] / users:.2f}" if users else "–"
-        tokens = f"{r['tokens'] / users:,.0f}" if users else "–"
-        lines.append(f"| {name} | {r['folds']} | {users} | {r['calls']} | {per_user} | {tokens} | {r['cache_hits']} "
-                     f"| {r['repairs']} | {r['fallbacks']} |")
     return "\n".join(lines)
 
 
@@ -135,7 +114,7 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     """`report.md`: figures (written under `figures/`), tables with ▲/▼ significance marks, cold-start users,
     rerankers vs their base model, GAT ablations vs `gat`, LLM calls and cost, sample explanations."""
     ev, dataset = cfg.evaluation, cfg.dataset.name
-    methods = _ordered(cfg.models.names, set(summary["model"].unique().to_list()))
+    methods = _ordered(cfg.methods(), set(summary["model"].unique().to_list()))
     plain = [m for m in methods if not is_reranked(m)]
     reranked = [m for m in methods if is_reranked(m)]
     protocols = [p for p in ev.protocols if p in set(summary["protocol"].to_list())]
@@ -206,7 +185,7 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     if semantic is not None:
         md += [semantic_section(semantic).replace("## Semantic layer", "### Profiles (semantic layer)"), ""]
     if rerank_cost is not None and rerank_cost.height:
-        md += ["### Reranking", "", rerank_cost_table(rerank_cost, methods), ""]
+        md += ["### Reranking", "", cost_table(rerank_cost, reranked), ""]
     if semantic is None and (rerank_cost is None or rerank_cost.is_empty()):
         md += ["No LLM was used in this run.", ""]
 

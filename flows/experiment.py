@@ -180,7 +180,7 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
                               {name: ref.file.read_parquet() for name, ref in profiles.items()},
                               explanations=explanations, rerank_cost=cost, item_titles=item_titles(data))
     if explanations is not None and cost is not None:
-        report = with_rerank_section(cfg, data, report, explanations, cost)
+        report = with_rerank_section(cfg, report, cost)
     return report
 
 
@@ -201,16 +201,14 @@ def rerank_frames(data: Dataset, reranked: list[RerankedRef]) -> tuple[pl.DataFr
     return explanations, pl.DataFrame([{"model": r.model, "fold": r.fold, **r.cost} for r in reranked])
 
 
-def with_rerank_section(cfg: ExperimentConfig, data: Dataset, report: RunReport, explanations: pl.DataFrame,
-                        cost: pl.DataFrame) -> RunReport:
+def with_rerank_section(cfg: ExperimentConfig, report: RunReport, cost: pl.DataFrame) -> RunReport:
     """The summary's Reranking section: the paper's Table 1 shape, calls and tokens per user."""
     rr, _ = resolve_rerank_settings(cfg)
     methods = list(dict.fromkeys(cost["model"].to_list()))
     settings = (f"Judge **{rr.judge}**; each strategy reranks the top {rr.pool_size} of `{rr.base_model}`; fused "
                 f"score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · {rr.base_model} (both {rr.normalisation}"
                 f"-normalised within the pool); the rest of each list follows unchanged.")
-    section = rerank_section(report.summary, cost, explanations, rr.base_model, methods, settings,
-                             titles=item_titles(data))
+    section = rerank_section(report.summary, cost, rr.base_model, methods, settings)
     markdown = report.markdown + "\n" + section
     write_text(markdown, report.directory / "summary.md")
     return replace(report, markdown=markdown)

@@ -54,25 +54,8 @@ def cost_table(cost: pl.DataFrame, methods: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def sample_explanations(explanations: pl.DataFrame, titles: pl.DataFrame | None, n: int = 2) -> str:
-    """The first `n` explanations of the first explained user of the first fold, per method."""
-    if explanations.is_empty():
-        return ""
-    frame = explanations
-    if titles is not None and "title" in titles.columns:
-        frame = frame.join(titles.select("item_id", "title"), on="item_id", how="left")
-    lines = ["| method | user | rank | item | explanation |", "|---|---:|---:|---|---|"]
-    for (model,), part in frame.sort("model", "fold", "user_id", "rank").group_by("model", maintain_order=True):
-        first = part.filter((pl.col("fold") == part["fold"][0]) & (pl.col("user_id") == part["user_id"][0]))
-        for row in first.head(n).iter_rows(named=True):
-            item = row.get("title") or row["item_id"]
-            text = str(row["explanation"]).replace("|", "/")
-            lines.append(f"| {model} | {row['user_id']} | {row['rank']} | {item} | {text} |")
-    return "\n".join(lines)
-
-
-def rerank_section(summary: pl.DataFrame, cost: pl.DataFrame, explanations: pl.DataFrame, base: str,
-                   methods: Sequence[str], settings: str, titles: pl.DataFrame | None = None, k: int = 10) -> str:
+def rerank_section(summary: pl.DataFrame, cost: pl.DataFrame, base: str, methods: Sequence[str], settings: str,
+                   k: int = 10) -> str:
     rows = [base, *methods]
     out = ["## Reranking", "", settings, ""]
     protocols = [p for p in ("full", "paper") if p in set(summary["protocol"].to_list())]
@@ -83,7 +66,5 @@ def rerank_section(summary: pl.DataFrame, cost: pl.DataFrame, explanations: pl.D
             "`judge requests`: what the judge was asked (for the offline judge, what an LLM would be asked); "
             "`LLM calls`: HTTP requests actually made (0 when answered from the memo); fallbacks: units where the "
             "base order (or a template explanation) replaced an answer still invalid after one repair request.", ""]
-    samples = sample_explanations(explanations, titles)
-    if samples:
-        out += ["### Sample explanations", "", samples, ""]
+    out += ["Sample explanations are in `report.md`; all of them in `explanations.parquet`.", ""]
     return "\n".join(out)
