@@ -25,7 +25,8 @@ def drop_adjacency_entries(adj: Tensor, p: float) -> Tensor:
     if p <= 0.0:
         return adj
     values = F.dropout(adj.values(), p=p, training=True)
-    return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), values, adj.shape)
+    return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), values, adj.shape,
+                                   check_invariants=False)  # same structure as `adj`, already valid
 
 
 class NGCFModule(torch.nn.Module):
