@@ -141,19 +141,22 @@ class BPRMFConfig(_Strict):
 
 class NGCFConfig(_Strict):
     num_layers: list[int] = [2, 3]
-    """Propagation depths tried; the best on validation NDCG@10 is kept."""
+    """Propagation depths tried; the best on validation NDCG@10 is kept (ML-100K u1 validation: 1e-2 learning
+    rates peak by epoch 20-55 at 0.201-0.206 for 2 or 3 layers; 3e-3 reaches 0.215 with 2 layers)."""
 
-    learning_rate: list[float] = [1e-2]
-    """Adam learning rates tried."""
+    learning_rate: list[float] = [3e-3]
+    """Adam learning rates tried (3e-3 beat 1e-2 on validation at every weight decay tried)."""
 
     weight_decay: list[float] = [1e-3]
-    """L2 penalty on the layer-0 embeddings of each batch (scaled like BPR-MF's) tried."""
+    """L2 penalty on the layer-0 embeddings of each batch (scaled like BPR-MF's) tried (1e-4 and 1e-2 were no
+    better)."""
 
     message_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    """Dropout on each layer's output embeddings while training (NGCF's message dropout)."""
+    """Dropout on each layer's output embeddings while training (NGCF's message dropout; 0 was no better)."""
 
     node_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    """Share of the normalised adjacency's entries dropped (and the rest rescaled) at every training step."""
+    """Share of the normalised adjacency's entries dropped (and the rest rescaled) at every training step (0.1 was
+    no better on validation)."""
 
     @field_validator("num_layers", "learning_rate", "weight_decay")
     @classmethod
@@ -172,13 +175,16 @@ class NGCFConfig(_Strict):
 
 class ALSConfig(_Strict):
     factors: list[int] = [64]
-    """Latent factor counts tried; the best grid point on validation NDCG@10 is kept."""
+    """Latent factor counts tried; the best grid point on validation NDCG@10 is kept (on ML-100K u1 validation,
+    16-128 factors all reach ~0.23 once regularisation is strong enough)."""
 
-    regularization: list[float] = [0.1]
-    """L2 penalties on the factors tried (implicit's `regularization`, not scaled by counts)."""
+    regularization: list[float] = [20.0, 50.0]
+    """L2 penalties on the factors tried (implicit's `regularization`, not scaled by counts; 0.01-1 overfit:
+    validation NDCG@10 <= 0.21, 100 collapses to popularity)."""
 
-    alpha: list[float] = [10.0]
-    """Confidence weights tried: a positive pair has confidence c = 1 + alpha (Hu et al.), every other pair 1."""
+    alpha: list[float] = [2.0, 10.0]
+    """Confidence weights tried: a positive pair has confidence c = 1 + alpha (Hu et al.), every other pair 1.
+    The best alpha grows with the regularisation (0.5-2 at 10-20, 10 at 50); 40 was worse everywhere."""
 
     iterations: Annotated[int, Field(ge=1)] = 30
     """Upper bound on ALS sweeps; the sweep with the best validation NDCG@10 is kept."""
