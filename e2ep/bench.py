@@ -180,6 +180,7 @@ def main(args: argparse.Namespace) -> int:
         if args.max_epochs:
             models = ModelsConfig.model_validate({"training": {"max_epochs": args.max_epochs,
                                                                 "eval_every": min(5, args.max_epochs)}})
+        models = models.model_copy(update={"names": [*models.names, "ngcf", "als"]})  # timed, not in runs by default
         bench_dataset(name, dataset_cfg, split_cfg, models, rows)
     return 0
 

@@ -6,15 +6,19 @@ from collections.abc import Callable
 
 from e2ep.config import KNOWN_MODELS, ModelsConfig
 from e2ep.errors import ConfigError
+from models.als import ALSRecommender
 from models.base import Recommender
 from models.bpr_mf import BPRMF
 from models.lightgcn import LightGCNRecommender
+from models.ngcf import NGCFRecommender
 from models.popularity import Popularity
 
 _BUILDERS: dict[str, Callable[[ModelsConfig], Recommender]] = {
     Popularity.name: lambda cfg: Popularity(),
     BPRMF.name: lambda cfg: BPRMF(cfg.bpr_mf, cfg.training),
     LightGCNRecommender.name: lambda cfg: LightGCNRecommender(cfg.lightgcn, cfg.training),
+    NGCFRecommender.name: lambda cfg: NGCFRecommender(cfg.ngcf, cfg.training),
+    ALSRecommender.name: lambda cfg: ALSRecommender(cfg.als, cfg.training),
 }
 
 assert tuple(_BUILDERS) == KNOWN_MODELS, "registry and e2ep.config.KNOWN_MODELS disagree"

@@ -6,63 +6,23 @@ cluster above the other cluster's items (pairwise AUC well above the 0.5 of rand
 
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
 import pytest
 import torch
 
 from e2ep.config import KNOWN_MODELS, BPRMFConfig, LightGCNConfig, ModelsConfig, TrainingConfig
 from e2ep.errors import ConfigError
-from models.base import FoldData, Recommender
+from models.base import FoldData
 from models.bpr_mf import BPRMF
 from models.lightgcn import LightGCNRecommender, bipartite_adjacency
 from models.popularity import Popularity
 from models.registry import build_model
-
-N_USERS, CLUSTER, N_POP = 40, 15, 2  # per group; items per cluster; extra "popular" items liked by everyone
-
-
-def _frame(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64},
-                        orient="row")
+from tests.synthetic import CLUSTER, N_POP, N_USERS, held_out_auc, planted_fold
+from tests.synthetic import FAST_TRAINING as FAST
 
 
 @pytest.fixture(scope="module")
 def planted() -> tuple[FoldData, torch.Tensor]:
-    """Fold + `[2, E]` held-out (user, item) pairs of the user's own cluster, never shown to the model."""
-    rng = np.random.default_rng(0)
-    n_items = 2 * CLUSTER + N_POP
-    train, validation, held = [], [], []
-    for u in range(2 * N_USERS):
-        group = u % 2
-        own = rng.permutation(np.arange(group * CLUSTER, (group + 1) * CLUSTER))
-        train += [(u, int(i), 5.0) for i in own[:8]]
-        train += [(u, 2 * CLUSTER + k, 4.0) for k in range(N_POP)]
-        train.append((u, int(rng.integers(CLUSTER) + (1 - group) * CLUSTER), 1.0))  # an explicit dislike
-        validation += [(u, int(i), 5.0) for i in own[8:10]]
-        held += [(u, int(i)) for i in own[10:]]
-    data = FoldData(n_users=2 * N_USERS, n_items=n_items, train=_frame(train), validation=_frame(validation))
-    return data, torch.tensor(held).T
-
-
-def _auc(model: Recommender, data: FoldData, held: torch.Tensor) -> float:
-    """Mean over users of P(score(held-out own-cluster item) > score(unseen other-cluster item))."""
-    users = torch.arange(data.n_users)
-    scores = model.score(users).float().cpu()
-    seen = torch.zeros(data.n_users, data.n_items, dtype=torch.bool)
-    seen[data.seen_pairs[0], data.seen_pairs[1]] = True
-    aucs = []
-    for u in range(data.n_users):
-        own = held[1][held[0] == u]
-        group = u % 2
-        other = torch.arange((1 - group) * CLUSTER, (2 - group) * CLUSTER)
-        other = other[~seen[u, other]]
-        diff = scores[u, own].unsqueeze(1) - scores[u, other].unsqueeze(0)
-        aucs.append(((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item())
-    return float(np.mean(aucs))
-
-
-FAST = TrainingConfig(max_epochs=60, eval_every=5, patience=3, batch_size=64, embedding_dim=16, device="cpu")
+    return planted_fold()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +53,7 @@ def test_trained_models_learn_the_planted_clusters(which: str, request: pytest.F
                                                   planted: tuple[FoldData, torch.Tensor]) -> None:
     data, held = planted
     model = request.getfixturevalue(which)
-    assert _auc(model, data, held) > 0.9  # random scores give 0.5
+    assert held_out_auc(model, data, held) > 0.9  # random scores give 0.5
     log = model.training_log
     assert 0 < log.best_epoch <= log.epochs_run <= FAST.max_epochs
     assert log.best_validation_ndcg10 > 0.3 and log.seconds > 0

@@ -1,0 +1,172 @@
+"""NGCF (Wang et al., SIGIR 2019): neural graph collaborative filtering on the positive-rating bipartite graph,
+grid-searched on validation NDCG@10."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from e2ep.config import NGCFConfig, TrainingConfig
+from models.base import FoldData, Recommender
+from models.lightgcn import bipartite_adjacency
+from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+
+LEAKY_SLOPE = 0.2  # the reference implementation's LeakyReLU slope
+
+
+def drop_adjacency_entries(adj: Tensor, p: float) -> Tensor:
+    r"""Node dropout as NGCF implements it: each nonzero of the sparse CSR `adj` is zeroed with probability `p`,
+    the rest scaled by :math:`1/(1-p)` so the expected operator is unchanged. Draws from torch's global RNG."""
+    if p <= 0.0:
+        return adj
+    values = F.dropout(adj.values(), p=p, training=True)
+    return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), values, adj.shape,
+                                   check_invariants=False)  # same structure as `adj`, already valid
+
+
+class NGCFModule(torch.nn.Module):
+    r"""Embedding propagation over the normalised user–item graph :math:`\mathcal{L} = D^{-1/2} A D^{-1/2}`.
+
+    Each layer :math:`l = 0..L-1` computes
+
+    .. math::
+        E^{(l+1)} = \mathrm{LeakyReLU}\Big((\mathcal{L} + I)\,E^{(l)} W_1^{(l)}
+                    + \big((\mathcal{L} E^{(l)}) \odot E^{(l)}\big) W_2^{(l)}\Big)
+
+    (with biases), then message dropout and row-wise L2 normalisation. The final representation concatenates all
+    layers, :math:`\mathbf{e} = [\mathbf{e}^{(0)} \Vert \dots \Vert \mathbf{e}^{(L)}]` (dimension
+    :math:`d(L+1)`), and the score is :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i`. Users are nodes
+    `0..U-1`, items `U..U+I-1`.
+    """
+
+    def __init__(self, n_nodes: int, embedding_dim: int, num_layers: int, message_dropout: float = 0.1) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.message_dropout = message_dropout
+        self.embedding = torch.nn.Embedding(n_nodes, embedding_dim)
+        self.w1 = torch.nn.ModuleList(torch.nn.Linear(embedding_dim, embedding_dim) for _ in range(num_layers))
+        self.w2 = torch.nn.ModuleList(torch.nn.Linear(embedding_dim, embedding_dim) for _ in range(num_layers))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.xavier_uniform_(self.embedding.weight)
+        for linear in [*self.w1, *self.w2]:
+            torch.nn.init.xavier_uniform_(linear.weight)
+            torch.nn.init.zeros_(linear.bias)
+
+    def forward(self, adj: Tensor) -> Tensor:
+        """Final node representations `[n_nodes, d * (num_layers + 1)]` given the (possibly dropped-out) `adj`."""
+        ego = self.embedding.weight
+        layers = [ego]
+        for w1, w2 in zip(self.w1, self.w2):
+            side = adj @ ego
+            ego = F.leaky_relu(w1(side + ego) + w2(side * ego), LEAKY_SLOPE)
+            ego = F.dropout(ego, self.message_dropout, self.training)
+            layers.append(F.normalize(ego, p=2, dim=1))
+        return torch.cat(layers, dim=1)
+
+
+class NGCFRecommender(Recommender):
+    r"""NGCF trained with mini-batch BPR and L2 on the batch's layer-0 embeddings:
+
+    .. math::
+        \mathcal{L} = -\frac{1}{B}\sum_{(u,i,j)} \ln\sigma(\hat{y}_{ui} - \hat{y}_{uj})
+        + \frac{\lambda}{B}\left(\lVert \mathbf{e}^{(0)}_{u}\rVert^2 + \lVert \mathbf{e}^{(0)}_{i}\rVert^2
+        + \lVert \mathbf{e}^{(0)}_{j}\rVert^2\right)
+
+    summed over the batch's users and items. Adam, node dropout on the adjacency and message dropout while
+    training, early stopping on validation NDCG@10. Every `(num_layers, learning_rate, weight_decay)` of the
+    config's grid is fitted; the best on validation is kept. Final embeddings are computed once after training
+    (no dropout), so :meth:`score` is a matrix product.
+    """
+
+    name: ClassVar[str] = "ngcf"
+
+    def __init__(self, cfg: NGCFConfig | None = None, training: TrainingConfig | None = None) -> None:
+        self.cfg = cfg or NGCFConfig()
+        self.training = training or TrainingConfig()
+        self.device = resolve_device(self.training.device)
+        self.module: NGCFModule | None = None
+        self.n_users = 0
+        self._embedding: Tensor | None = None
+        self.training_log = TrainingLog()
+
+    def grid(self) -> list[dict[str, float]]:
+        """The hyperparameter combinations tried, in order."""
+        return [
+            {"num_layers": layers, "learning_rate": lr, "weight_decay": wd}
+            for layers, lr, wd in itertools.product(self.cfg.num_layers, self.cfg.learning_rate,
+                                                    self.cfg.weight_decay)
+        ]
+
+    def fit(self, data: FoldData) -> NGCFRecommender:
+        start = time.perf_counter()
+        self.n_users = data.n_users
+        adj = bipartite_adjacency(data.positive_pairs, data.n_users, data.n_items).to(self.device)
+        best: tuple[float, NGCFModule, TrainingLog] | None = None
+        trials = []
+        for params in self.grid():
+            module, log = self._fit_one(data, adj, **params)
+            trials.append({**params, **{k: v for k, v in log.as_dict().items() if k != "trials"}})
+            score = log.best_validation_ndcg10
+            if best is None or score > best[0] or (best[0] != best[0] and score == score):
+                best = (score, module, log)
+        assert best is not None, "empty hyperparameter grid"
+        _, self.module, log = best
+        self._refresh(adj)
+        self.training_log = TrainingLog(
+            epochs_run=log.epochs_run,
+            best_epoch=log.best_epoch,
+            best_validation_ndcg10=log.best_validation_ndcg10,
+            seconds=time.perf_counter() - start,
+            hyperparameters=log.hyperparameters,
+            trials=trials,
+        )
+        return self
+
+    def _fit_one(
+        self, data: FoldData, adj: Tensor, num_layers: int, learning_rate: float, weight_decay: float
+    ) -> tuple[NGCFModule, TrainingLog]:
+        generator = seed_everything(self.training.seed)
+        n_users = data.n_users
+        module = NGCFModule(n_users + data.n_items, self.training.embedding_dim, num_layers,
+                            self.cfg.message_dropout).to(self.device)
+        self.module = module
+        node_dropout = self.cfg.node_dropout
+
+        def batch_loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+            emb = module(drop_adjacency_entries(adj, node_dropout))
+            u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
+            log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
+            ego = module.embedding.weight
+            reg = (ego[users].pow(2).sum() + ego[pos + n_users].pow(2).sum()
+                   + ego[neg + n_users].pow(2).sum()) / users.numel()
+            return -log_prob + weight_decay * reg
+
+        def evaluate() -> float:
+            self._refresh(adj)
+            return validation_ndcg(self, data)
+
+        log = train_bpr(module, batch_loss, evaluate, data, self.training, learning_rate, self.device, generator)
+        log.hyperparameters = {"num_layers": num_layers, "learning_rate": learning_rate,
+                               "weight_decay": weight_decay, "embedding_dim": self.training.embedding_dim,
+                               "message_dropout": self.cfg.message_dropout, "node_dropout": node_dropout}
+        return module, log
+
+    @torch.no_grad()
+    def _refresh(self, adj: Tensor) -> None:
+        assert self.module is not None
+        self.module.eval()
+        self._embedding = self.module(adj).detach()
+
+    @torch.no_grad()
+    def score(self, users: Tensor) -> Tensor:
+        if self._embedding is None:
+            raise RuntimeError("NGCF.score called before fit")
+        emb = self._embedding
+        return emb[users.long().to(emb.device)] @ emb[self.n_users :].T

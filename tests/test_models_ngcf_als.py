@@ -1,0 +1,164 @@
+"""NGCF and ALS on the planted two-cluster fold of tests/synthetic.py, their configs and registration."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from e2ep.config import ALSConfig, ModelsConfig, NGCFConfig, load_config
+from models.als import ALSRecommender, confidence_matrix
+from models.base import FoldData, Recommender
+from models.lightgcn import bipartite_adjacency
+from models.ngcf import LEAKY_SLOPE, NGCFModule, NGCFRecommender, drop_adjacency_entries
+from models.popularity import Popularity
+from models.registry import build_model
+from tasks.train import settings_for
+from tests.synthetic import FAST_TRAINING, held_out_auc, planted_fold
+
+NGCF_FAST = NGCFConfig(num_layers=[2], learning_rate=[0.02], weight_decay=[1e-4])
+ALS_FAST = ALSConfig(factors=[8], regularization=[0.1, 1.0], alpha=[5.0], iterations=15, num_threads=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: intra-op threads only add synchronisation, which dominates on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[FoldData, torch.Tensor]:
+    return planted_fold()
+
+
+@pytest.fixture(scope="module")
+def ngcf(planted: tuple[FoldData, torch.Tensor]) -> NGCFRecommender:
+    return NGCFRecommender(NGCF_FAST, FAST_TRAINING).fit(planted[0])
+
+
+@pytest.fixture(scope="module")
+def als(planted: tuple[FoldData, torch.Tensor]) -> ALSRecommender:
+    import implicit.utils
+
+    implicit.utils._checked_blas_config = False  # implicit warns about a threaded BLAS once per process
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the BLAS thread limit must keep that warning away
+        return ALSRecommender(ALS_FAST, FAST_TRAINING).fit(planted[0])
+
+
+@pytest.mark.parametrize("which", ["ngcf", "als"])
+def test_learns_the_planted_clusters_and_beats_popularity(which: str, request: pytest.FixtureRequest,
+                                                         planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, held = planted
+    model: Recommender = request.getfixturevalue(which)
+    popularity = held_out_auc(Popularity().fit(data), data, held)
+    assert popularity < 0.7  # both clusters are equally popular: popularity cannot tell them apart
+    assert held_out_auc(model, data, held) > max(0.9, popularity + 0.2)  # random scores give 0.5
+    log = model.training_log
+    assert 0 < log.best_epoch <= log.epochs_run and log.best_validation_ndcg10 > 0.3 and log.seconds > 0
+    assert log.hyperparameters and len(log.trials) == (1 if which == "ngcf" else 2)
+    best = max(log.trials, key=lambda t: t["best_validation_ndcg10"])
+    assert log.best_validation_ndcg10 == best["best_validation_ndcg10"]
+
+
+@pytest.mark.parametrize("which", ["ngcf", "als"])
+def test_recommend_excludes_seen_items_best_first(which: str, request: pytest.FixtureRequest,
+                                                  planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, _ = planted
+    model: Recommender = request.getfixturevalue(which)
+    assert model.score(torch.tensor([0, 3, 5])).shape == (3, data.n_items)
+    users = torch.arange(data.n_users)
+    items, scores = model.recommend(users, k=10, exclude=data.seen_pairs, batch_size=7)
+    assert items.shape == scores.shape == (data.n_users, 10)
+    recommended = set(zip(users.repeat_interleave(10).tolist(), items.flatten().tolist()))
+    assert not recommended & set(zip(*data.seen_pairs.tolist()))
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+
+
+def test_als_keeps_its_best_validation_sweep(als: ALSRecommender, planted: tuple[FoldData, torch.Tensor]) -> None:
+    from models.training import validation_ndcg
+
+    log = als.training_log
+    assert log.hyperparameters["iterations"] == log.best_epoch <= ALS_FAST.iterations
+    assert validation_ndcg(als, planted[0]) == pytest.approx(log.best_validation_ndcg10)
+
+
+@pytest.mark.parametrize("which", ["ngcf", "als"])
+def test_same_seed_same_scores(which: str, planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, _ = planted
+    users = torch.arange(data.n_users)
+
+    def run(seed: int) -> torch.Tensor:
+        training = FAST_TRAINING.model_copy(update={"max_epochs": 10, "seed": seed})
+        model = (NGCFRecommender(NGCF_FAST.model_copy(update={"node_dropout": 0.2}), training) if which == "ngcf"
+                 else ALSRecommender(ALS_FAST.model_copy(update={"iterations": 3}), training))
+        return model.fit(data).score(users)
+
+    first = run(3)
+    assert torch.equal(first, run(3))
+    assert not torch.allclose(first, run(4))
+
+
+def test_ngcf_layer_matches_the_propagation_rule() -> None:
+    torch.manual_seed(0)
+    pairs = torch.tensor([[0, 0, 1, 2], [0, 1, 1, 2]])
+    adj = bipartite_adjacency(pairs, n_users=3, n_items=3)
+    module = NGCFModule(6, 4, num_layers=1, message_dropout=0.5).eval()  # no dropout in eval mode
+    torch.nn.init.normal_(module.w1[0].bias)
+    e0 = module.embedding.weight
+    lap = adj.to_dense()
+    side = lap @ e0
+    e1 = torch.nn.functional.leaky_relu(
+        (side + e0) @ module.w1[0].weight.T + module.w1[0].bias + (side * e0) @ module.w2[0].weight.T
+        + module.w2[0].bias, LEAKY_SLOPE)
+    out = module(adj)
+    assert out.shape == (6, 8)
+    assert torch.allclose(out[:, :4], e0) and torch.allclose(out[:, 4:], torch.nn.functional.normalize(e1))
+
+
+def test_node_dropout_zeroes_entries_and_keeps_the_expected_operator() -> None:
+    pairs = torch.stack([torch.arange(200).repeat_interleave(5), torch.arange(1000) % 50])
+    adj = bipartite_adjacency(pairs, n_users=200, n_items=50)
+    torch.manual_seed(0)
+    dropped = drop_adjacency_entries(adj, 0.3)
+    kept = dropped.values() != 0
+    assert 0.65 < kept.float().mean().item() < 0.75
+    assert torch.allclose(dropped.values()[kept], adj.values()[kept] / 0.7)
+    assert drop_adjacency_entries(adj, 0.0) is adj
+
+
+def test_als_confidence_is_one_plus_alpha_on_positives(planted: tuple[FoldData, torch.Tensor]) -> None:
+    data, _ = planted
+    matrix = confidence_matrix(data.positive_pairs, data.n_users, data.n_items, alpha=4.0)
+    assert matrix.shape == (data.n_users, data.n_items) and matrix.nnz == data.positive_pairs.shape[1]
+    assert set(matrix.data.tolist()) == {5.0}
+    assert matrix[0, int(data.negative_pairs[1][data.negative_pairs[0] == 0][0])] == 0  # dislikes are absent
+
+
+def test_registry_and_settings_give_each_model_its_section() -> None:
+    cfg = ModelsConfig(names=["ngcf", "als"], ngcf=NGCF_FAST, als=ALS_FAST)
+    ngcf, als = build_model("ngcf", cfg), build_model("als", cfg)
+    assert isinstance(ngcf, NGCFRecommender) and ngcf.cfg == NGCF_FAST and ngcf.training == cfg.training
+    assert isinstance(als, ALSRecommender) and als.cfg == ALS_FAST
+    assert settings_for("ngcf", cfg).ngcf == NGCF_FAST and settings_for("ngcf", cfg).als == ALSConfig()
+    assert settings_for("als", cfg).als == ALS_FAST and settings_for("als", cfg).ngcf == NGCFConfig()
+    assert "ngcf" not in ModelsConfig().names and "als" not in ModelsConfig().names
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"models.ngcf.num_layers": []}, "each NGCF grid axis needs at least one value"),
+    ({"models.ngcf.num_layers": [0]}, "NGCF num_layers must be at least 1"),
+    ({"models.ngcf.message_dropout": 1.0}, "less than 1"),
+    ({"models.als.alpha": [-1.0]}, "ALS regularization and alpha must be non-negative"),
+    ({"models.als.factors": []}, "each ALS grid axis needs at least one value"),
+    ({"models.als.iterations": 0}, "greater than or equal to 1"),
+    ({"models.als.factor": [8]}, "Extra inputs are not permitted"),
+])
+def test_bad_settings_are_rejected_clearly(override: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        load_config(overrides=override)
