@@ -8,6 +8,7 @@ from e2ep.config import KNOWN_MODELS, ModelsConfig
 from e2ep.errors import ConfigError
 from models.base import Recommender
 from models.bpr_mf import BPRMF
+from models.gat import GATIDRecommender, GATRecommender
 from models.lightgcn import LightGCNRecommender
 from models.popularity import Popularity
 
@@ -15,6 +16,8 @@ _BUILDERS: dict[str, Callable[[ModelsConfig], Recommender]] = {
     Popularity.name: lambda cfg: Popularity(),
     BPRMF.name: lambda cfg: BPRMF(cfg.bpr_mf, cfg.training),
     LightGCNRecommender.name: lambda cfg: LightGCNRecommender(cfg.lightgcn, cfg.training),
+    GATRecommender.name: lambda cfg: GATRecommender(cfg.gat, cfg.training),
+    GATIDRecommender.name: lambda cfg: GATIDRecommender(cfg.gat, cfg.training),
 }
 
 assert tuple(_BUILDERS) == KNOWN_MODELS, "registry and e2ep.config.KNOWN_MODELS disagree"

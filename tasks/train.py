@@ -27,7 +27,7 @@ class TrainedRef(BaseModel, frozen=True):
 
 def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
     """The part of the models config `name` depends on, so tuning one model never retrains another."""
-    section = name.replace("-", "_")
+    section = "gat" if name == "gat-id" else name.replace("-", "_")
     keep = {"training"} | ({section} if section in ModelsConfig.model_fields else set())
     return ModelsConfig(names=[name]).model_copy(update={k: getattr(cfg, k) for k in keep})
 
