@@ -20,7 +20,7 @@ _PLACEHOLDER_DOC = "Placeholder for DGL's graphbolt, which cannot load on this t
 @cache
 def import_dgl() -> types.ModuleType:
     """Import and return the `dgl` module; raises `ConfigError` with a one-line reason when it cannot load."""
-    if "dgl" in sys.modules:
+    if sys.modules.get("dgl") is not None:
         return sys.modules["dgl"]
     os.environ.setdefault("DGLBACKEND", "pytorch")
     placeholder = "dgl.graphbolt" not in sys.modules
