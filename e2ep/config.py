@@ -162,6 +162,10 @@ class GATConfig(_Strict):
     heads: Annotated[int, Field(ge=1)] = 4
     """Attention heads per layer; each head has `hidden / heads` units and the heads are concatenated."""
 
+    readout: Literal["last", "mean"] = "last"
+    """User/item vectors: the last layer's output (`last`, the paper's) or the mean of the input and every layer's
+    output (`mean`, LightGCN's layer combination)."""
+
     negative_edges: bool = True
     """Also propagate over explicit dislikes (ratings at or below `relevance.negative_threshold`) as a second
     relation with its own attention weights; False: positive edges only."""

@@ -186,3 +186,20 @@ def test_registry_and_settings_share_the_gat_section() -> None:
     assert "gat" not in ModelsConfig().names
     with pytest.raises(ValueError, match="multiple of heads"):
         GATConfig(hidden=64, heads=3)
+
+
+def test_mean_readout_averages_the_input_and_every_layer(planted: FoldData) -> None:
+    from models.gat.network import GATNetwork
+
+    signed = build_signed_graph(planted)
+    graphs = signed.to_backend("pyg", torch.device("cpu"))
+    features = torch.cat([planted.user_features, planted.item_features])
+    torch.manual_seed(0)
+    net = GATNetwork(signed.n_nodes, SMALL.model_copy(update={"backend": "pyg", "readout": "mean"}),
+                     list(graphs), features).eval()
+    h0 = net.input_norm(net.projection(net.embedding))
+    h1 = net.layers[0](h0, graphs)
+    h2 = net.layers[1](h1, graphs)
+    assert torch.allclose(net(graphs), (h0 + h1 + h2) / 3, atol=1e-6)
+    net.readout = "last"
+    assert torch.allclose(net(graphs), h2, atol=1e-6)

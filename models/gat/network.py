@@ -7,7 +7,10 @@ the hidden width (`gat-id`). Either way
 .. math::
     h^{(0)} = \mathrm{LayerNorm}\big(W\,\mathrm{Dropout}(x) + b\big), \qquad
     h^{(l+1)} = \mathrm{SignedGATLayer}_l\big(h^{(l)}\big), \qquad
-    \hat{y}_{ui} = h_u^{(L)\top} h_i^{(L)}.
+    \hat{y}_{ui} = z_u^\top z_i,
+
+with :math:`z = h^{(L)}` (`readout="last"`, the paper's) or :math:`z = \frac{1}{L+1}\sum_{l=0}^{L} h^{(l)}`
+(`readout="mean"`, LightGCN's layer combination).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class GATNetwork(nn.Module):
     def __init__(self, n_nodes: int, cfg: GATConfig, relations: list[str], features: Tensor | None = None) -> None:
         super().__init__()
         self.n_nodes = n_nodes
+        self.readout = cfg.readout
         if features is None:
             self.embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_nodes, cfg.hidden)))
             self.projection: nn.Module = nn.Identity()
@@ -51,7 +55,9 @@ class GATNetwork(nn.Module):
 
     def forward(self, graphs: dict[str, Any]) -> Tensor:
         h = self.input_norm(self.projection(self.input_dropout(self.embedding)))
+        total = h
         for layer in self.layers:
             h = layer(h, graphs)
-        return h
+            total = total + h
+        return total / (len(self.layers) + 1) if self.readout == "mean" else h
 
