@@ -12,15 +12,18 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
+from typing import TYPE_CHECKING
 
 from e2ep.config import DatasetConfig, EvaluationConfig, ModelsConfig, SplitConfig
 from e2ep.errors import DataError
 from models.training import TrainingLog
+
+if TYPE_CHECKING:
+    from models.base import FoldData
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -80,9 +83,22 @@ def training_note(log: TrainingLog) -> str:
             f"val NDCG@10 {log.best_validation_ndcg10:.4f}")
 
 
+def with_random_features(data: FoldData, dim: int = 384, seed: int = 0) -> FoldData:
+    """`data` with seeded random unit-norm node features of the profile embeddings' size: the GAT's cost does not
+    depend on what its features say, so timing needs no semantic stage."""
+    import dataclasses
+
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)  # noqa: E731
+    return dataclasses.replace(data, user_features=unit(data.n_users), item_features=unit(data.n_items))
+
+
 def bench_dataset(label: str, dataset_cfg: DatasetConfig, split_cfg: SplitConfig, models: ModelsConfig,
-                  rows: list[StageMeasure]) -> None:
-    """Load, split into every fold, then fit/recommend/evaluate every model on fold 1."""
+                  rows: list[StageMeasure], gat_backends: Sequence[str] = ()) -> None:
+    """Load, split into every fold, then fit/recommend/evaluate every model on fold 1, and the GAT (`gat`, with
+    random features) on each of `gat_backends`."""
     from e2ep.data import load_dataset, make_folds
     from evaluation.fold import evaluate_fold
     from models.base import fold_data, recommendations_frame
@@ -96,12 +112,18 @@ def bench_dataset(label: str, dataset_cfg: DatasetConfig, split_cfg: SplitConfig
         folds = make_folds(ds, split_cfg)
     fold = folds[0]
     data = fold_data(fold.train, ds.n_users, ds.n_items)
-    for name in models.names:
-        with measure(label, f"fit+recommend {name}", rows) as m:
-            model = build_model(name, models).fit(data)
-            recs = recommendations_frame(model, data, eval_cfg.n_recommendations)
-            m.note = training_note(model.training_log)
-        with measure(label, f"evaluate {name}", rows):
+    runs: list[tuple[str, str, ModelsConfig, FoldData, str]] = [(n, n, models, data, "") for n in models.names]
+    if gat_backends:
+        featured = with_random_features(data)
+        for backend in gat_backends:
+            cfg = models.model_copy(update={"gat": models.gat.model_copy(update={"backend": backend})})
+            runs.append((f"gat[{backend}]", "gat", cfg, featured, "; random 384-d features (timing only)"))
+    for stage, name, cfg, fit_data, extra in runs:
+        with measure(label, f"fit+recommend {stage}", rows) as m:
+            model = build_model(name, cfg).fit(fit_data)
+            recs = recommendations_frame(model, fit_data, eval_cfg.n_recommendations)
+            m.note = training_note(model.training_log) + extra
+        with measure(label, f"evaluate {stage}", rows):
             evaluate_fold(recs, fold.train, fold.test, cfg=eval_cfg, relevance_threshold=4.0, n_items=ds.n_items)
 
 
@@ -181,7 +203,8 @@ def main(args: argparse.Namespace) -> int:
             models = ModelsConfig.model_validate({"training": {"max_epochs": args.max_epochs,
                                                                 "eval_every": min(5, args.max_epochs)}})
         models = models.model_copy(update={"names": [*models.names, "ngcf", "als"]})  # timed, not in runs by default
-        bench_dataset(name, dataset_cfg, split_cfg, models, rows)
+        gat_backends = [b.strip() for b in args.gat_backends.split(",") if b.strip()]
+        bench_dataset(name, dataset_cfg, split_cfg, models, rows, gat_backends)
     return 0
 
 

@@ -193,6 +193,8 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--ml1m-ratings", help="ratings CSV for the ML-1M benchmark (else $E2EP_ML1M_RATINGS)")
     bench.add_argument("--max-epochs", type=int,
                        help="cap training epochs (per-epoch figures stay exact; fits end early)")
+    bench.add_argument("--gat-backends", default="dgl,pyg",
+                       help="GAT backends to time next to the other models (comma-separated; '' for none)")
     bench.set_defaults(func=lambda a: __import__("e2ep.bench", fromlist=["main"]).main(a))
     return parser
 

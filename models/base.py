@@ -73,6 +73,8 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    uses_features: ClassVar[bool] = False
+    """Whether `fit` reads `FoldData.item_features` / `user_features` (profile embeddings)."""
 
     @abstractmethod
     def fit(self, data: FoldData) -> Recommender:

@@ -30,7 +30,7 @@ class TrainedRef(BaseModel, frozen=True):
 
 def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
     """The part of the models config `name` depends on, so tuning one model never retrains another."""
-    section = name.replace("-", "_")
+    section = "gat" if name == "gat-id" else name.replace("-", "_")
     keep = {"training"} | ({section} if section in ModelsConfig.model_fields else set())
     return ModelsConfig(names=[name]).model_copy(update={k: getattr(cfg, k) for k in keep})
 
@@ -55,7 +55,7 @@ class TrainJob(BaseModel, frozen=True):
 def model_job(name: str, models: ModelsConfig, features: NodeFeatures | None) -> TrainJob:
     """The job for a model of `models.names`; features are attached only if the model reads them, so changing
     the profiles never retrains a model that ignores them."""
-    uses = getattr(build_model(name, models), "uses_features", False)
+    uses = build_model(name, models).uses_features
     return TrainJob(label=name, model=name, settings=settings_for(name, models), features=features if uses else None)
 
 

@@ -1,0 +1,69 @@
+r"""The user–item graph the GAT propagates over.
+
+Nodes are users `0..U-1` followed by items `U..U+I-1`. Two relations, each with edges in both directions so users
+and items update each other:
+
+* **positive**: training ratings :math:`r_{ui} \ge \tau_+` (`FoldData.positive_pairs`),
+* **negative**: training ratings :math:`r_{ui} \le \tau_-` (`FoldData.negative_pairs`, explicit dislikes).
+
+Neutral ratings are not edges. Each relation gets its own attention convolution in every layer (see
+`models.gat.layers.SignedGATLayer`), so what a disliked neighbour contributes is learned separately from what a
+liked one does instead of being averaged in with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from models.base import FoldData
+
+Backend = Literal["dgl", "pyg"]
+
+
+def bidirectional_edges(pairs: Tensor, n_users: int) -> Tensor:
+    """`[2, 2E]` (source, destination) node ids: every (user, item) pair as user→item and item→user."""
+    users, items = pairs[0].long(), pairs[1].long() + n_users
+    return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+
+
+@dataclass(frozen=True)
+class SignedGraph:
+    """Edge lists of both relations over `n_nodes = n_users + n_items` nodes."""
+
+    n_users: int
+    n_items: int
+    positive: Tensor
+    negative: Tensor | None
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_users + self.n_items
+
+    def relations(self) -> dict[str, Tensor]:
+        """Relation name → `[2, E]` edge index, positive first; the negative one only when it is used."""
+        out = {"positive": self.positive}
+        if self.negative is not None:
+            out["negative"] = self.negative
+        return out
+
+    def to_backend(self, backend: Backend, device: torch.device) -> dict[str, Any]:
+        """Relation name → what the backend's convolution takes: a `DGLGraph` or a PyG `edge_index`."""
+        if backend == "pyg":
+            return {name: edges.to(device) for name, edges in self.relations().items()}
+        from e2ep.dgl_compat import import_dgl
+
+        dgl = import_dgl()
+        return {name: dgl.graph((edges[0], edges[1]), num_nodes=self.n_nodes).to(device)
+                for name, edges in self.relations().items()}
+
+
+def build_signed_graph(data: FoldData, negative_edges: bool = True) -> SignedGraph:
+    """The fold's signed graph; `negative_edges=False` leaves the dislikes out (positive relation only)."""
+    negative = None
+    if negative_edges:
+        negative = bidirectional_edges(data.negative_pairs, data.n_users)
+    return SignedGraph(data.n_users, data.n_items, bidirectional_edges(data.positive_pairs, data.n_users), negative)

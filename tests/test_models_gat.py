@@ -1,0 +1,205 @@
+"""The GAT recommender (`gat`, `gat-id`) on tiny data with planted taste groups, on both graph backends.
+
+`tests.synthetic.planted_ratings`: even users like the first half of the catalog and dislike the second, odd
+users the reverse. A model that learned the groups fills a user's top 5 with unseen items of the user's own half;
+popularity cannot (both halves are about equally popular).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import polars as pl
+import pytest
+import torch
+
+from e2ep.config import GATConfig, ModelsConfig, TrainingConfig
+from e2ep.errors import ConfigError, DataError
+from models.base import FoldData, Recommender
+from models.gat import GATIDRecommender, GATRecommender
+from models.gat.graph import build_signed_graph
+from models.gat.layers import SignedGATLayer
+from models.gat.loss import HardNegatives, bpr_cosine_loss
+from models.popularity import Popularity
+from models.registry import build_model
+from tasks.train import settings_for
+from tests.synthetic import planted_ratings
+
+N_USERS, N_ITEMS = 60, 40
+FAST = TrainingConfig(max_epochs=30, eval_every=5, patience=2, device="cpu")
+SMALL = GATConfig(hidden=16, heads=2, num_layers=2, learning_rate=0.01, batch_size=256, dropout=0.0,
+                  feature_dropout=0.0)
+
+
+def _features(n: int, group: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """8-d features: a group direction plus as much noise (informative, far from a one-hot label)."""
+    direction = torch.tensor([[1.0] * 4 + [0.0] * 4, [0.0] * 4 + [1.0] * 4])
+    return direction[group] + torch.randn(n, 8, generator=generator)
+
+
+@pytest.fixture(scope="module")
+def planted() -> FoldData:
+    ratings = planted_ratings(N_USERS, N_ITEMS, per_user=14, seed=0).with_columns(
+        (pl.col("user_id") - 1).alias("user_idx"), (pl.col("item_id") - 1).alias("item_idx"),
+        pl.col("rating").cast(pl.Float64))
+    # each user's last two liked ratings are the validation slice
+    ranked = ratings.with_columns(pl.col("timestamp").rank("ordinal", descending=True)
+                                  .over("user_idx", pl.col("rating") >= 4).alias("recent"))
+    is_val = (pl.col("rating") >= 4) & (pl.col("recent") <= 2)
+    columns = ["user_idx", "item_idx", "rating"]
+    g = torch.Generator().manual_seed(0)
+    user_group = torch.arange(1, N_USERS + 1) % 2  # even user ids (group 0) like the first half
+    item_group = (torch.arange(N_ITEMS) >= N_ITEMS // 2).long()
+    return FoldData(n_users=N_USERS, n_items=N_ITEMS, train=ranked.filter(~is_val).select(columns),
+                    validation=ranked.filter(is_val).select(columns),
+                    user_features=_features(N_USERS, user_group, g), item_features=_features(N_ITEMS, item_group, g))
+
+
+def own_half_share(model: Recommender, data: FoldData, k: int = 5) -> float:
+    """Share of every user's top-k unseen items that lie in the half of the catalog the user's group likes."""
+    users = torch.arange(data.n_users)
+    top, _ = model.recommend(users, k, exclude=data.train_pairs)
+    liked_first_half = ((users + 1) % 2 == 0).unsqueeze(1)
+    in_first_half = top < data.n_items // 2
+    return float((in_first_half == liked_first_half).float().mean())
+
+
+@pytest.fixture(scope="module", params=["dgl", "pyg"])
+def fitted(request: pytest.FixtureRequest, planted: FoldData) -> GATRecommender:
+    cfg = SMALL.model_copy(update={"backend": request.param, "cosine_weight": 0.5, "hard_negative_share": 0.3})
+    return GATRecommender(cfg, FAST).fit(planted)
+
+
+def test_both_backends_learn_the_planted_groups(fitted: GATRecommender, planted: FoldData) -> None:
+    popularity = own_half_share(Popularity().fit(planted), planted)
+    assert popularity < 0.7
+    assert own_half_share(fitted, planted) > 0.9
+    log = fitted.training_log
+    assert 0 < log.best_epoch <= log.epochs_run <= FAST.max_epochs and log.best_validation_ndcg10 > 0.3
+    assert log.hyperparameters["backend"] == fitted.cfg.backend and log.hyperparameters["features"] == "profiles"
+
+
+def test_recommend_excludes_seen_items_and_sorts(fitted: GATRecommender, planted: FoldData) -> None:
+    users = torch.arange(planted.n_users)
+    items, scores = fitted.recommend(users, k=8, exclude=planted.seen_pairs, batch_size=7)
+    assert items.shape == scores.shape == (planted.n_users, 8)
+    assert not set(zip(users.repeat_interleave(8).tolist(), items.flatten().tolist())) \
+        & set(zip(*planted.seen_pairs.tolist()))
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+    # scores are dot products of the final user and item vectors
+    emb = fitted._embedding
+    assert torch.allclose(fitted.score(users[:3]), emb[:3] @ emb[planted.n_users:].T)
+
+
+def test_gat_id_learns_without_features(planted: FoldData) -> None:
+    bare = dataclasses.replace(planted, user_features=None, item_features=None)
+    model = build_model("gat-id", ModelsConfig(gat=SMALL.model_copy(update={"backend": "pyg"}), training=FAST))
+    assert isinstance(model, GATIDRecommender)
+    model.fit(bare)
+    assert own_half_share(model, bare) > 0.9 and model.training_log.hyperparameters["features"] == "ids"
+
+
+def test_gat_without_features_is_a_config_error(planted: FoldData) -> None:
+    bare = dataclasses.replace(planted, user_features=None)
+    with pytest.raises(ConfigError, match="GAT needs user and item profile embeddings.*semantic stage"):
+        GATRecommender(SMALL, FAST).fit(bare)
+    wrong = dataclasses.replace(planted, item_features=planted.item_features[:-1])
+    with pytest.raises(DataError, match="do not fit the fold"):
+        GATRecommender(SMALL, FAST).fit(wrong)
+
+
+def test_negative_edges_are_a_second_bidirectional_relation(planted: FoldData) -> None:
+    signed = build_signed_graph(planted, negative_edges=True)
+    n_users = planted.n_users
+    as_set = lambda e: set(zip(*e.tolist()))  # noqa: E731
+    pos, neg = planted.positive_pairs, planted.negative_pairs
+    assert as_set(signed.positive) == as_set(torch.stack([pos[0], pos[1] + n_users])) \
+        | as_set(torch.stack([pos[1] + n_users, pos[0]]))
+    assert as_set(signed.negative) == as_set(torch.stack([neg[0], neg[1] + n_users])) \
+        | as_set(torch.stack([neg[1] + n_users, neg[0]]))
+    neutral = planted.train.filter((pl.col("rating") > 2) & (pl.col("rating") < 4))
+    assert neutral.height > 0 and not as_set(torch.tensor([neutral["user_idx"].to_list(),
+                                                           (neutral["item_idx"] + n_users).to_list()])) \
+        & (as_set(signed.positive) | as_set(signed.negative))
+    unsigned = build_signed_graph(planted, negative_edges=False)
+    assert list(unsigned.relations()) == ["positive"] and torch.equal(unsigned.positive, signed.positive)
+    # the dislikes reach the layer's output through their own convolution
+    torch.manual_seed(0)
+    layer = SignedGATLayer("pyg", 8, 2, ["positive", "negative"]).eval()
+    h = torch.randn(signed.n_nodes, 8)
+    with_neg = layer(h, signed.to_backend("pyg", torch.device("cpu")))
+    without = layer(h, {**signed.to_backend("pyg", torch.device("cpu")),
+                        "negative": torch.empty(2, 0, dtype=torch.long)})
+    changed = (with_neg - without).abs().sum(1) > 1e-6
+    assert torch.equal(changed, torch.isin(torch.arange(signed.n_nodes), signed.negative[1]))
+
+
+def test_cosine_weight_adds_the_alignment_term() -> None:
+    g = torch.Generator().manual_seed(0)
+    u, i, j = (torch.randn(32, 8, generator=g) for _ in range(3))
+    plain = bpr_cosine_loss(u, i, j, bpr_weight=5.0, cosine_weight=0.0)
+    bpr = -torch.nn.functional.logsigmoid((u * i).sum(1) - (u * j).sum(1)).mean()
+    cos = torch.nn.functional.cosine_similarity(u, i).mean()
+    assert torch.isclose(plain.total, 5 * bpr)
+    assert torch.isclose(bpr_cosine_loss(u, i, j, 5.0, 2.0).total, 5 * bpr + 2 * (1 - cos))
+    # the alignment term pulls u towards i: its gradient on u is the negative cosine gradient
+    u.requires_grad_(True)
+    bpr_cosine_loss(u, i, j, bpr_weight=0.0, cosine_weight=1.0).total.backward()
+    step = u - 0.1 * u.grad
+    assert torch.nn.functional.cosine_similarity(step, i).mean() > cos
+
+
+def test_hard_negatives_swap_in_the_users_dislikes() -> None:
+    negatives = torch.tensor([[0, 0, 2], [7, 8, 9]])  # user 0 dislikes 7 and 8, user 2 dislikes 9; user 1 none
+    hard = HardNegatives(negatives, n_users=3)
+    users = torch.tensor([0, 1, 2] * 50)
+    uniform = torch.full_like(users, 3)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(hard.mix(users, uniform, 0.0, g), uniform)
+    all_hard = hard.mix(users, uniform, 1.0, g)
+    assert set(all_hard[users == 0].tolist()) == {7, 8}
+    assert set(all_hard[users == 1].tolist()) == {3} and set(all_hard[users == 2].tolist()) == {9}
+    half = hard.mix(users, uniform, 0.5, g)
+    assert 0.3 < float((half[users != 1] != 3).float().mean()) < 0.7
+
+
+def test_same_seed_same_recommendations(planted: FoldData) -> None:
+    cfg = FAST.model_copy(update={"max_epochs": 4, "eval_every": 2, "seed": 3})
+    users = torch.arange(planted.n_users)
+
+    def run(training: TrainingConfig) -> torch.Tensor:
+        model = GATRecommender(SMALL.model_copy(update={"dropout": 0.2, "hard_negative_share": 0.5}), training)
+        return model.fit(planted).score(users)
+
+    first = run(cfg)
+    assert torch.equal(first, run(cfg))
+    assert not torch.allclose(first, run(cfg.model_copy(update={"seed": 4})))
+
+
+def test_registry_and_settings_share_the_gat_section() -> None:
+    cfg = ModelsConfig(gat=GATConfig(backend="pyg", cosine_weight=0.0))
+    for name, cls in (("gat", GATRecommender), ("gat-id", GATIDRecommender)):
+        model = build_model(name, cfg)
+        assert type(model) is cls and model.name == name and model.cfg == cfg.gat
+        assert settings_for(name, cfg).gat == cfg.gat
+    assert settings_for("lightgcn", cfg).gat == GATConfig()  # GAT settings never retrain LightGCN
+    assert "gat" not in ModelsConfig().names
+    with pytest.raises(ValueError, match="multiple of heads"):
+        GATConfig(hidden=64, heads=3)
+
+
+def test_mean_readout_averages_the_input_and_every_layer(planted: FoldData) -> None:
+    from models.gat.network import GATNetwork
+
+    signed = build_signed_graph(planted)
+    graphs = signed.to_backend("pyg", torch.device("cpu"))
+    features = torch.cat([planted.user_features, planted.item_features])
+    torch.manual_seed(0)
+    net = GATNetwork(signed.n_nodes, SMALL.model_copy(update={"backend": "pyg", "readout": "mean"}),
+                     list(graphs), features).eval()
+    h0 = net.input_norm(net.projection(net.embedding))
+    h1 = net.layers[0](h0, graphs)
+    h2 = net.layers[1](h1, graphs)
+    assert torch.allclose(net(graphs), (h0 + h1 + h2) / 3, atol=1e-6)
+    net.readout = "last"
+    assert torch.allclose(net(graphs), h2, atol=1e-6)
