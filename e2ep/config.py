@@ -306,8 +306,9 @@ class GATConfig(_Strict):
 
 
 class ModelsConfig(_Strict):
-    names: list[str] = ["popularity", "bpr-mf", "lightgcn"]
-    """Recommenders to run, in table order (any of `KNOWN_MODELS`)."""
+    names: list[str] = ["popularity", "bpr-mf", "lightgcn", "ngcf", "als", "gat-id", "gat"]
+    """Recommenders to run, in table order (any of `KNOWN_MODELS`): the baselines, the GAT without LLM (`gat-id`)
+    and the GAT on profile embeddings (`gat`, the base of the rerankers)."""
 
     training: TrainingConfig = TrainingConfig()
     bpr_mf: BPRMFConfig = BPRMFConfig()

@@ -30,7 +30,7 @@ from e2ep.data import Dataset
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
 from e2ep.profiles import ProfilesConfig
-from e2ep.store import write_text
+from e2ep.store import stable_hash, write_text
 from evaluation.report import RunReport, write_run_report
 from flows.artifacts import publish_run_artifacts
 from flows.runners import fold_task_runner
@@ -49,7 +49,7 @@ from tasks.semantic import (
     user_profiles_task,
     variant_of,
 )
-from tasks.train import NodeFeatures, TrainedRef, ablation_job, model_job, train_and_recommend_task
+from tasks.train import NodeFeatures, TrainedRef, TrainJob, ablation_job, model_job, train_and_recommend_task
 
 
 class ItemSide(BaseModel, frozen=True):
@@ -114,14 +114,28 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     if cfg.ablations:
         profiles = semantic.variants[MAIN_VARIANT].profiles if semantic is not None else cfg.profiles
         jobs += [ablation_job(a, cfg.models, features[variant_of(a, profiles)]) for a in cfg.ablations]
-    trained = [train_and_recommend_task(job, cfg.relevance, dataset, fold, cfg.evaluation.n_recommendations)
-               for job in jobs]
+    trained = train_distinct(jobs, cfg, dataset, fold)
     evaluated = [evaluate_task(t, fold, dataset, cfg.evaluation, cfg.relevance) for t in trained]
     users, user_vectors = user_side.get(MAIN_VARIANT, (None, None))
     reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors)
     evaluated += [evaluate_task(r, fold, dataset, cfg.evaluation, cfg.relevance) for r in reranked]
     return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
                       user_embeddings=user_vectors, reranked=reranked)
+
+
+def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: DatasetRef,
+                   fold: FoldRef) -> list[TrainedRef]:
+    """Fit each distinct (model, settings, features) once: an ablation that equals a model of the run (e.g.
+    `features = "none"` beside `gat-id`, or the run's own profiles beside `gat`) reuses its lists under its label."""
+    fitted: dict[str, TrainedRef] = {}
+    trained = []
+    for job in jobs:
+        key = stable_hash(job.model, job.settings, job.features)
+        if key not in fitted:
+            fitted[key] = train_and_recommend_task(job, cfg.relevance, dataset, fold,
+                                                   cfg.evaluation.n_recommendations)
+        trained.append(fitted[key].model_copy(update={"model": job.label}))
+    return trained
 
 
 def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef], semantic: SemanticResult | None,
