@@ -17,7 +17,7 @@ export E2EP_ML100K_METADATA ?= $(wildcard $(E2EP_DATA_DIR)/tmdb/ml-100k_items_tm
 # The paper authors' 800k-rating ML-1M training split, for ML-1M-scale benchmarks, when that copy has it.
 export E2EP_ML1M_RATINGS ?= $(wildcard $(E2EP_DATA_DIR)/seed_repo/ml-1m/seed_u1base_train_no_timestamps.csv.gz)
 
-.PHONY: install eval test bench serve clean clean-cache
+.PHONY: install eval ablations test bench serve clean clean-cache
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ install: $(VENV)/.installed
 ## (the default run, with no ARGS, enriches items from E2EP_ML100K_METADATA when that file exists)
 eval: install
 	$(BIN)/e2ep run $(if $(ARGS),$(ARGS),$(if $(E2EP_ML100K_METADATA),--metadata $(E2EP_ML100K_METADATA)))
+
+## make ablations: the same experiment plus the paper's GAT ablations (configs/ablations.toml), as gat/<name> rows
+ablations: install
+	$(BIN)/e2ep run --config configs/ablations.toml $(if $(E2EP_ML100K_METADATA),--metadata $(E2EP_ML100K_METADATA)) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)
