@@ -3,7 +3,6 @@ validation NDCG@10."""
 
 from __future__ import annotations
 
-import itertools
 import time
 import warnings
 from typing import ClassVar
@@ -15,7 +14,8 @@ from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from e2ep.config import LightGCNConfig, TrainingConfig
 from models.base import FoldData, Recommender
-from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+from models.training import (TrainingLog, grid_search, parameter_grid, resolve_device, seed_everything, train_bpr,
+                             validation_ndcg)
 
 
 def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> Tensor:
@@ -58,35 +58,16 @@ class LightGCNRecommender(Recommender):
 
     def grid(self) -> list[dict[str, float]]:
         """The hyperparameter combinations tried, in order."""
-        return [
-            {"num_layers": layers, "learning_rate": lr, "weight_decay": wd}
-            for layers, lr, wd in itertools.product(self.cfg.num_layers, self.cfg.learning_rate,
-                                                    self.cfg.weight_decay)
-        ]
+        return parameter_grid(num_layers=self.cfg.num_layers, learning_rate=self.cfg.learning_rate,
+                              weight_decay=self.cfg.weight_decay)
 
     def fit(self, data: FoldData) -> LightGCNRecommender:
         start = time.perf_counter()
         self.n_users = data.n_users
         adj = bipartite_adjacency(data.positive_pairs, data.n_users, data.n_items).to(self.device)
-        best: tuple[float, PyGLightGCN, TrainingLog] | None = None
-        trials = []
-        for params in self.grid():
-            module, log = self._fit_one(data, adj, **params)
-            trials.append({**params, **{k: v for k, v in log.as_dict().items() if k not in ("trials",)}})
-            score = log.best_validation_ndcg10
-            if best is None or score > best[0] or (best[0] != best[0] and score == score):
-                best = (score, module, log)
-        assert best is not None, "empty hyperparameter grid"
-        _, self.module, log = best
+        self.module, self.training_log = grid_search(
+            self.grid(), lambda **params: self._fit_one(data, adj, **params), start)
         self._refresh(adj)
-        self.training_log = TrainingLog(
-            epochs_run=log.epochs_run,
-            best_epoch=log.best_epoch,
-            best_validation_ndcg10=log.best_validation_ndcg10,
-            seconds=time.perf_counter() - start,
-            hyperparameters=log.hyperparameters,
-            trials=trials,
-        )
         return self
 
     def _fit_one(
