@@ -15,7 +15,6 @@ The pieces:
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import random
