@@ -3,7 +3,6 @@ validation NDCG@10 with the number of sweeps chosen by early stopping."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any, ClassVar
 
@@ -15,7 +14,7 @@ from torch import Tensor
 
 from e2ep.config import ALSConfig, TrainingConfig
 from models.base import FoldData, Recommender
-from models.training import EarlyStopping, TrainingLog, validation_ndcg
+from models.training import EarlyStopping, TrainingLog, grid_search, parameter_grid, validation_ndcg
 
 
 def confidence_matrix(positive_pairs: Tensor, n_users: int, n_items: int, alpha: float) -> sp.csr_matrix:
@@ -85,34 +84,15 @@ class ALSRecommender(Recommender):
 
     def grid(self) -> list[dict[str, float]]:
         """The hyperparameter combinations tried, in order."""
-        return [
-            {"factors": f, "regularization": reg, "alpha": a}
-            for f, reg, a in itertools.product(self.cfg.factors, self.cfg.regularization, self.cfg.alpha)
-        ]
+        return parameter_grid(factors=self.cfg.factors, regularization=self.cfg.regularization, alpha=self.cfg.alpha)
 
     def fit(self, data: FoldData) -> ALSRecommender:
         start = time.perf_counter()
-        best: tuple[float, _Factors, TrainingLog] | None = None
-        trials = []
         import implicit.als  # noqa: F401  (loads scipy's BLAS first, so the limit below covers it too)
 
         with threadpool_limits(limits=1, user_api="blas"):
-            for params in self.grid():
-                factors, log = self._fit_one(data, **params)
-                trials.append({**params, **{k: v for k, v in log.as_dict().items() if k != "trials"}})
-                score = log.best_validation_ndcg10
-                if best is None or score > best[0] or (best[0] != best[0] and score == score):
-                    best = (score, factors, log)
-        assert best is not None, "empty hyperparameter grid"
-        _, self.factors, log = best
-        self.training_log = TrainingLog(
-            epochs_run=log.epochs_run,
-            best_epoch=log.best_epoch,
-            best_validation_ndcg10=log.best_validation_ndcg10,
-            seconds=time.perf_counter() - start,
-            hyperparameters=log.hyperparameters,
-            trials=trials,
-        )
+            self.factors, self.training_log = grid_search(
+                self.grid(), lambda **params: self._fit_one(data, **params), start)
         return self
 
     def _fit_one(self, data: FoldData, factors: int, regularization: float,

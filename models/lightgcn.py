@@ -3,39 +3,17 @@ validation NDCG@10."""
 
 from __future__ import annotations
 
-import itertools
-import time
-import warnings
 from typing import ClassVar
 
 import torch
-from torch import Tensor
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from e2ep.config import LightGCNConfig, TrainingConfig
-from models.base import FoldData, Recommender
-from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+from models.propagation import BatchLoss, PropagationRecommender
 
 
-def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> Tensor:
-    r"""Symmetrically normalised adjacency :math:`D^{-1/2} A D^{-1/2}` of the user–item graph, as a sparse CSR
-    tensor (the format `LGConv`'s `spmm` wants) over `n_users + n_items` nodes (users `0..U-1`, items `U..U+I-1`, edges in both directions).
-
-    Normalising once here, instead of inside every `LGConv` call, is the same operator and saves the per-batch
-    degree computation.
-    """
-    users, items = positive_pairs[0].long(), positive_pairs[1].long() + n_users
-    edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
-    n = n_users + n_items
-    edge_index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
-    adj = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n), check_invariants=False).coalesce()
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": works fine for spmm and its gradient
-        warnings.simplefilter("ignore", UserWarning)
-        return adj.to_sparse_csr()
-
-
-class LightGCNRecommender(Recommender):
+class LightGCNRecommender(PropagationRecommender):
     r"""LightGCN with layer-mean aggregation :math:`\mathbf{e} = \frac{1}{L+1}\sum_{l=0}^{L} \mathbf{e}^{(l)}` and
     score :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i`.
 
@@ -48,81 +26,20 @@ class LightGCNRecommender(Recommender):
     name: ClassVar[str] = "lightgcn"
 
     def __init__(self, cfg: LightGCNConfig | None = None, training: TrainingConfig | None = None) -> None:
-        self.cfg = cfg or LightGCNConfig()
-        self.training = training or TrainingConfig()
-        self.device = resolve_device(self.training.device)
-        self.module: PyGLightGCN | None = None
-        self.n_users = 0
-        self._embedding: Tensor | None = None
-        self.training_log = TrainingLog()
+        super().__init__(cfg or LightGCNConfig(), training)
 
-    def grid(self) -> list[dict[str, float]]:
-        """The hyperparameter combinations tried, in order."""
-        return [
-            {"num_layers": layers, "learning_rate": lr, "weight_decay": wd}
-            for layers, lr, wd in itertools.product(self.cfg.num_layers, self.cfg.learning_rate,
-                                                    self.cfg.weight_decay)
-        ]
+    def build_module(self, n_nodes: int, num_layers: int) -> PyGLightGCN:
+        return PyGLightGCN(n_nodes, self.training.embedding_dim, num_layers, normalize=False)
 
-    def fit(self, data: FoldData) -> LightGCNRecommender:
-        start = time.perf_counter()
-        self.n_users = data.n_users
-        adj = bipartite_adjacency(data.positive_pairs, data.n_users, data.n_items).to(self.device)
-        best: tuple[float, PyGLightGCN, TrainingLog] | None = None
-        trials = []
-        for params in self.grid():
-            module, log = self._fit_one(data, adj, **params)
-            trials.append({**params, **{k: v for k, v in log.as_dict().items() if k not in ("trials",)}})
-            score = log.best_validation_ndcg10
-            if best is None or score > best[0] or (best[0] != best[0] and score == score):
-                best = (score, module, log)
-        assert best is not None, "empty hyperparameter grid"
-        _, self.module, log = best
-        self._refresh(adj)
-        self.training_log = TrainingLog(
-            epochs_run=log.epochs_run,
-            best_epoch=log.best_epoch,
-            best_validation_ndcg10=log.best_validation_ndcg10,
-            seconds=time.perf_counter() - start,
-            hyperparameters=log.hyperparameters,
-            trials=trials,
-        )
-        return self
-
-    def _fit_one(
-        self, data: FoldData, adj: Tensor, num_layers: int, learning_rate: float, weight_decay: float
-    ) -> tuple[PyGLightGCN, TrainingLog]:
-        generator = seed_everything(self.training.seed)
-        n_users = data.n_users
-        module = PyGLightGCN(n_users + data.n_items, self.training.embedding_dim, num_layers,
-                             normalize=False).to(self.device)
-        self.module = module
-
-        def batch_loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:
+        def loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
             emb = module.get_embedding(adj)
             u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
             pos_rank, neg_rank = (u * i).sum(-1), (u * j).sum(-1)
             node_id = torch.cat([users, pos + n_users, neg + n_users])
             return module.recommendation_loss(pos_rank, neg_rank, node_id=node_id, lambda_reg=weight_decay)
 
-        def evaluate() -> float:
-            self._refresh(adj)
-            return validation_ndcg(self, data)
+        return loss
 
-        log = train_bpr(module, batch_loss, evaluate, data, self.training, learning_rate, self.device, generator)
-        log.hyperparameters = {"num_layers": num_layers, "learning_rate": learning_rate,
-                               "weight_decay": weight_decay, "embedding_dim": self.training.embedding_dim}
-        return module, log
-
-    @torch.no_grad()
-    def _refresh(self, adj: Tensor) -> None:
-        assert self.module is not None
-        self.module.eval()
-        self._embedding = self.module.get_embedding(adj).detach()
-
-    @torch.no_grad()
-    def score(self, users: Tensor) -> Tensor:
-        if self._embedding is None:
-            raise RuntimeError("LightGCN.score called before fit")
-        emb = self._embedding
-        return emb[users.long().to(emb.device)] @ emb[self.n_users :].T
+    def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
+        return module.get_embedding(adj)

@@ -3,18 +3,14 @@ grid-searched on validation NDCG@10."""
 
 from __future__ import annotations
 
-import itertools
-import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from e2ep.config import NGCFConfig, TrainingConfig
-from models.base import FoldData, Recommender
-from models.lightgcn import bipartite_adjacency
-from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+from models.propagation import BatchLoss, PropagationRecommender
 
 LEAKY_SLOPE = 0.2  # the reference implementation's LeakyReLU slope
 
@@ -71,7 +67,7 @@ class NGCFModule(torch.nn.Module):
         return torch.cat(layers, dim=1)
 
 
-class NGCFRecommender(Recommender):
+class NGCFRecommender(PropagationRecommender):
     r"""NGCF trained with mini-batch BPR and L2 on the batch's layer-0 embeddings:
 
     .. math::
@@ -88,58 +84,15 @@ class NGCFRecommender(Recommender):
     name: ClassVar[str] = "ngcf"
 
     def __init__(self, cfg: NGCFConfig | None = None, training: TrainingConfig | None = None) -> None:
-        self.cfg = cfg or NGCFConfig()
-        self.training = training or TrainingConfig()
-        self.device = resolve_device(self.training.device)
-        self.module: NGCFModule | None = None
-        self.n_users = 0
-        self._embedding: Tensor | None = None
-        self.training_log = TrainingLog()
+        super().__init__(cfg or NGCFConfig(), training)
 
-    def grid(self) -> list[dict[str, float]]:
-        """The hyperparameter combinations tried, in order."""
-        return [
-            {"num_layers": layers, "learning_rate": lr, "weight_decay": wd}
-            for layers, lr, wd in itertools.product(self.cfg.num_layers, self.cfg.learning_rate,
-                                                    self.cfg.weight_decay)
-        ]
+    def build_module(self, n_nodes: int, num_layers: int) -> NGCFModule:
+        return NGCFModule(n_nodes, self.training.embedding_dim, num_layers, self.cfg.message_dropout)
 
-    def fit(self, data: FoldData) -> NGCFRecommender:
-        start = time.perf_counter()
-        self.n_users = data.n_users
-        adj = bipartite_adjacency(data.positive_pairs, data.n_users, data.n_items).to(self.device)
-        best: tuple[float, NGCFModule, TrainingLog] | None = None
-        trials = []
-        for params in self.grid():
-            module, log = self._fit_one(data, adj, **params)
-            trials.append({**params, **{k: v for k, v in log.as_dict().items() if k != "trials"}})
-            score = log.best_validation_ndcg10
-            if best is None or score > best[0] or (best[0] != best[0] and score == score):
-                best = (score, module, log)
-        assert best is not None, "empty hyperparameter grid"
-        _, self.module, log = best
-        self._refresh(adj)
-        self.training_log = TrainingLog(
-            epochs_run=log.epochs_run,
-            best_epoch=log.best_epoch,
-            best_validation_ndcg10=log.best_validation_ndcg10,
-            seconds=time.perf_counter() - start,
-            hyperparameters=log.hyperparameters,
-            trials=trials,
-        )
-        return self
-
-    def _fit_one(
-        self, data: FoldData, adj: Tensor, num_layers: int, learning_rate: float, weight_decay: float
-    ) -> tuple[NGCFModule, TrainingLog]:
-        generator = seed_everything(self.training.seed)
-        n_users = data.n_users
-        module = NGCFModule(n_users + data.n_items, self.training.embedding_dim, num_layers,
-                            self.cfg.message_dropout).to(self.device)
-        self.module = module
+    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:
         node_dropout = self.cfg.node_dropout
 
-        def batch_loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        def loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
             emb = module(drop_adjacency_entries(adj, node_dropout))
             u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
             log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
@@ -148,25 +101,10 @@ class NGCFRecommender(Recommender):
                    + ego[neg + n_users].pow(2).sum()) / users.numel()
             return -log_prob + weight_decay * reg
 
-        def evaluate() -> float:
-            self._refresh(adj)
-            return validation_ndcg(self, data)
+        return loss
 
-        log = train_bpr(module, batch_loss, evaluate, data, self.training, learning_rate, self.device, generator)
-        log.hyperparameters = {"num_layers": num_layers, "learning_rate": learning_rate,
-                               "weight_decay": weight_decay, "embedding_dim": self.training.embedding_dim,
-                               "message_dropout": self.cfg.message_dropout, "node_dropout": node_dropout}
-        return module, log
+    def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
+        return module(adj)
 
-    @torch.no_grad()
-    def _refresh(self, adj: Tensor) -> None:
-        assert self.module is not None
-        self.module.eval()
-        self._embedding = self.module(adj).detach()
-
-    @torch.no_grad()
-    def score(self, users: Tensor) -> Tensor:
-        if self._embedding is None:
-            raise RuntimeError("NGCF.score called before fit")
-        emb = self._embedding
-        return emb[users.long().to(emb.device)] @ emb[self.n_users :].T
+    def extra_hyperparameters(self) -> dict[str, Any]:
+        return {"message_dropout": self.cfg.message_dropout, "node_dropout": self.cfg.node_dropout}

@@ -15,13 +15,13 @@ The pieces:
 
 from __future__ import annotations
 
-import copy
+import itertools
 import math
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -184,12 +184,44 @@ class TrainingLog:
     best_epoch: int = 0
     best_validation_ndcg10: float = float("nan")
     seconds: float = 0.0
+    final_training_loss: float = float("nan")
+    """Mean loss per positive pair in the last epoch run (before the best state was restored)."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)
     """Grid search only: one entry (hyperparameters + the fields above) per configuration tried."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+Fitted = TypeVar("Fitted")
+
+
+def parameter_grid(**axes: list[Any]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values, in order (the last axis varies fastest)."""
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted, TrainingLog]],
+                started: float) -> tuple[Fitted, TrainingLog]:
+    """Fit `fit_one(**params)` for every grid point and keep the best validation NDCG@10 (a NaN score loses to any
+    number; ties keep the earlier point). Returns the winner and a log of it, with every trial and the total time
+    since `started` (a `time.perf_counter()` reading)."""
+    best: tuple[float, Fitted, TrainingLog] | None = None
+    trials = []
+    for params in grid:
+        fitted, log = fit_one(**params)
+        trials.append({**params, **{k: v for k, v in log.as_dict().items() if k != "trials"}})
+        score = log.best_validation_ndcg10
+        if best is None or score > best[0] or (math.isnan(best[0]) and not math.isnan(score)):
+            best = (score, fitted, log)
+    if best is None:
+        raise ValueError("empty hyperparameter grid")
+    _, fitted, log = best
+    return fitted, TrainingLog(epochs_run=log.epochs_run, best_epoch=log.best_epoch,
+                               best_validation_ndcg10=log.best_validation_ndcg10,
+                               seconds=time.perf_counter() - started, hyperparameters=log.hyperparameters,
+                               trials=trials)
 
 
 def train_bpr(
@@ -201,30 +233,44 @@ def train_bpr(
     learning_rate: float,
     device: torch.device,
     generator: torch.Generator,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    after_evaluation: Callable[[float], None] | None = None,
+    negatives: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int | None = None,
 ) -> TrainingLog:
-    """Adam on mini-batch BPR over `data.positive_pairs`, with early stopping on `evaluate()` (validation NDCG@10).
+    """Mini-batch BPR over `data.positive_pairs`, with early stopping on `evaluate()` (validation NDCG@10).
 
     `batch_loss(users, pos, neg)` gets device tensors and returns the scalar loss of the batch. `evaluate` runs
-    every `cfg.eval_every` epochs (and after the last epoch) with the module in eval mode under `no_grad`. The
-    best state is restored at the end.
+    every `cfg.eval_every` epochs (and after the last epoch) with the module in eval mode under `no_grad`, then
+    `after_evaluation(score)` (e.g. a learning-rate schedule). The optimizer defaults to Adam at `learning_rate`;
+    `negatives(users, neg)` may replace some of the uniform negatives (CPU tensors) before each batch; `batch_size`
+    defaults to `cfg.batch_size`. The best state is restored at the end.
     """
     start = time.perf_counter()
     pairs = data.positive_pairs
     sampler = NegativeSampler(pairs, data.n_items)
-    optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
+    optimizer = optimizer or torch.optim.Adam(module.parameters(), lr=learning_rate)
     stopper = EarlyStopping(cfg.patience)
-    epoch = 0
+    epoch, epoch_loss = 0, float("nan")
     for epoch in range(1, cfg.max_epochs + 1):
         module.train()
-        for users, pos, neg in bpr_epoch(pairs, sampler, cfg.batch_size, generator):
+        total = 0.0
+        for users, pos, neg in bpr_epoch(pairs, sampler, batch_size or cfg.batch_size, generator):
+            if negatives is not None:
+                neg = negatives(users, neg)
             optimizer.zero_grad()
             loss = batch_loss(users.to(device), pos.to(device), neg.to(device))
             loss.backward()
             optimizer.step()
+            total += float(loss.detach()) * len(users)
+        epoch_loss = total / max(pairs.shape[1], 1)
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
             module.eval()
             with torch.no_grad():
                 score = evaluate()
+            if after_evaluation is not None:
+                after_evaluation(score)
             if stopper.step(score, epoch, module):
                 break
     stopper.restore(module)
@@ -234,4 +280,5 @@ def train_bpr(
         best_epoch=stopper.best_epoch,
         best_validation_ndcg10=stopper.best_score if stopper.best_state is not None else float("nan"),
         seconds=time.perf_counter() - start,
+        final_training_loss=epoch_loss,
     )

@@ -13,7 +13,8 @@ from e2ep.config import KNOWN_MODELS, BPRMFConfig, LightGCNConfig, ModelsConfig,
 from e2ep.errors import ConfigError
 from models.base import FoldData
 from models.bpr_mf import BPRMF
-from models.lightgcn import LightGCNRecommender, bipartite_adjacency
+from models.lightgcn import LightGCNRecommender
+from models.propagation import bipartite_adjacency
 from models.popularity import Popularity
 from models.registry import build_model
 from tests.synthetic import CLUSTER, N_POP, N_USERS, held_out_auc, planted_fold

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from e2ep.config import ALSConfig, ModelsConfig, NGCFConfig, load_config
 from models.als import ALSRecommender, confidence_matrix
 from models.base import FoldData, Recommender
-from models.lightgcn import bipartite_adjacency
+from models.propagation import bipartite_adjacency
 from models.ngcf import LEAKY_SLOPE, NGCFModule, NGCFRecommender, drop_adjacency_entries
 from models.popularity import Popularity
 from models.registry import build_model

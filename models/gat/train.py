@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
@@ -11,7 +10,7 @@ from torch import Tensor
 from e2ep.config import GATConfig, TrainingConfig
 from models.base import FoldData
 from models.gat.loss import HardNegatives, bpr_cosine_loss
-from models.training import EarlyStopping, NegativeSampler, TrainingLog, bpr_epoch
+from models.training import TrainingLog, train_bpr
 
 
 def train_gat(
@@ -32,42 +31,19 @@ def train_gat(
     `cfg.hard_negative_share` one of the user's explicit dislikes). `evaluate` runs every `training.eval_every`
     epochs (and after the last) in eval mode under `no_grad`; the best state is restored at the end.
     """
-    start = time.perf_counter()
-    pairs, n_users = data.positive_pairs, data.n_users
-    sampler = NegativeSampler(pairs, data.n_items)
+    n_users = data.n_users
     hard = HardNegatives(data.negative_pairs, n_users)
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_factor,
                                                           patience=cfg.lr_patience)
-    stopper = EarlyStopping(training.patience)
-    epoch, losses = 0, []
-    for epoch in range(1, training.max_epochs + 1):
-        network.train()
-        epoch_loss = 0.0
-        for users, pos, neg in bpr_epoch(pairs, sampler, cfg.batch_size, generator):
-            neg = hard.mix(users, neg, cfg.hard_negative_share, generator)
-            optimizer.zero_grad()
-            h = propagate()
-            users, pos, neg = users.to(device), pos.to(device) + n_users, neg.to(device) + n_users
-            loss = bpr_cosine_loss(h[users], h[pos], h[neg], cfg.bpr_weight, cfg.cosine_weight).total
-            loss.backward()
-            optimizer.step()
-            epoch_loss += float(loss.detach()) * len(users)
-        losses.append(epoch_loss / pairs.shape[1])
-        if epoch % training.eval_every == 0 or epoch == training.max_epochs:
-            network.eval()
-            with torch.no_grad():
-                score = evaluate()
-            schedule.step(score if score == score else 0.0)
-            if stopper.step(score, epoch, network):
-                break
-    stopper.restore(network)
-    network.eval()
-    return TrainingLog(
-        epochs_run=epoch,
-        best_epoch=stopper.best_epoch,
-        best_validation_ndcg10=stopper.best_score if stopper.best_state is not None else float("nan"),
-        seconds=time.perf_counter() - start,
-        hyperparameters={"final_learning_rate": optimizer.param_groups[0]["lr"],
-                         "final_training_loss": losses[-1] if losses else float("nan")},
-    )
+
+    def batch_loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        h = propagate()
+        return bpr_cosine_loss(h[users], h[pos + n_users], h[neg + n_users], cfg.bpr_weight, cfg.cosine_weight).total
+
+    log = train_bpr(network, batch_loss, evaluate, data, training, cfg.learning_rate, device, generator,
+                    optimizer=optimizer, batch_size=cfg.batch_size,
+                    after_evaluation=lambda score: schedule.step(score if score == score else 0.0),
+                    negatives=lambda users, neg: hard.mix(users, neg, cfg.hard_negative_share, generator))
+    log.hyperparameters = {"final_learning_rate": optimizer.param_groups[0]["lr"]}
+    return log

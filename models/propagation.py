@@ -1,0 +1,115 @@
+"""What LightGCN and NGCF share: learned node embeddings propagated over the normalised positive-rating graph,
+mini-batch BPR, a validation grid over `(num_layers, learning_rate, weight_decay)`, and dot-product scores."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+from e2ep.config import TrainingConfig
+from models.base import FoldData, Recommender
+from models.training import (TrainingLog, grid_search, parameter_grid, resolve_device, seed_everything, train_bpr,
+                             validation_ndcg)
+
+BatchLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> Tensor:
+    r"""Symmetrically normalised adjacency :math:`D^{-1/2} A D^{-1/2}` of the user–item graph, as a sparse CSR
+    tensor (the format `LGConv`'s `spmm` wants) over `n_users + n_items` nodes (users `0..U-1`, items `U..U+I-1`, edges in both directions).
+
+    Normalising once here, instead of inside every `LGConv` call, is the same operator and saves the per-batch
+    degree computation.
+    """
+    users, items = positive_pairs[0].long(), positive_pairs[1].long() + n_users
+    edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+    n = n_users + n_items
+    edge_index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
+    adj = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n), check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": works fine for spmm and its gradient
+        warnings.simplefilter("ignore", UserWarning)
+        return adj.to_sparse_csr()
+
+
+class PropagationRecommender(Recommender):
+    r"""Scores :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i` from the propagated embeddings.
+
+    Every `(num_layers, learning_rate, weight_decay)` of the config's grid is fitted with Adam and early stopping
+    on validation NDCG@10; the best on validation is kept. Final embeddings are computed once after training, so
+    :meth:`score` is a matrix product. Subclasses give the module, its batch loss and its propagation.
+    """
+
+    def __init__(self, cfg: Any, training: TrainingConfig | None = None) -> None:
+        self.cfg = cfg
+        self.training = training or TrainingConfig()
+        self.device = resolve_device(self.training.device)
+        self.module: nn.Module | None = None
+        self.n_users = 0
+        self._embedding: Tensor | None = None
+        self.training_log = TrainingLog()
+
+    @abstractmethod
+    def build_module(self, n_nodes: int, num_layers: int) -> nn.Module:
+        """A fresh module over `n_nodes` nodes (users first, then items)."""
+
+    @abstractmethod
+    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:
+        """The loss of a batch of `(user, positive item, negative item)` indices (items not offset by users)."""
+
+    @abstractmethod
+    def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
+        """Final node embeddings `[n_nodes, d]` in eval mode."""
+
+    def extra_hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+    def grid(self) -> list[dict[str, Any]]:
+        """The hyperparameter combinations tried, in order."""
+        return parameter_grid(num_layers=self.cfg.num_layers, learning_rate=self.cfg.learning_rate,
+                              weight_decay=self.cfg.weight_decay)
+
+    def fit(self, data: FoldData) -> PropagationRecommender:
+        start = time.perf_counter()
+        self.n_users = data.n_users
+        adj = bipartite_adjacency(data.positive_pairs, data.n_users, data.n_items).to(self.device)
+        self.module, self.training_log = grid_search(
+            self.grid(), lambda **params: self._fit_one(data, adj, **params), start)
+        self._refresh(adj)
+        return self
+
+    def _fit_one(self, data: FoldData, adj: Tensor, num_layers: int, learning_rate: float,
+                 weight_decay: float) -> tuple[nn.Module, TrainingLog]:
+        generator = seed_everything(self.training.seed)
+        module = self.build_module(data.n_users + data.n_items, num_layers).to(self.device)
+        self.module = module
+
+        def evaluate() -> float:
+            self._refresh(adj)
+            return validation_ndcg(self, data)
+
+        log = train_bpr(module, self.batch_loss(module, adj, data.n_users, weight_decay), evaluate, data,
+                        self.training, learning_rate, self.device, generator)
+        log.hyperparameters = {"num_layers": num_layers, "learning_rate": learning_rate,
+                               "weight_decay": weight_decay, "embedding_dim": self.training.embedding_dim,
+                               **self.extra_hyperparameters()}
+        return module, log
+
+    @torch.no_grad()
+    def _refresh(self, adj: Tensor) -> None:
+        assert self.module is not None
+        self.module.eval()
+        self._embedding = self.propagate(self.module, adj).detach()
+
+    @torch.no_grad()
+    def score(self, users: Tensor) -> Tensor:
+        if self._embedding is None:
+            raise RuntimeError(f"{self.name}.score called before fit")
+        emb = self._embedding
+        return emb[users.long().to(emb.device)] @ emb[self.n_users :].T
