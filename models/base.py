@@ -106,6 +106,13 @@ class Recommender(ABC):
         return torch.cat(items_out), torch.cat(scores_out)
 
 
+def dot_product_scores(embedding: torch.Tensor | None, users: torch.Tensor, n_users: int, name: str) -> torch.Tensor:
+    """`[len(users), n_items]` dot products of user rows with item rows of a `[n_users + n_items, d]` embedding."""
+    if embedding is None:
+        raise RuntimeError(f"{name}.score called before fit")
+    return embedding[users.long().to(embedding.device)] @ embedding[n_users:].T
+
+
 def mask_scores(scores: torch.Tensor, users: torch.Tensor, exclude: torch.Tensor) -> None:
     """Set `scores[row, item] = -inf` in place for every excluded `(user, item)` pair of the rows' users."""
     row_of_user = torch.full((int(max(users.max().item(), exclude[0].max().item())) + 1,), -1, dtype=torch.long)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from e2ep.config import TrainingConfig
-from models.base import FoldData, Recommender
+from models.base import FoldData, Recommender, dot_product_scores
 from models.training import (TrainingLog, grid_search, parameter_grid, resolve_device, seed_everything, train_bpr,
                              validation_ndcg)
 
@@ -109,7 +109,4 @@ class PropagationRecommender(Recommender):
 
     @torch.no_grad()
     def score(self, users: Tensor) -> Tensor:
-        if self._embedding is None:
-            raise RuntimeError(f"{self.name}.score called before fit")
-        emb = self._embedding
-        return emb[users.long().to(emb.device)] @ emb[self.n_users :].T
+        return dot_product_scores(self._embedding, users, self.n_users, self.name)

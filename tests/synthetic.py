@@ -80,3 +80,13 @@ def held_out_auc(model: Recommender, data: FoldData, held: torch.Tensor) -> floa
         diff = scores[u, own].unsqueeze(1) - scores[u, other].unsqueeze(0)
         aucs.append(((diff > 0).float() + 0.5 * (diff == 0).float()).mean().item())
     return float(np.mean(aucs))
+
+
+def assert_recommends_unseen_best_first(model, data) -> None:
+    """Top-10 lists (in odd-sized batches) hold no training item and come best first."""
+    users = torch.arange(data.n_users)
+    items, scores = model.recommend(users, k=10, exclude=data.seen_pairs, batch_size=7)
+    assert items.shape == scores.shape == (data.n_users, 10)
+    recommended = set(zip(users.repeat_interleave(10).tolist(), items.flatten().tolist()))
+    assert not recommended & set(zip(*data.seen_pairs.tolist()))
+    assert (scores[:, :-1] >= scores[:, 1:]).all()

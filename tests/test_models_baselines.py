@@ -17,7 +17,7 @@ from models.lightgcn import LightGCNRecommender
 from models.propagation import bipartite_adjacency
 from models.popularity import Popularity
 from models.registry import build_model
-from tests.synthetic import CLUSTER, N_POP, N_USERS, held_out_auc, planted_fold
+from tests.synthetic import CLUSTER, N_POP, N_USERS, assert_recommends_unseen_best_first, held_out_auc, planted_fold
 from tests.synthetic import FAST_TRAINING as FAST
 
 
@@ -73,12 +73,7 @@ def test_recommend_never_returns_excluded_items(which: str, request: pytest.Fixt
                                                 planted: tuple[FoldData, torch.Tensor]) -> None:
     data, _ = planted
     model = request.getfixturevalue(which)
-    users = torch.arange(data.n_users)
-    items, scores = model.recommend(users, k=10, exclude=data.seen_pairs, batch_size=7)
-    assert items.shape == scores.shape == (data.n_users, 10)
-    recommended = set(zip(users.repeat_interleave(10).tolist(), items.flatten().tolist()))
-    assert not recommended & set(zip(*data.seen_pairs.tolist()))
-    assert (scores[:, :-1] >= scores[:, 1:]).all()
+    assert_recommends_unseen_best_first(model, data)
 
 
 def test_early_stopping_stops_before_max_epochs_on_stalled_validation(

@@ -16,7 +16,7 @@ from models.ngcf import LEAKY_SLOPE, NGCFModule, NGCFRecommender, drop_adjacency
 from models.popularity import Popularity
 from models.registry import build_model
 from tasks.train import settings_for
-from tests.synthetic import FAST_TRAINING, held_out_auc, planted_fold
+from tests.synthetic import FAST_TRAINING, assert_recommends_unseen_best_first, held_out_auc, planted_fold
 
 NGCF_FAST = NGCFConfig(num_layers=[2], learning_rate=[0.02], weight_decay=[1e-4])
 ALS_FAST = ALSConfig(factors=[8], regularization=[0.1, 1.0], alpha=[5.0], iterations=15, num_threads=1)
@@ -72,12 +72,7 @@ def test_recommend_excludes_seen_items_best_first(which: str, request: pytest.Fi
     data, _ = planted
     model: Recommender = request.getfixturevalue(which)
     assert model.score(torch.tensor([0, 3, 5])).shape == (3, data.n_items)
-    users = torch.arange(data.n_users)
-    items, scores = model.recommend(users, k=10, exclude=data.seen_pairs, batch_size=7)
-    assert items.shape == scores.shape == (data.n_users, 10)
-    recommended = set(zip(users.repeat_interleave(10).tolist(), items.flatten().tolist()))
-    assert not recommended & set(zip(*data.seen_pairs.tolist()))
-    assert (scores[:, :-1] >= scores[:, 1:]).all()
+    assert_recommends_unseen_best_first(model, data)
 
 
 def test_als_keeps_its_best_validation_sweep(als: ALSRecommender, planted: tuple[FoldData, torch.Tensor]) -> None:

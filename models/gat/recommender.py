@@ -10,7 +10,7 @@ from torch import Tensor
 
 from e2ep.config import GATConfig, TrainingConfig
 from e2ep.errors import ConfigError, DataError
-from models.base import FoldData, Recommender
+from models.base import FoldData, Recommender, dot_product_scores
 from models.gat.graph import build_signed_graph
 from models.gat.network import GATNetwork
 from models.gat.train import train_gat
@@ -93,10 +93,7 @@ class GATRecommender(Recommender):
 
     @torch.no_grad()
     def score(self, users: Tensor) -> Tensor:
-        if self._embedding is None:
-            raise RuntimeError(f"{self.name}.score called before fit")
-        emb = self._embedding
-        return emb[users.long().to(emb.device)] @ emb[self.n_users:].T
+        return dot_product_scores(self._embedding, users, self.n_users, self.name)
 
 
 class GATIDRecommender(GATRecommender):
