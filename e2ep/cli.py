@@ -113,17 +113,32 @@ def build_config(args: argparse.Namespace):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
+    from pathlib import Path
+
     from e2ep.data import load_dataset
+    from flows.rerun import RunMemo, default_run_name, run_key
 
     # Fail fast, before Prefect starts, on data that cannot be had or parsed: one line, not a flow traceback.
     # (Parsing ML-100K takes ~0.1 s, the 800k-rating ML-1M split under 1 s; a download lands in the cache.)
-    load_dataset(cfg.dataset)
+    dataset = load_dataset(cfg.dataset)
+    cfg = cfg.model_copy(update={"run_name": default_run_name(cfg)})
+    run_dir = Path(cfg.artifacts_dir) / cfg.run_name
+    memo = RunMemo(run_key(cfg, dataset))
+    reused = None if args.rerun else memo.reuse(run_dir)
+    if reused is not None:
+        earlier, console = reused
+        print(console)
+        print(f"e2ep: nothing this run reads changed since {earlier}; its results are copied to {run_dir} "
+              "(--rerun runs the flow anyway)", file=sys.stderr)
+        return 0
     from tasks.semantic import preflight_llm
 
     preflight_llm(cfg)  # a missing API key or unknown model, too
     from flows.experiment import experiment
 
-    print(experiment(cfg))
+    console = experiment(cfg)
+    print(console)
+    memo.remember(run_dir, console)
     return 0
 
 
@@ -163,6 +178,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the experiment flow (load, split, train, evaluate, report)")
     _add_config_flags(run)
+    run.add_argument("--rerun", action="store_true",
+                     help="run the flow even when nothing it reads changed since a finished run (whose folder "
+                          "is otherwise copied)")
     run.set_defaults(func=_cmd_run)
 
     config = sub.add_parser("config", help="print the resolved configuration as JSON")

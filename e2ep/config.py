@@ -368,8 +368,16 @@ class ExperimentConfig(_Strict):
     run_name: str | None = None
     """Folder name for this run's outputs; default `<dataset>-<timestamp>`."""
 
-    parallel_folds: Annotated[int, Field(ge=1)] = 2
-    """Fold subflows run at once."""
+    parallel_folds: Annotated[int, Field(ge=1)] = 5
+    """Fold subflows run at once. They mostly wait for the worker pool (`workers`), which bounds the CPU work, so
+    running every fold at once keeps all workers busy until the end; the results do not depend on it."""
+
+    workers: Annotated[int, Field(ge=0)] = 0
+    """Worker processes that train models and embed profiles (0: one per core). Each runs one job at a time, so
+    results are the same for any number of workers."""
+
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    """torch threads of each worker (a fit's numbers can depend on its thread count, not on the pool size)."""
 
     task_runner: Literal["threads", "dask"] = "threads"
     """Where fold subflows run: `threads` of the flow's own process, or `dask` (prefect-dask's DaskTaskRunner)."""
@@ -432,6 +440,15 @@ class ExperimentConfig(_Strict):
             # Compare against the first model when the default reference isn't part of this run.
             object.__setattr__(self.evaluation, "reference", self.models.names[0])
         return self
+
+
+def resolve_semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LLMConfig]:
+    """Settle `auto` and the environment's model now, so they are part of every cache key downstream."""
+    llm = cfg.llm.model_copy(update={"model": cfg.llm.resolved_model()})
+    backend = cfg.profiles.backend
+    if backend == "auto":
+        backend = "llm" if llm.model else "template"
+    return cfg.profiles.model_copy(update={"backend": backend}), llm
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

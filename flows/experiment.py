@@ -13,13 +13,10 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
 
 # No `from __future__ import annotations`: on a Dask worker the subflow arrives pickled by value, and Prefect
 # validates its parameters from real annotation objects (string ones name globals the copy does not carry).
-import os
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import polars as pl
-import torch
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -28,11 +25,13 @@ from pydantic import BaseModel
 from e2ep.config import ExperimentConfig
 from e2ep.data import Dataset
 from e2ep.errors import ConfigError
+from e2ep.pool import worker_pool
 from e2ep.llm import LLMConfig
 from e2ep.profiles import ProfilesConfig
 from e2ep.store import stable_hash, write_text
 from evaluation.report import RunReport, write_run_report
 from flows.artifacts import publish_run_artifacts
+from flows.rerun import default_run_name
 from flows.runners import fold_task_runner
 from rerank.report import rerank_section
 from tasks.data import DatasetRef, FoldRef, prepare_dataset_task, split_dataset_task
@@ -97,7 +96,7 @@ def semantic_items(cfg: ExperimentConfig, dataset: DatasetRef) -> SemanticResult
     return SemanticResult(metadata=metadata, llm=llm, variants=sides)
 
 
-@flow(name="fold", flow_run_name="fold-{fold.number}")
+@flow(name="fold", flow_run_name="fold-{fold.number}", task_runner=ThreadPoolTaskRunner(max_workers=16))
 def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
               semantic: SemanticResult | None = None) -> FoldResult:
     """Build the fold's user profiles (from its training ratings only), fit every model and ablation, evaluate."""
@@ -115,7 +114,8 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
         profiles = semantic.variants[MAIN_VARIANT].profiles if semantic is not None else cfg.profiles
         jobs += [ablation_job(a, cfg.models, features[variant_of(a, profiles)]) for a in cfg.ablations]
     trained = train_distinct(jobs, cfg, dataset, fold)
-    evaluated = [evaluate_task(t, fold, dataset, cfg.evaluation, cfg.relevance) for t in trained]
+    evaluated = [f.result() for f in [evaluate_task.submit(t, fold, dataset, cfg.evaluation, cfg.relevance)
+                                      for t in trained]]
     users, user_vectors = user_side.get(MAIN_VARIANT, (None, None))
     reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors)
     evaluated += [evaluate_task(r, fold, dataset, cfg.evaluation, cfg.relevance) for r in reranked]
@@ -127,15 +127,14 @@ def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: Dataset
                    fold: FoldRef) -> list[TrainedRef]:
     """Fit each distinct (model, settings, features) once: an ablation that equals a model of the run (e.g.
     `features = "none"` beside `gat-id`, or the run's own profiles beside `gat`) reuses its lists under its label."""
-    fitted: dict[str, TrainedRef] = {}
-    trained = []
-    for job in jobs:
-        key = stable_hash(job.model, job.settings, job.features)
-        if key not in fitted:
-            fitted[key] = train_and_recommend_task(job, cfg.relevance, dataset, fold,
-                                                   cfg.evaluation.n_recommendations)
-        trained.append(fitted[key].model_copy(update={"model": job.label}))
-    return trained
+    keys = [stable_hash(job.model, job.settings, job.features) for job in jobs]
+    distinct = dict(zip(keys, jobs))
+    # Submitted together, so the worker pool trains this fold's models side by side (and beside other folds');
+    # the GAT family and other late table entries are the slowest, so they go first.
+    futures = {key: train_and_recommend_task.submit(job, cfg.relevance, dataset, fold,
+                                                    cfg.evaluation.n_recommendations)
+               for key, job in reversed(distinct.items())}
+    return [futures[key].result().model_copy(update={"model": job.label}) for key, job in zip(keys, jobs)]
 
 
 def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef], semantic: SemanticResult | None,
@@ -231,13 +230,16 @@ def with_rerank_section(cfg: ExperimentConfig, report: RunReport, cost: pl.DataF
 collect_results_task = task(collect_results, name="report", cache_policy=NO_CACHE, persist_result=False)
 
 
-def default_run_name(cfg: ExperimentConfig) -> str:
-    return cfg.run_name or f"{cfg.dataset.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-
-
 @flow(name="experiment", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the summary."""
+    # Training and embedding run in a pool of worker processes (threads here only wait for them).
+    with worker_pool(config.workers, config.threads_per_worker):
+        return run_experiment(config)
+
+
+def run_experiment(config: ExperimentConfig) -> str:
+    """The body of :func:`experiment` (the DAG)."""
     logger = get_run_logger()
     run_dir = Path(config.artifacts_dir) / default_run_name(config)
     preflight_llm(config)
@@ -246,15 +248,11 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     semantic = semantic_items(config, dataset) if config.semantic else None
     folds = split_dataset_task(dataset, config.split)
 
-    # Folds share the machine's cores: give each its slice instead of oversubscribing.
     parallel = max(1, min(config.parallel_folds, len(folds)))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel))
-    results: list[FoldResult] = []
     with fold_task_runner(config, parallel) as runner:  # threads, or a Dask cluster (config.task_runner)
-        for start in range(0, len(folds), parallel):
-            futures = [runner.submit(run_fold, {"cfg": config, "dataset": dataset, "fold": f, "semantic": semantic})
-                       for f in folds[start:start + parallel]]
-            results.extend(f.result() for f in futures)
+        futures = [runner.submit(run_fold, {"cfg": config, "dataset": dataset, "fold": f, "semantic": semantic})
+                   for f in folds]
+        results = [f.result() for f in futures]
 
     report = collect_results_task(config, dataset, results, semantic, run_dir)
     publish_run_artifacts(run_dir, report)

@@ -34,3 +34,8 @@ def build_model(name: str, cfg: ModelsConfig | None = None) -> Recommender:
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(KNOWN_MODELS)}") from None
     return builder(cfg if cfg is not None else ModelsConfig())
+
+
+def model_module(name: str) -> str:
+    """The module defining the recommender called `name`: the code its training runs (for cache keys)."""
+    return type(build_model(name)).__module__

@@ -1,42 +1,42 @@
 """Cache policies: a task's result is reused across runs when its inputs, its own source and the source of the
-code it runs are unchanged (Prefect's default policy also keys on the run id, which would defeat that)."""
+code it runs are unchanged (Prefect's default policy also keys on the run id, which would defeat that).
+
+"The code it runs" is the import closure of the task's module (`e2ep.codehash`): editing ALS retrains ALS only,
+and a task's settings are keyed by value, not by the source of the config classes.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
-
-@lru_cache(maxsize=None)
-def package_source_digest(name: str) -> str:
-    """sha256 over every .py file of an importable package (in path order), or of a single module."""
-    module = importlib.import_module(name)
-    source = Path(module.__file__)
-    root = source.parent if hasattr(module, "__path__") else source
-    files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
-    h = hashlib.sha256()
-    for path in files:
-        h.update(path.name.encode() if root == path else str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+from e2ep.codehash import code_digest
 
 
 @dataclass
-class PackageSource(CachePolicy):
-    """Keys on the source of whole packages (or modules), so editing a model's code retrains it."""
+class ModuleCode(CachePolicy):
+    """Keys on the import closure of the given modules (usually the task's own module)."""
 
-    packages: tuple[str, ...] = field(default_factory=tuple)
+    modules: tuple[str, ...] = field(default_factory=tuple)
 
     def compute_key(self, task_ctx: Any, inputs: Any, flow_parameters: Any, **kwargs: Any) -> str:
-        return hashlib.sha256("".join(package_source_digest(p) for p in self.packages).encode()).hexdigest()
+        return code_digest(*self.modules)
 
 
-def code_and_inputs(*packages: str) -> CachePolicy:
-    """Inputs + the task's source + the source of `packages`."""
-    return INPUTS + TASK_SOURCE + PackageSource(packages=tuple(packages))
+@dataclass
+class ModelCode(CachePolicy):
+    """Keys on the code of the model a training task fits: the import closure of its recommender's module."""
+
+    job_parameter: str = "job"
+
+    def compute_key(self, task_ctx: Any, inputs: Any, flow_parameters: Any, **kwargs: Any) -> str:
+        from models.registry import model_module
+
+        return code_digest(model_module(inputs[self.job_parameter].model))
+
+
+def code_and_inputs(*modules: str) -> CachePolicy:
+    """Inputs + the task's source + the code the `modules` run."""
+    return INPUTS + TASK_SOURCE + ModuleCode(modules=tuple(modules))

@@ -38,5 +38,5 @@ def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cf
     )
 
 
-evaluate_task = task(evaluate_trained, name="evaluate", cache_policy=code_and_inputs("evaluation"),
+evaluate_task = task(evaluate_trained, name="evaluate", cache_policy=code_and_inputs("tasks.evaluate"),
                      persist_result=True, task_run_name="evaluate-{trained.model}-fold{trained.fold}")

@@ -69,7 +69,7 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     )
 
 
-@task(name="rerank", cache_policy=code_and_inputs("rerank", "e2ep.llm"), persist_result=True, retries=1,
+@task(name="rerank", cache_policy=code_and_inputs("tasks.rerank"), persist_result=True, retries=1,
       retry_delay_seconds=10, task_run_name="rerank-{trained.model}+{strategy}-fold{fold.number}")
 def rerank_task(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMConfig | None,
                 embedding: EmbeddingConfig, fold: FoldRef, item_profiles: StageRef, user_profiles: StageRef,

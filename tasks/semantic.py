@@ -13,10 +13,11 @@ import numpy as np
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
-from e2ep.config import AblationConfig, ExperimentConfig
+from e2ep.config import AblationConfig, ExperimentConfig, resolve_semantic_settings
 from e2ep.embed import embed_frame_counts
 from e2ep.llm import LLMConfig, LLMGateway
 from e2ep.metadata import MetadataConfig, enrich_items
+from e2ep.pool import run_cpu_bound
 from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
@@ -29,15 +30,6 @@ class StageRef(BaseModel, frozen=True):
 
     file: FileRef
     report: dict[str, Any]
-
-
-def resolve_semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LLMConfig]:
-    """Settle `auto` and the environment's model now, so they are part of every cache key downstream."""
-    llm = cfg.llm.model_copy(update={"model": cfg.llm.resolved_model()})
-    backend = cfg.profiles.backend
-    if backend == "auto":
-        backend = "llm" if llm.model else "template"
-    return cfg.profiles.model_copy(update={"backend": backend}), llm
 
 
 MAIN_VARIANT = "main"
@@ -157,4 +149,4 @@ def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, p
 @task(name="embed", cache_policy=code_and_inputs("e2ep.embed"), persist_result=True,
       task_run_name="embed-{id_col}")
 def embed_task(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
-    return _logged(f"{id_col} embeddings", embed_profiles(profiles, id_col, n, cfg))
+    return _logged(f"{id_col} embeddings", run_cpu_bound(embed_profiles, profiles, id_col, n, cfg))

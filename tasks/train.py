@@ -13,11 +13,12 @@ from pydantic import BaseModel
 
 from e2ep.config import AblationConfig, ModelsConfig, RelevanceConfig
 from e2ep.errors import DataError
+from e2ep.pool import run_cpu_bound
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
 from models.base import FoldData, fold_data, recommendations_frame
 from models.registry import build_model
-from tasks.caching import code_and_inputs
+from tasks.caching import ModelCode, code_and_inputs
 from tasks.data import DatasetRef, FoldRef
 
 
@@ -100,11 +101,11 @@ def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: Data
     return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log)
 
 
-@task(name="train-and-recommend", cache_policy=code_and_inputs("models"), persist_result=True,
+@task(name="train-and-recommend", cache_policy=code_and_inputs("tasks.train") + ModelCode(), persist_result=True,
       task_run_name="train-{job.label}-fold{fold.number}")
 def train_and_recommend_task(job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef,
                              n_recommendations: int) -> TrainedRef:
-    trained = train_and_recommend(job, relevance, dataset, fold, n_recommendations)
+    trained = run_cpu_bound(train_and_recommend, job, relevance, dataset, fold, n_recommendations)
     log = trained.log
     get_run_logger().info("fold %d %s: %s epochs (best %s), validation NDCG@10 %.4f, %.1f s", fold.number,
                           job.label, log.get("epochs_run", 0), log.get("best_epoch", 0),
