@@ -173,7 +173,7 @@ def _targets(args: argparse.Namespace) -> dict[str, Callable[[], tuple[DatasetCo
                             "(e.g. the paper authors' 800k-rating ML-1M training split)")
         return DatasetConfig(name="csv", ratings_path=path), SplitConfig(official=False)
 
-    return {"ml-100k": ml100k, "ml-1m-split": ml1m_split, "semantic": ml100k, "rerank": ml100k}
+    return {"ml-100k": ml100k, "ml-1m-split": ml1m_split, "semantic": ml100k, "rerank": ml100k, "run": ml100k}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -189,6 +189,13 @@ def main(args: argparse.Namespace) -> int:
             dataset_cfg, split_cfg = targets[name]()
         except DataError as exc:  # one missing dataset should not hide the others' figures
             print(f"  {name:12s} skipped: {exc}")
+            continue
+        if name == "run":
+            from e2ep.bench_run import bench_run
+
+            metadata = os.environ.get("E2EP_ML100K_METADATA")
+            run_args = args.run_args.split() if args.run_args else (["--metadata", metadata] if metadata else [])
+            bench_run(run_args)
             continue
         if name == "semantic":
             with tempfile.TemporaryDirectory() as tmp:

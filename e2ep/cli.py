@@ -204,9 +204,11 @@ def make_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     bench = sub.add_parser("bench", help="time and measure peak memory of each stage")
-    bench.add_argument("--datasets", default="ml-100k,ml-1m-split,semantic,rerank",
-                       help="comma-separated: ml-100k, ml-1m-split, semantic (LLM profiles + embeddings), "
+    bench.add_argument("--datasets", default="run,ml-100k,ml-1m-split,semantic,rerank",
+                       help="comma-separated: run (a cold `e2ep run`, the `make eval` experiment, and its time "
+                            "budget per stage), ml-100k, ml-1m-split, semantic (LLM profiles + embeddings), "
                             "rerank (each strategy, offline and LLM judge)")
+    bench.add_argument("--run-args", help="flags of the cold `e2ep run` (default: as `make eval`)")
     bench.add_argument("--data-dir", help="folder holding extracted ml-100k/ (else $E2EP_DATA_DIR)")
     bench.add_argument("--ml1m-ratings", help="ratings CSV for the ML-1M benchmark (else $E2EP_ML1M_RATINGS)")
     bench.add_argument("--max-epochs", type=int,

@@ -22,3 +22,27 @@ def test_bench_measures_each_stage(tmp_path, capsys):
         gat = next(r for r in rows if r.stage == f"fit+recommend gat[{backend}]")
         assert "s/epoch" in gat.note and "random 384-d features" in gat.note
     assert "evaluate gat[pyg]" in stages
+
+
+def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
+    import os
+    import sqlite3
+
+    from e2ep.bench_run import _tree_rss, stage_budget
+
+    db = tmp_path / "prefect.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table task_run (name text, start_time text, end_time text)")
+        con.executemany("insert into task_run values (?, ?, ?)", [
+            ("train-lightgcn-fold1", "2026-01-01 00:00:00.000000", "2026-01-01 00:00:30.000000"),
+            ("train-lightgcn-fold2", "2026-01-01 00:00:05.000000", "2026-01-01 00:00:45.500000"),
+            ("evaluate-gat/no-cosine-fold1", "2026-01-01 00:01:00", "2026-01-01 00:01:02"),
+            ("report-5e1", "2026-01-01 00:02:00", "2026-01-01 00:02:04"),
+            ("embed-user_idx", "2026-01-01 00:00:00", None),  # still running when the run was killed
+        ])
+    budget = {stage: (n, total, longest) for stage, n, total, longest in stage_budget(db)}
+    assert budget["train lightgcn"] == (2, 70.5, 40.5)
+    assert budget["evaluate gat/no-cosine"] == (1, 2.0, 2.0) and budget["report"] == (1, 4.0, 4.0)
+    assert budget["embed user_idx"] == (1, 0.0, 0.0)
+    assert list(budget)[0] == "train lightgcn"  # the costliest stage first
+    assert _tree_rss(os.getpid()) > 10 * 2**20

@@ -10,6 +10,10 @@ from e2ep.pool import run_cpu_bound, worker_pool
 from tests.pool_jobs import noisy_fit, worker_pid
 
 
+def test_without_a_pool_jobs_run_inline():
+    assert run_cpu_bound(worker_pid) == os.getpid()
+
+
 @pytest.fixture(scope="module")
 def two_workers():
     with worker_pool(workers=2) as size:
@@ -29,7 +33,3 @@ def test_jobs_side_by_side_in_workers_compute_what_one_inline_job_does(two_worke
 def test_an_error_in_a_job_reaches_the_caller(two_workers):
     with pytest.raises(ZeroDivisionError):
         run_cpu_bound(divmod, 1, 0)
-
-
-def test_without_a_pool_jobs_run_inline():
-    assert run_cpu_bound(worker_pid) == os.getpid()

@@ -1,0 +1,102 @@
+"""`make bench` target `run`: a cold `e2ep run` (the `make eval` experiment) in a fresh home, and its time budget
+per stage read back from the run's Prefect database.
+
+Each stage row sums the wall time of its task runs; tasks run side by side (folds at once, a worker pool per
+core), so the rows add up to more than the run's wall time. Peak memory is the largest sum of resident set sizes
+over the run's whole process tree (the flow process, its Prefect server and its workers), sampled every 50 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _tree_rss(root: int) -> int:
+    """Sum of resident bytes of `root` and every descendant (Linux /proc)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            rss[int(entry.name)] = int((entry / "statm").read_text().split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+        children[int(stat[1])].append(int(entry.name))
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += rss.get(pid, 0)
+        pending += children.get(pid, [])
+    return total
+
+
+def stage_of(task_run: str) -> str:
+    """`train-lightgcn-fold3` → `train lightgcn`; `embed-user_idx` → `embed user_idx`; `report-5e1` → `report`."""
+    name = re.sub(r"-fold\d+$", "", task_run)
+    name = re.sub(r"-[0-9a-f]{3}$", "", name)
+    verb, _, rest = name.partition("-")
+    if verb in ("train", "evaluate", "embed", "rerank") and rest:
+        return f"{verb} {rest}"
+    return name
+
+
+def _seconds(start: str | None, end: str | None) -> float:
+    if not start or not end:
+        return 0.0
+    parse = lambda s: datetime.fromisoformat(s.replace(" ", "T"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def stage_budget(database: Path) -> list[tuple[str, int, float, float]]:
+    """(stage, task runs, summed seconds, longest seconds) per stage of every run in a Prefect sqlite database."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute("select name, start_time, end_time from task_run").fetchall()
+    stages: dict[str, list[float]] = defaultdict(list)
+    for name, start, end in rows:
+        stages[stage_of(name)].append(_seconds(start, end))
+    return sorted(((s, len(t), sum(t), max(t)) for s, t in stages.items()), key=lambda r: -r[2])
+
+
+def bench_run(run_args: Sequence[str]) -> int:
+    """Run `e2ep run <run_args>` cold in a fresh home; print its wall time, peak memory and stage budget."""
+    with tempfile.TemporaryDirectory(prefix="e2ep-bench-") as tmp:
+        home = Path(tmp)
+        env = {**os.environ, "E2EP_HOME": str(home), "PREFECT_HOME": str(home / "prefect"),
+               "PREFECT_LOCAL_STORAGE_PATH": str(home / "results")}
+        env.pop("PREFECT_API_URL", None)
+        command = [sys.executable, "-m", "e2ep.cli", "run", "--artifacts-dir", str(home / "artifacts"),
+                   "--run-name", "bench", *run_args]
+        print(f"  cold run: e2ep run {' '.join(run_args)}", flush=True)
+        started = time.perf_counter()
+        with (home / "run.log").open("w") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            peak = 0
+            while process.poll() is None:
+                peak = max(peak, _tree_rss(process.pid))
+                time.sleep(0.05)
+        wall = time.perf_counter() - started
+        if process.returncode:
+            tail = (home / "run.log").read_text(errors="replace").splitlines()[-15:]
+            print(f"  the run failed (exit {process.returncode}):", *tail, sep="\n    ", flush=True)
+            return process.returncode
+        print(f"  {'stage':32s}{'tasks':>6s}{'summed s':>11s}{'longest s':>11s}")
+        for stage, count, total, longest in stage_budget(home / "prefect" / "prefect.db"):
+            print(f"  {stage:32s}{count:6d}{total:11.1f}{longest:11.1f}")
+        print(f"  wall {wall:.1f} s, peak RSS of the process tree {peak / 2**30:.2f} GiB "
+              f"({os.cpu_count()} cores)", flush=True)
+    return 0
