@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from e2ep.config import LightGCNConfig, TrainingConfig
-from models.propagation import BatchLoss, PropagationRecommender
+from models.propagation import BatchLoss, PropagationRecommender, symmetric_spmm
 
 
 class LightGCNRecommender(PropagationRecommender):
@@ -33,7 +33,7 @@ class LightGCNRecommender(PropagationRecommender):
 
     def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:
         def loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-            emb = module.get_embedding(adj)
+            emb = self.propagate(module, adj)
             u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
             pos_rank, neg_rank = (u * i).sum(-1), (u * j).sum(-1)
             node_id = torch.cat([users, pos + n_users, neg + n_users])
@@ -42,4 +42,11 @@ class LightGCNRecommender(PropagationRecommender):
         return loss
 
     def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
-        return module.get_embedding(adj)
+        """PyG's `LightGCN.get_embedding` (:math:`\sum_l \alpha_l \hat{A}^l \mathbf{E}`) with the symmetric
+        product's cheaper gradient."""
+        x = module.embedding.weight
+        out = x * module.alpha[0]
+        for layer in range(module.num_layers):
+            x = symmetric_spmm(adj, x)
+            out = out + x * module.alpha[layer + 1]
+        return out

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from e2ep.config import NGCFConfig, TrainingConfig
-from models.propagation import BatchLoss, PropagationRecommender
+from models.propagation import BatchLoss, PropagationRecommender, symmetric_spmm
 
 LEAKY_SLOPE = 0.2  # the reference implementation's LeakyReLU slope
 
@@ -55,12 +55,13 @@ class NGCFModule(torch.nn.Module):
             torch.nn.init.xavier_uniform_(linear.weight)
             torch.nn.init.zeros_(linear.bias)
 
-    def forward(self, adj: Tensor) -> Tensor:
-        """Final node representations `[n_nodes, d * (num_layers + 1)]` given the (possibly dropped-out) `adj`."""
+    def forward(self, adj: Tensor, symmetric: bool = True) -> Tensor:
+        """Final node representations `[n_nodes, d * (num_layers + 1)]` given the (possibly dropped-out) `adj`
+        (`symmetric`: the full normalised adjacency, whose product has a cheaper gradient)."""
         ego = self.embedding.weight
         layers = [ego]
         for w1, w2 in zip(self.w1, self.w2):
-            side = adj @ ego
+            side = symmetric_spmm(adj, ego) if symmetric else adj @ ego
             ego = F.leaky_relu(w1(side + ego) + w2(side * ego), LEAKY_SLOPE)
             ego = F.dropout(ego, self.message_dropout, self.training)
             layers.append(F.normalize(ego, p=2, dim=1))
@@ -93,7 +94,7 @@ class NGCFRecommender(PropagationRecommender):
         node_dropout = self.cfg.node_dropout
 
         def loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-            emb = module(drop_adjacency_entries(adj, node_dropout))
+            emb = module(drop_adjacency_entries(adj, node_dropout), symmetric=node_dropout == 0)
             u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
             log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
             ego = module.embedding.weight

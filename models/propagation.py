@@ -38,6 +38,27 @@ def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> T
         return adj.to_sparse_csr()
 
 
+class SymmetricSpmm(torch.autograd.Function):
+    r""":math:`\hat{A} X` for a symmetric sparse :math:`\hat{A}` (the normalised adjacency above), whose gradient
+    :math:`\hat{A}^\top G = \hat{A} G` reuses the forward kernel. torch's own backward of a CSR product first
+    transposes the matrix, which made a LightGCN step about twice as slow on ML-100K (the backward pass was ~90 %
+    of a step)."""
+
+    @staticmethod
+    def forward(ctx: Any, adj: Tensor, x: Tensor) -> Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
+        return None, torch.sparse.mm(ctx.adj, grad)
+
+
+def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """`adj @ x` for a symmetric sparse `adj`, with the cheap backward of :class:`SymmetricSpmm`."""
+    return SymmetricSpmm.apply(adj, x)
+
+
 class PropagationRecommender(Recommender):
     r"""Scores :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i` from the propagated embeddings.
 

@@ -137,3 +137,22 @@ def test_train_bpr_stops_on_stalled_validation_and_restores_best_epoch() -> None
     assert log.epochs_run == 10 and log.best_epoch == 4 and log.best_validation_ndcg10 == pytest.approx(0.3)
     assert torch.equal(module.weight, snapshots[4])
     assert not torch.equal(module.weight, snapshots[10])
+
+
+def test_the_symmetric_sparse_product_has_torchs_gradient():
+    import torch
+
+    from models.propagation import bipartite_adjacency, symmetric_spmm
+
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.stack([torch.randint(0, 7, (30,), generator=g), torch.randint(0, 9, (30,), generator=g)])
+    adj = bipartite_adjacency(pairs, 7, 9)
+    x = torch.randn(16, 4, generator=g, requires_grad=True)
+    y = torch.randn(16, 4, generator=g)
+    (symmetric_spmm(adj, symmetric_spmm(adj, x)) * y).sum().backward()
+    ours = x.grad.clone()
+    x.grad = None
+    dense = adj.to_dense()
+    (dense @ (dense @ x) * y).sum().backward()
+    assert torch.allclose(ours, x.grad, atol=1e-6)
+    assert torch.allclose(symmetric_spmm(adj, x), dense @ x, atol=1e-6)
