@@ -51,7 +51,10 @@ def prepare_dataset(cfg: DatasetConfig) -> DatasetRef:
 
 
 def split_dataset(dataset: DatasetRef, cfg: SplitConfig) -> list[FoldRef]:
-    root = work_dir() / "folds" / f"{dataset.name}-{dataset.digest[:12]}-{stable_hash(cfg)}"
+    # Which folds a run selects does not change what each fold holds: fold 1 of a `--folds 1` run is the same
+    # file (and cache key) as fold 1 of the full run, so nothing trained there is trained again.
+    layout = stable_hash(cfg.model_copy(update={"folds": None}))
+    root = work_dir() / "folds" / f"{dataset.name}-{dataset.digest[:12]}-{layout}"
     refs = []
     for fold in make_folds(dataset.load(), cfg):
         directory = root / f"fold-{fold.number}"

@@ -139,3 +139,14 @@ def test_save_and_read_fold(synthetic: Dataset, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fold-2"]
     with pytest.raises(DataError, match="no saved fold"):
         read_fold(tmp_path / "absent")
+
+
+def test_a_run_of_some_folds_shares_their_files_and_cache_keys_with_the_full_run(tmp_path: Path) -> None:
+    from e2ep.config import DatasetConfig, SplitConfig
+    from tasks.data import prepare_dataset, split_dataset
+    from tests.synthetic import write_planted_csv
+
+    dataset = prepare_dataset(DatasetConfig(name="csv", ratings_path=str(write_planted_csv(tmp_path))))
+    every = split_dataset(dataset, SplitConfig(n_folds=3))
+    first_only = split_dataset(dataset, SplitConfig(n_folds=3, folds=[1]))
+    assert first_only == [every[0]]
