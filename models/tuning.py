@@ -54,7 +54,7 @@ class _Reporter:
         self.steps += 1
         if math.isnan(score):
             return
-        self.trial.report(score, self.steps)
+        self.trial.report(score, self.steps - 1)  # 0-based: the pruner's warm-up counts whole evaluations
         if self.prune and self.trial.should_prune():
             raise optuna.TrialPruned(f"validation NDCG@10 {score:.4f} below the median at evaluation {self.steps}")
 
