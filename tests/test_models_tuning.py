@@ -154,3 +154,36 @@ def test_search_spaces_accept_lists_ranges_and_single_values() -> None:
         load_config(overrides={"models.rp3beta.alpha": {"low": 2.0, "high": 1.0}})
     with pytest.raises(ValueError, match="log-scale range needs low > 0"):
         load_config(overrides={"models.ease.l2": {"low": 0.0, "high": 1.0, "log": True}})
+
+
+def test_the_choice_per_fold_reaches_training_json_and_the_report(tmp_path, data: FoldData) -> None:
+    import json
+
+    from e2ep.config import EASEConfig
+    from evaluation.report import write_run_report
+    from models.ease import EASERecommender
+    from tests.test_report_run import catalog_frame, config, per_user_frame
+
+    logs = []
+    for fold, l2 in ((1, [30.0, 300.0]), (2, [3.0])):
+        log = EASERecommender(EASEConfig(l2=l2, n_trials=2)).fit(data).training_log
+        logs.append({"model": "ease", "fold": fold, **log.as_dict()})
+    names = ["popularity", "ease"]
+    run_dir = tmp_path / "run"
+    write_run_report(run_dir, config(names, tmp_path), per_user_frame({"popularity": 0.0, "ease": 0.05}),
+                     catalog_frame(names), pl.DataFrame({"x": [1]}), logs)
+    stored = json.loads((run_dir / "training.json").read_text())
+    assert [s["hyperparameters"] for s in stored] == [logs[0]["hyperparameters"], {"l2": 3.0}]
+    assert len(stored[0]["trials"]) == 2 and stored[0]["search"]["sampler"] == "grid"
+    section = (run_dir / "report.md").read_text().split("## Hyperparameters chosen per fold", 1)[1]
+    assert f"| ease | 1 | l2={logs[0]['hyperparameters']['l2']:.4g} |" in section
+    assert "| ease | 2 | l2=3 |" in section and "| 2 (0) | grid |" in section
+
+
+def test_the_paper_grade_config_widens_every_search() -> None:
+    from pathlib import Path
+
+    paper, default = load_config(Path(__file__).parents[1] / "configs" / "paper-grade.toml"), load_config()
+    for section in ("ease", "itemknn", "rp3beta", "als", "bpr_mf", "lightgcn", "ngcf"):
+        wide, small = getattr(paper.models, section), getattr(default.models, section)
+        assert wide.n_trials > small.n_trials, section
