@@ -31,10 +31,11 @@ def positive_matrix(data: FoldData) -> sp.csr_matrix:
 
 
 def keep_top_k_per_row(weights: np.ndarray, k: int) -> np.ndarray:
-    """A copy of the dense `weights` with all but each row's `k` largest entries set to 0 (ties: lower column)."""
+    """A copy of the dense `weights` with all but each row's `k` largest entries set to 0 (among ties at the k-th
+    largest value, which are kept is unspecified)."""
     if k >= weights.shape[1]:
         return weights.copy()
-    order = np.argsort(-weights, axis=1, kind="stable")[:, :k]
+    order = np.argpartition(-weights, k - 1, axis=1)[:, :k]
     kept = np.zeros_like(weights)
     rows = np.arange(weights.shape[0])[:, None]
     kept[rows, order] = weights[rows, order]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,9 +34,12 @@ class ItemKNNRecommender(ItemSimilarityRecommender):
     def weights_for(self, prepared: Any, similarity: str, neighbours: int, bm25_k1: float = 1.2,
                     bm25_b: float = 0.75) -> np.ndarray:
         from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        from implicit.utils import ParameterWarning
 
         interactions: sp.csr_matrix = prepared
         model = (CosineRecommender(K=neighbours, num_threads=1) if similarity == "cosine"
                  else BM25Recommender(K=neighbours, K1=bm25_k1, B=bm25_b, num_threads=1))
-        model.fit(interactions, show_progress=False)
+        with warnings.catch_warnings():  # implicit re-weights into a COO matrix itself, then warns about it
+            warnings.simplefilter("ignore", ParameterWarning)
+            model.fit(interactions, show_progress=False)
         return model.similarity.toarray().astype(np.float32)

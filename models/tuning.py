@@ -119,7 +119,9 @@ def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne, data: FoldData,
         budget = n_trials
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=cfg.pruning_warmup)
               if cfg.pruning else optuna.pruners.NopPruner())
-    key = hashlib.sha256(f"{_space_json(space)}|{conditions}|{training.seed}|{budget}".encode()).hexdigest()[:12]
+    # The budget is not part of the name: a larger budget on a shared storage extends the study already there.
+    kind = "grid" if exhaustive else "tpe"
+    key = hashlib.sha256(f"{_space_json(space)}|{conditions}|{training.seed}|{kind}".encode()).hexdigest()[:12]
     study_name = f"{model}-{fold_fingerprint(data)}-{key}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, storage=cfg.storage,
@@ -156,7 +158,7 @@ def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne, data: FoldData,
     log = best["log"]
     trials = [{"trial": t.number, "state": t.state.name.lower(), **t.params, **t.user_attrs.get("log", {})}
               for t in study.trials if t.state in finished]
-    search = {"sampler": "grid" if exhaustive else "tpe", "budget": budget, "trials": len(trials),
+    search = {"sampler": kind, "budget": budget, "trials": len(trials),
               "pruned": sum(t["state"] == "pruned" for t in trials), "study": study_name,
               "storage": "memory" if cfg.storage is None else "shared",
               "seconds": round(time.perf_counter() - search_started, 3)}

@@ -108,6 +108,9 @@ def test_a_shared_storage_reuses_finished_trials(data: FoldData, tmp_path) -> No
     again, relog = run(space, second, data, n_trials=5, storage=storage)
     assert len(first.calls) == 5 and second.calls == [fitted]  # only the winner is refitted
     assert again == fitted and relog.search["study"] == log.search["study"] and len(relog.trials) == 5
+    third = Objective()
+    _, extended = run(space, third, data, n_trials=7, storage=storage)  # a larger budget adds the difference
+    assert len(extended.trials) == 7 and 2 <= len(third.calls) <= 3
 
 
 def popular_versus_niche_fold() -> tuple[FoldData, pl.DataFrame]:
