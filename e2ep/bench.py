@@ -76,9 +76,11 @@ def measure(dataset: str, stage: str, rows: list[StageMeasure]) -> Iterator[Stag
 def training_note(log: TrainingLog) -> str:
     """Epochs, seconds per epoch (over every grid point tried) and where early stopping kept the weights."""
     if not log.epochs_run:
-        return f"no training, val NDCG@10 {log.best_validation_ndcg10:.4f}"
-    epochs = sum(t["epochs_run"] for t in log.trials) if log.trials else log.epochs_run
-    grid = f", grid of {len(log.trials)}" if log.trials else ""
+        searched = f"{len(log.trials)} closed-form trials, " if log.trials else "no training, "
+        return f"{searched}val NDCG@10 {log.best_validation_ndcg10:.4f}"
+    # pruned trials record how many evaluations they had, not epochs
+    epochs = sum(t.get("epochs_run", 0) for t in log.trials) or log.epochs_run
+    grid = f", {log.search.get('sampler', 'grid')} of {len(log.trials)}" if log.trials else ""
     return (f"{log.epochs_run} epochs, best {log.best_epoch}, {log.seconds / epochs:.3f} s/epoch{grid}, "
             f"val NDCG@10 {log.best_validation_ndcg10:.4f}")
 

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from e2ep.llm.config import LLMConfig
 from e2ep.metadata.config import MetadataConfig
@@ -25,8 +25,52 @@ CountGrid = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
 RateGrid = Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=1)]
 PenaltyGrid = Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=1)]
 
-KNOWN_MODELS = ("popularity", "bpr-mf", "lightgcn", "ngcf", "als", "gat", "gat-id")
+KNOWN_MODELS = ("popularity", "ease", "itemknn", "rp3beta", "bpr-mf", "lightgcn", "ngcf", "als", "gat", "gat-id")
 """Every model name `models.names` accepts (the default run uses `ModelsConfig.names`)."""
+
+
+class FloatRange(_Strict):
+    """A continuous search axis: values in `[low, high]`, sampled on a log scale when `log` (Optuna's TPE)."""
+
+    low: Annotated[float, Field(ge=0.0)]
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.high < self.low:
+            raise ValueError(f"range high ({self.high}) is below low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class IntRange(_Strict):
+    """An integer search axis: counts in `[low, high]`, sampled on a log scale when `log` (Optuna's TPE)."""
+
+    low: Annotated[int, Field(ge=1)]
+    high: int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.high < self.low:
+            raise ValueError(f"range high ({self.high}) is below low ({self.low})")
+        return self
+
+
+def _scalar_as_choice(value: Any) -> Any:
+    """A single number is the one-value axis `[number]` (a fixed hyperparameter)."""
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+# A hyperparameter axis searched per fold on validation: a list of choices (a grid), a range, or one value.
+CountAxis = Annotated[CountGrid | IntRange, BeforeValidator(_scalar_as_choice)]
+RateAxis = Annotated[RateGrid | FloatRange, BeforeValidator(_scalar_as_choice)]
+PenaltyAxis = Annotated[PenaltyGrid | FloatRange, BeforeValidator(_scalar_as_choice)]
+TrialBudget = Annotated[int, Field(ge=1)]
+"""Configurations fitted per fold at most. A grid with no more points than this is searched exhaustively
+(Optuna's GridSampler); anything else gets this many trials of Optuna's seeded TPE sampler."""
 
 
 class DatasetConfig(_Strict):
@@ -93,6 +137,22 @@ class RelevanceConfig(_Strict):
         return self
 
 
+class TuningConfig(_Strict):
+    """How every tunable model searches its space on each fold's validation slice (models/tuning.py)."""
+
+    storage: str | None = None
+    """Optuna storage URL (e.g. `sqlite:///tuning.db`) shared by every worker; trials already stored for the same
+    model, fold data and space count against the budget and are not refitted. None: in memory, per fit."""
+
+    pruning: bool = True
+    """Stop an iterative model's trial early when its validation NDCG@10 falls below the median of earlier trials
+    at the same evaluation (Optuna's MedianPruner; never before `pruning_warmup` evaluations or 2 finished
+    trials)."""
+
+    pruning_warmup: Annotated[int, Field(ge=0)] = 3
+    """Validation evaluations a trial always gets before it may be pruned."""
+
+
 class TrainingConfig(_Strict):
     """Settings shared by every trained recommender."""
 
@@ -116,40 +176,46 @@ class TrainingConfig(_Strict):
     """`auto` uses CUDA when present."""
 
     seed: int = 0
-    """Seed for initialisation and negative sampling."""
+    """Seed for initialisation, negative sampling and the hyperparameter search's sampler."""
+
+    tuning: TuningConfig = TuningConfig()
 
 
 class LightGCNConfig(_Strict):
-    num_layers: CountGrid = [2, 3]
-    """Propagation depths tried; the best on validation is kept. The default grid (2 fits) was chosen on ML-100K u1
-    validation NDCG@10 and takes ~40 s per fold on 2 CPU cores."""
+    num_layers: CountAxis = [2, 3]
+    """Propagation depths searched per fold on validation NDCG@10 (each fit takes ~20 s per fold on 2 CPU
+    cores)."""
 
-    learning_rate: RateGrid = [1e-2]
-    """Learning rates tried (1e-3 needs >250 epochs; 5e-3 is no better on validation and twice as slow)."""
+    learning_rate: RateAxis = [1e-2]
+    """Adam learning rates searched (1e-3 needs >250 epochs; 5e-3 is no better on validation and twice as slow)."""
 
-    weight_decay: PenaltyGrid = [1e-3]
-    """L2 penalty on the layer-0 embeddings of each batch (PyG's `lambda_reg`) tried (3e-4 and 3e-3 were worse)."""
+    weight_decay: PenaltyAxis = [1e-3]
+    """L2 penalty on the layer-0 embeddings of each batch (PyG's `lambda_reg`) searched."""
+
+    n_trials: TrialBudget = 2
 
 
 class BPRMFConfig(_Strict):
-    learning_rate: float = 5e-3
-    """Adam learning rate (best of 1e-3, 5e-3, 1e-2 on ML-100K u1 validation)."""
+    learning_rate: RateAxis = [5e-3]
+    """Adam learning rates searched per fold on validation NDCG@10."""
 
-    weight_decay: float = 1e-2
-    """L2 penalty on the embeddings of each batch, scaled like PyG's `BPRLoss` (best of 1e-5 ... 1e-1)."""
+    weight_decay: PenaltyAxis = [3e-3, 1e-2, 3e-2]
+    """L2 penalty on the embeddings of each batch, scaled like PyG's `BPRLoss`, searched."""
+
+    n_trials: TrialBudget = 3
 
 
 class NGCFConfig(_Strict):
-    num_layers: CountGrid = [2, 3]
-    """Propagation depths tried; the best on validation NDCG@10 is kept (ML-100K u1 validation: 1e-2 learning
-    rates peak by epoch 20-55 at 0.201-0.206 for 2 or 3 layers; 3e-3 reaches 0.215 with 2 layers)."""
+    num_layers: CountAxis = [2, 3]
+    """Propagation depths searched per fold on validation NDCG@10."""
 
-    learning_rate: RateGrid = [3e-3]
-    """Adam learning rates tried (3e-3 beat 1e-2 on validation at every weight decay tried)."""
+    learning_rate: RateAxis = [3e-3]
+    """Adam learning rates searched (3e-3 beat 1e-2 on validation at every weight decay tried)."""
 
-    weight_decay: PenaltyGrid = [1e-3]
-    """L2 penalty on the layer-0 embeddings of each batch (scaled like BPR-MF's) tried (1e-4 and 1e-2 were no
-    better)."""
+    weight_decay: PenaltyAxis = [1e-3]
+    """L2 penalty on the layer-0 embeddings of each batch (scaled like BPR-MF's) searched."""
+
+    n_trials: TrialBudget = 2
 
     message_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     """Dropout on each layer's output embeddings while training (NGCF's message dropout; 0 was no better)."""
@@ -160,26 +226,75 @@ class NGCFConfig(_Strict):
 
 
 class ALSConfig(_Strict):
-    factors: CountGrid = [64]
-    """Latent factor counts tried; the best grid point on validation NDCG@10 is kept (on ML-100K u1 validation,
-    16-128 factors all reach ~0.23 once regularisation is strong enough)."""
+    factors: CountAxis = [64]
+    """Latent factor counts searched per fold on validation NDCG@10 (16-128 factors all reach about the same
+    validation NDCG@10 once regularisation is strong enough)."""
 
-    regularization: PenaltyGrid = [20.0, 50.0]
-    """L2 penalties on the factors tried (implicit's `regularization`, not scaled by counts; 0.01-1 overfit:
-    validation NDCG@10 <= 0.21, 100 collapses to popularity)."""
+    regularization: PenaltyAxis = [20.0, 50.0]
+    """L2 penalties on the factors searched (implicit's `regularization`, not scaled by counts; 0.01-1 overfit,
+    100 collapses to popularity)."""
 
-    alpha: PenaltyGrid = [2.0, 10.0]
-    """Confidence weights tried: a positive pair has confidence c = 1 + alpha (Hu et al.), every other pair 1.
-    The best alpha grows with the regularisation (0.5-2 at 10-20, 10 at 50); 40 was worse everywhere."""
+    alpha: PenaltyAxis = [2.0, 10.0]
+    """Confidence weights searched: a positive pair has confidence c = 1 + alpha (Hu et al.), every other pair 1."""
+
+    n_trials: TrialBudget = 4
 
     iterations: Annotated[int, Field(ge=1)] = 30
     """Upper bound on ALS sweeps; the sweep with the best validation NDCG@10 is kept."""
 
     patience: Annotated[int, Field(ge=1)] = 3
-    """Sweeps without validation improvement before a grid point stops."""
+    """Sweeps without validation improvement before a trial stops."""
 
     num_threads: Annotated[int, Field(ge=0)] = 0
     """Threads for implicit's solver (0: all cores). BLAS runs single-threaded during fits, as implicit advises."""
+
+
+class EASEConfig(_Strict):
+    """EASE (Steck, WWW 2019): a closed-form item-item model; only its L2 penalty is searched."""
+
+    l2: PenaltyAxis = FloatRange(low=20.0, high=5000.0, log=True)
+    """L2 penalty lambda on the item-item weights, searched per fold on validation NDCG@10."""
+
+    n_trials: TrialBudget = 12
+
+    clip_negative_weights: bool = False
+    """Zero the negative item-item weights after the fit (Cornac's `posB`); Steck's EASE keeps them."""
+
+
+Similarity = Literal["cosine", "bm25"]
+
+
+class ItemKNNConfig(_Strict):
+    """Item-item nearest neighbours over the positive training ratings (implicit's Cosine/BM25 recommenders)."""
+
+    similarity: Annotated[list[Similarity], Field(min_length=1)] = ["cosine", "bm25"]
+    """Item similarities searched: cosine of the item columns, or cosine after BM25 weighting."""
+
+    neighbours: CountAxis = IntRange(low=10, high=500, log=True)
+    """Neighbours kept per item, searched."""
+
+    bm25_k1: PenaltyAxis = FloatRange(low=0.1, high=3.0)
+    """BM25's K1 (term saturation), searched when the similarity is `bm25`."""
+
+    bm25_b: PenaltyAxis = FloatRange(low=0.0, high=1.0)
+    """BM25's B (length normalisation by the item's popularity), searched when the similarity is `bm25`."""
+
+    n_trials: TrialBudget = 16
+
+
+class RP3betaConfig(_Strict):
+    """RP3beta (Paudel et al., 2016): three-step random-walk item similarity, popularity-penalised."""
+
+    alpha: PenaltyAxis = FloatRange(low=0.1, high=1.5)
+    """Exponent on the transition probabilities, searched per fold on validation NDCG@10."""
+
+    beta: PenaltyAxis = FloatRange(low=0.0, high=1.0)
+    """Exponent of the popularity penalty on the walk's destination item, searched."""
+
+    neighbours: CountAxis = IntRange(low=20, high=500, log=True)
+    """Neighbours kept per item, searched."""
+
+    n_trials: TrialBudget = 16
 
 
 class GATConfig(_Strict):
@@ -269,11 +384,15 @@ class GATConfig(_Strict):
 
 
 class ModelsConfig(_Strict):
-    names: list[str] = ["popularity", "bpr-mf", "lightgcn", "ngcf", "als", "gat-id", "gat"]
+    names: list[str] = ["popularity", "ease", "itemknn", "rp3beta", "bpr-mf", "lightgcn", "ngcf", "als", "gat-id",
+                        "gat"]
     """Recommenders to run, in table order (any of `KNOWN_MODELS`): the baselines, the GAT without LLM (`gat-id`)
     and the GAT on profile embeddings (`gat`, the base of the rerankers)."""
 
     training: TrainingConfig = TrainingConfig()
+    ease: EASEConfig = EASEConfig()
+    itemknn: ItemKNNConfig = ItemKNNConfig()
+    rp3beta: RP3betaConfig = RP3betaConfig()
     bpr_mf: BPRMFConfig = BPRMFConfig()
     lightgcn: LightGCNConfig = LightGCNConfig()
     ngcf: NGCFConfig = NGCFConfig()

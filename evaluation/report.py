@@ -45,6 +45,28 @@ def training_table(logs: pl.DataFrame, models: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _value(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def hyperparameter_table(logs: list[dict[str, Any]], models: list[str]) -> str:
+    """What each fold chose on its own validation slice, and what the search cost (models with a search only)."""
+    rows = [log for log in logs if log.get("search")]
+    if not rows:
+        return ""
+    order = {m: i for i, m in enumerate(models)}
+    rows.sort(key=lambda log: (order.get(log["model"], len(order)), log["fold"]))
+    lines = ["| model | fold | chosen on validation | validation NDCG@10 | trials (pruned) | sampler | search s |",
+             "|---|---:|---|---:|---:|---|---:|"]
+    for log in rows:
+        chosen = ", ".join(f"{k}={_value(v)}" for k, v in log.get("hyperparameters", {}).items())
+        search = log["search"]
+        lines.append(f"| {log['model']} | {log['fold']} | {chosen} | {log.get('best_validation_ndcg10', float('nan')):.4f}"
+                     f" | {search.get('trials', 0)} ({search.get('pruned', 0)}) | {search.get('sampler', '')}"
+                     f" | {search.get('seconds', 0.0):.1f} |")
+    return "\n".join(lines)
+
+
 def semantic_section(report: dict[str, Any]) -> str:
     """Where item metadata came from, profile sources per stage, embeddings, and LLM calls/tokens/cost."""
     lines = ["## Semantic layer", "", f"Item metadata: {report['metadata'].get('summary', '')}", "",
@@ -255,5 +277,8 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
         write_text(json.dumps(logs, indent=2), directory / "training.json")
     report = run_report_markdown(directory, cfg, per_user, summary, tests, log_frame, semantic, explanations,
                                  rerank_cost, item_titles)
+    chosen = hyperparameter_table(logs, models)
+    if chosen:
+        report += "\n## Hyperparameters chosen per fold (on each fold's validation slice)\n\n" + chosen + "\n"
     write_text(report, directory / "report.md")  # last: its figures exist by the time it links them
     return RunReport(directory=directory, markdown=markdown, summary=summary, tests=tests)

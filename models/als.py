@@ -1,4 +1,4 @@
-"""Implicit-feedback ALS (Hu, Koren & Volinsky, ICDM 2008) via the `implicit` library, grid-searched on
+"""Implicit-feedback ALS (Hu, Koren & Volinsky, ICDM 2008) via the `implicit` library, tuned per fold on
 validation NDCG@10 with the number of sweeps chosen by early stopping."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from torch import Tensor
 
 from e2ep.config import ALSConfig, TrainingConfig
 from models.base import FoldData, Recommender
-from models.training import EarlyStopping, TrainingLog, grid_search, parameter_grid, validation_ndcg
+from models.training import EarlyStopping, TrainingLog, validation_ndcg
+from models.tuning import Axis, Report, tune
 
 
 def confidence_matrix(positive_pairs: Tensor, n_users: int, n_items: int, alpha: float) -> sp.csr_matrix:
@@ -67,9 +68,9 @@ class ALSRecommender(Recommender):
         + \lambda\Big(\sum_u \lVert \mathbf{x}_u\rVert^2 + \sum_i \lVert \mathbf{y}_i\rVert^2\Big)
 
     by alternating least squares (implicit's conjugate-gradient solver); score
-    :math:`\hat{y}_{ui} = \mathbf{x}_u^\top \mathbf{y}_i`. Each grid point `(factors, regularization, alpha)` runs
-    one sweep at a time, is evaluated on validation NDCG@10 after each sweep and stops after `patience` sweeps
-    without improvement, keeping its best sweep; the best grid point is kept. Initial factors come from
+    :math:`\hat{y}_{ui} = \mathbf{x}_u^\top \mathbf{y}_i`. Each trial `(factors, regularization, alpha)` of the
+    config's search space runs one sweep at a time, is evaluated on validation NDCG@10 after each sweep and stops
+    after `patience` sweeps without improvement, keeping its best sweep; the best trial is kept. Initial factors come from
     `training.seed`, so fits are deterministic. BLAS is limited to one thread during fits (implicit's own
     threads do the parallel work; a threaded BLAS underneath slows it down).
     """
@@ -82,20 +83,21 @@ class ALSRecommender(Recommender):
         self.factors: _Factors | None = None
         self.training_log = TrainingLog()
 
-    def grid(self) -> list[dict[str, float]]:
-        """The hyperparameter combinations tried, in order."""
-        return parameter_grid(factors=self.cfg.factors, regularization=self.cfg.regularization, alpha=self.cfg.alpha)
+    def space(self) -> dict[str, Axis]:
+        """The hyperparameter axes searched per fold."""
+        return {"factors": self.cfg.factors, "regularization": self.cfg.regularization, "alpha": self.cfg.alpha}
 
     def fit(self, data: FoldData) -> ALSRecommender:
         start = time.perf_counter()
         import implicit.als  # noqa: F401  (loads scipy's BLAS first, so the limit below covers it too)
 
         with threadpool_limits(limits=1, user_api="blas"):
-            self.factors, self.training_log = grid_search(
-                self.grid(), lambda **params: self._fit_one(data, **params), start)
+            self.factors, self.training_log = tune(
+                self.name, self.space(), lambda params, report: self._fit_one(data, report, **params), data,
+                self.training, self.cfg.n_trials, start)
         return self
 
-    def _fit_one(self, data: FoldData, factors: int, regularization: float,
+    def _fit_one(self, data: FoldData, report: Report, factors: int, regularization: float,
                  alpha: float) -> tuple[_Factors, TrainingLog]:
         from implicit.als import AlternatingLeastSquares
 
@@ -112,7 +114,10 @@ class ALSRecommender(Recommender):
             # implicit initialises factors only when unset, so each one-sweep fit continues the previous one.
             model.fit(matrix, show_progress=False)
             current.assign(_as_numpy(model.user_factors), _as_numpy(model.item_factors))
-            if stopper.step(validation_ndcg(self, data), sweep, current):
+            score = validation_ndcg(self, data)
+            stop = stopper.step(score, sweep, current)
+            report(score)
+            if stop:
                 break
         stopper.restore(current)
         log = TrainingLog(

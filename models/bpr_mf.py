@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 import torch
@@ -11,6 +12,7 @@ from torch.nn import functional as F
 from e2ep.config import BPRMFConfig, TrainingConfig
 from models.base import FoldData, Recommender
 from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+from models.tuning import Axis, Report, tune
 
 
 class MFModule(torch.nn.Module):
@@ -48,7 +50,8 @@ class MFModule(torch.nn.Module):
 
 
 class BPRMF(Recommender):
-    """BPR-MF on positive training ratings; uniform negatives among the user's non-positive items."""
+    """BPR-MF on positive training ratings; uniform negatives among the user's non-positive items. Learning rate
+    and weight decay are searched per fold on validation NDCG@10 (models/tuning.py)."""
 
     name: ClassVar[str] = "bpr-mf"
 
@@ -59,23 +62,35 @@ class BPRMF(Recommender):
         self.module: MFModule | None = None
         self.training_log = TrainingLog()
 
+    def space(self) -> dict[str, Axis]:
+        """The hyperparameter axes searched per fold."""
+        return {"learning_rate": self.cfg.learning_rate, "weight_decay": self.cfg.weight_decay}
+
     def fit(self, data: FoldData) -> BPRMF:
+        start = time.perf_counter()
+        self.module, self.training_log = tune(
+            self.name, self.space(), lambda params, report: self._fit_one(data, report, **params), data,
+            self.training, self.cfg.n_trials, start)
+        return self
+
+    def _fit_one(self, data: FoldData, report: Report, learning_rate: float,
+                 weight_decay: float) -> tuple[MFModule, TrainingLog]:
         generator = seed_everything(self.training.seed)
-        self.module = MFModule(data.n_users, data.n_items, self.training.embedding_dim).to(self.device)
-        module, lam = self.module, self.cfg.weight_decay
-        self.training_log = train_bpr(
+        self.module = module = MFModule(data.n_users, data.n_items, self.training.embedding_dim).to(self.device)
+        log = train_bpr(
             module,
-            batch_loss=lambda u, i, j: module.bpr_loss(u, i, j, lam),
+            batch_loss=lambda u, i, j: module.bpr_loss(u, i, j, weight_decay),
             evaluate=lambda: validation_ndcg(self, data),
             data=data,
             cfg=self.training,
-            learning_rate=self.cfg.learning_rate,
+            learning_rate=learning_rate,
             device=self.device,
             generator=generator,
+            report=report,
         )
-        self.training_log.hyperparameters = {"learning_rate": self.cfg.learning_rate, "weight_decay": lam,
-                                             "embedding_dim": self.training.embedding_dim}
-        return self
+        log.hyperparameters = {"learning_rate": learning_rate, "weight_decay": weight_decay,
+                               "embedding_dim": self.training.embedding_dim}
+        return module, log
 
     @torch.no_grad()
     def score(self, users: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""LightGCN (He et al., 2020) on the positive-rating bipartite graph, via PyG's `LightGCN`, grid-searched on
+"""LightGCN (He et al., 2020) on the positive-rating bipartite graph, via PyG's `LightGCN`, tuned per fold on
 validation NDCG@10."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ class LightGCNRecommender(PropagationRecommender):
     score :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i`.
 
     Mini-batch BPR through PyG's `recommendation_loss` (L2 on the batch's layer-0 embeddings, `lambda_reg` =
-    weight decay), Adam, early stopping on validation NDCG@10. Every `(num_layers, learning_rate, weight_decay)`
-    of the config's grid is fitted; the best on validation is kept. Final embeddings are computed once after
+    weight decay), Adam, early stopping on validation NDCG@10. `(num_layers, learning_rate, weight_decay)` are
+    searched per fold (models/tuning.py); the best on validation is kept. Final embeddings are computed once after
     training, so :meth:`score` is a matrix product.
     """
 

@@ -1,5 +1,5 @@
 """NGCF (Wang et al., SIGIR 2019): neural graph collaborative filtering on the positive-rating bipartite graph,
-grid-searched on validation NDCG@10."""
+tuned per fold on validation NDCG@10."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ class NGCFRecommender(PropagationRecommender):
         + \lVert \mathbf{e}^{(0)}_{j}\rVert^2\right)
 
     summed over the batch's users and items. Adam, node dropout on the adjacency and message dropout while
-    training, early stopping on validation NDCG@10. Every `(num_layers, learning_rate, weight_decay)` of the
-    config's grid is fitted; the best on validation is kept. Final embeddings are computed once after training
+    training, early stopping on validation NDCG@10. `(num_layers, learning_rate, weight_decay)` are searched
+    per fold (models/tuning.py); the best on validation is kept. Final embeddings are computed once after training
     (no dropout), so :meth:`score` is a matrix product.
     """
 

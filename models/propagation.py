@@ -1,5 +1,6 @@
 """What LightGCN and NGCF share: learned node embeddings propagated over the normalised positive-rating graph,
-mini-batch BPR, a validation grid over `(num_layers, learning_rate, weight_decay)`, and dot-product scores."""
+mini-batch BPR, a per-fold validation search over `(num_layers, learning_rate, weight_decay)`, and dot-product
+scores."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from e2ep.config import TrainingConfig
 from models.base import FoldData, Recommender, dot_product_scores
-from models.training import (TrainingLog, grid_search, parameter_grid, resolve_device, seed_everything, train_bpr,
-                             validation_ndcg)
+from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+from models.tuning import Axis, Report, tune
 
 BatchLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -62,8 +63,8 @@ def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
 class PropagationRecommender(Recommender):
     r"""Scores :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i` from the propagated embeddings.
 
-    Every `(num_layers, learning_rate, weight_decay)` of the config's grid is fitted with Adam and early stopping
-    on validation NDCG@10; the best on validation is kept. Final embeddings are computed once after training, so
+    Each trial `(num_layers, learning_rate, weight_decay)` of the config's search space is fitted with Adam and
+    early stopping on validation NDCG@10; the best on validation is kept. Final embeddings are computed once after training, so
     :meth:`score` is a matrix product. Subclasses give the module, its batch loss and its propagation.
     """
 
@@ -91,21 +92,22 @@ class PropagationRecommender(Recommender):
     def extra_hyperparameters(self) -> dict[str, Any]:
         return {}
 
-    def grid(self) -> list[dict[str, Any]]:
-        """The hyperparameter combinations tried, in order."""
-        return parameter_grid(num_layers=self.cfg.num_layers, learning_rate=self.cfg.learning_rate,
-                              weight_decay=self.cfg.weight_decay)
+    def space(self) -> dict[str, Axis]:
+        """The hyperparameter axes searched per fold."""
+        return {"num_layers": self.cfg.num_layers, "learning_rate": self.cfg.learning_rate,
+                "weight_decay": self.cfg.weight_decay}
 
     def fit(self, data: FoldData) -> PropagationRecommender:
         start = time.perf_counter()
         self.n_users = data.n_users
         adj = bipartite_adjacency(data.positive_pairs, data.n_users, data.n_items).to(self.device)
-        self.module, self.training_log = grid_search(
-            self.grid(), lambda **params: self._fit_one(data, adj, **params), start)
+        self.module, self.training_log = tune(
+            self.name, self.space(), lambda params, report: self._fit_one(data, adj, report, **params), data,
+            self.training, self.cfg.n_trials, start)
         self._refresh(adj)
         return self
 
-    def _fit_one(self, data: FoldData, adj: Tensor, num_layers: int, learning_rate: float,
+    def _fit_one(self, data: FoldData, adj: Tensor, report: Report, num_layers: int, learning_rate: float,
                  weight_decay: float) -> tuple[nn.Module, TrainingLog]:
         generator = seed_everything(self.training.seed)
         module = self.build_module(data.n_users + data.n_items, num_layers).to(self.device)
@@ -116,7 +118,7 @@ class PropagationRecommender(Recommender):
             return validation_ndcg(self, data)
 
         log = train_bpr(module, self.batch_loss(module, adj, data.n_users, weight_decay), evaluate, data,
-                        self.training, learning_rate, self.device, generator)
+                        self.training, learning_rate, self.device, generator, report=report)
         log.hyperparameters = {"num_layers": num_layers, "learning_rate": learning_rate,
                                "weight_decay": weight_decay, "embedding_dim": self.training.embedding_dim,
                                **self.extra_hyperparameters()}

@@ -9,13 +9,19 @@ from e2ep.errors import ConfigError
 from models.als import ALSRecommender
 from models.base import Recommender
 from models.bpr_mf import BPRMF
+from models.ease import EASERecommender
 from models.gat import GATIDRecommender, GATRecommender
+from models.itemknn import ItemKNNRecommender
 from models.lightgcn import LightGCNRecommender
 from models.ngcf import NGCFRecommender
 from models.popularity import Popularity
+from models.rp3beta import RP3betaRecommender
 
 _BUILDERS: dict[str, Callable[[ModelsConfig], Recommender]] = {
     Popularity.name: lambda cfg: Popularity(),
+    EASERecommender.name: lambda cfg: EASERecommender(cfg.ease, cfg.training),
+    ItemKNNRecommender.name: lambda cfg: ItemKNNRecommender(cfg.itemknn, cfg.training),
+    RP3betaRecommender.name: lambda cfg: RP3betaRecommender(cfg.rp3beta, cfg.training),
     BPRMF.name: lambda cfg: BPRMF(cfg.bpr_mf, cfg.training),
     LightGCNRecommender.name: lambda cfg: LightGCNRecommender(cfg.lightgcn, cfg.training),
     NGCFRecommender.name: lambda cfg: NGCFRecommender(cfg.ngcf, cfg.training),

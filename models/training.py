@@ -188,7 +188,9 @@ class TrainingLog:
     """Mean loss per positive pair in the last epoch run (before the best state was restored)."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)
-    """Grid search only: one entry (hyperparameters + the fields above) per configuration tried."""
+    """Hyperparameter search only: one entry (hyperparameters + the fields above) per configuration tried."""
+    search: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameter search only: sampler, budget, trials run and pruned, seconds (see models/tuning.py)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,6 +240,7 @@ def train_bpr(
     after_evaluation: Callable[[float], None] | None = None,
     negatives: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     batch_size: int | None = None,
+    report: Callable[[float], None] | None = None,
 ) -> TrainingLog:
     """Mini-batch BPR over `data.positive_pairs`, with early stopping on `evaluate()` (validation NDCG@10).
 
@@ -245,7 +248,8 @@ def train_bpr(
     every `cfg.eval_every` epochs (and after the last epoch) with the module in eval mode under `no_grad`, then
     `after_evaluation(score)` (e.g. a learning-rate schedule). The optimizer defaults to Adam at `learning_rate`;
     `negatives(users, neg)` may replace some of the uniform negatives (CPU tensors) before each batch; `batch_size`
-    defaults to `cfg.batch_size`. The best state is restored at the end.
+    defaults to `cfg.batch_size`; `report(score)` follows every evaluation (a hyperparameter search's pruning hook,
+    which may raise to abandon the fit). The best state is restored at the end.
     """
     start = time.perf_counter()
     pairs = data.positive_pairs
@@ -271,6 +275,8 @@ def train_bpr(
                 score = evaluate()
             if after_evaluation is not None:
                 after_evaluation(score)
+            if report is not None:
+                report(score)
             if stopper.step(score, epoch, module):
                 break
     stopper.restore(module)
