@@ -42,7 +42,7 @@ class LightGCNRecommender(PropagationRecommender):
         return loss
 
     def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
-        """PyG's `LightGCN.get_embedding` (:math:`\sum_l \alpha_l \hat{A}^l \mathbf{E}`) with the symmetric
+        r"""PyG's `LightGCN.get_embedding` (:math:`\sum_l \alpha_l \hat{A}^l \mathbf{E}`) with the symmetric
         product's cheaper gradient."""
         x = module.embedding.weight
         out = x * module.alpha[0]
