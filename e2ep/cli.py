@@ -122,12 +122,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tasks.semantic import preflight_llm
 
     preflight_llm(cfg)  # a missing API key or unknown model, too
+    from e2ep.llm.budget import BudgetExceeded
     from tasks.estimate import check_caps, estimate_run
 
-    estimate = estimate_run(cfg)  # what the LLM stages will cost; refused here when over llm.max_* (no call sent)
-    if estimate is not None:
-        print(estimate.markdown(), flush=True)
-    check_caps(cfg, estimate)
+    estimate = estimate_run(cfg)  # what the LLM stages will cost (the flow logs it); over llm.max_*: no call sent
+    try:
+        check_caps(cfg, estimate)
+    except BudgetExceeded:
+        print(estimate.markdown() if estimate is not None else "", flush=True)
+        raise
     from flows.experiment import experiment
 
     print(experiment(cfg))
