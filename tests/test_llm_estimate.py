@@ -203,3 +203,40 @@ def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_
     assert code == 2 and err.count("\n") == 1 and "llm.max_calls" in err and "nothing was sent" in err
     assert "| item_profiles |" in out  # the estimate is shown with the refusal
     assert stub.count == 0
+
+
+def test_a_run_crossing_the_cap_midway_stops_with_its_answers_kept(stub, tmp_path, monkeypatch, capsys):
+    """Every item's first answer breaks the schema, so each costs a repair request the estimate cannot foresee:
+    the run starts (estimate = cap) and reaches the cap during the item profiles."""
+    from e2ep.cli import main
+    from tests.synthetic import write_planted_csv
+
+    def repairing(messages):
+        if "Write the profile" in messages[1]["content"] and len(messages) == 2:
+            return "not the schema"
+        return profile_reply(messages)
+
+    stub.reply = repairing
+    monkeypatch.setenv("E2EP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("E2EP_LLM_MODEL", "openai/stub-model")
+    ratings = write_planted_csv(tmp_path)
+    ids = sorted(set(pl.read_csv(ratings)["item_id"]))
+    items = tmp_path / "items.csv"
+    pl.DataFrame({"item_id": ids, "title": [f"Movie {i} (1995)" for i in ids]}).write_csv(items)
+    base = ["--dataset", "csv", "--ratings", str(ratings), "--items", str(items), "--n-folds", "3", "--folds", "1",
+            "--models", "popularity",
+            "--set", f"llm.api_base={stub.api_base}", "--set", f"llm.api_key_env={KEY_ENV}",
+            "--set", "llm.max_retries=0", "--set", "profiles.max_users=1"]
+    assert main(["estimate", *base, "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    calls, n_items = table["total"]["calls"], table["stages"][0]["calls"]
+    assert n_items == len(ids) and calls < 2 * n_items  # the repairs will cross the cap within the item profiles
+
+    code = main(["run", *base, "--set", f"llm.max_calls={calls}", "--artifacts-dir", str(tmp_path / "art")])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.strip().splitlines()[-1].startswith("e2ep: error: LLM call cap reached")
+    assert stub.count == calls  # not one request past the cap
+    # The answers bought before the stop are in the memo: the next estimate counts them as free.
+    main(["estimate", *base, "--json"])
+    items = json.loads(capsys.readouterr().out)["stages"][0]
+    assert 0 < items["cached_calls"] <= calls // 2 and items["calls"] == n_items - items["cached_calls"]
