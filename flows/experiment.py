@@ -29,10 +29,10 @@ from e2ep.config import ExperimentConfig
 from e2ep.data import Dataset
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
-from e2ep.profiles import ProfilesConfig
-from e2ep.store import stable_hash, write_text
 from e2ep.llm.budget import spend_cap
+from e2ep.profiles import ProfilesConfig
 from e2ep.runtime import work_dir
+from e2ep.store import stable_hash, write_text
 from evaluation.report import SAMPLE_SUFFIX, RunReport, write_run_report
 from flows.artifacts import publish_run_artifacts
 from flows.runners import fold_task_runner

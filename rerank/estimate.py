@@ -162,9 +162,8 @@ def rerank_estimate(est: Estimator, strategy: str, cfg: RerankConfig, train: pl.
     completion = round(judged * per_answer + explained * per_rationale)
     bound = calls.bound * len(users)
     expected = int(math.ceil(calls.expected * len(users) - 1e-9))
-    how = "exact count" if calls.bound == calls.expected else "expected for a random-order judge"
-    note = (f"{len(users):,} users × {calls.expected:.1f} requests ({how}); prompts from {len(picked)} "
-            f"representative users' profiles and a stand-in pool")
+    how = "exact" if calls.bound == calls.expected else f"expected, at most {calls.bound}"
+    note = f"{len(users):,} users × {calls.expected:.1f} requests ({how})"
     return StageEstimate(stage, expected, prompt, completion, est.price(prompt, completion), 0, 0.0,
                          bound if bound != expected else None, "formula", note)
 

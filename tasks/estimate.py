@@ -21,7 +21,7 @@ from e2ep.metadata import enrich_items
 from e2ep.profiles import item_profiles, user_profiles
 from e2ep.profiles.estimate import item_profiles_estimate, user_profiles_estimate
 from e2ep.sampling import user_sample
-from rerank.estimate import rerank_estimate
+from rerank.estimate import REPRESENTATIVE_USERS, rerank_estimate
 from tasks.rerank import resolve_rerank_settings
 from tasks.semantic import MAIN_VARIANT, profile_variants
 
@@ -69,7 +69,10 @@ def estimate_run(cfg: ExperimentConfig, reuse: bool = False) -> RunEstimate | No
                  "calls in the memo are free and shown apart (their original price in brackets)"]
         if any(r.basis == "formula" for r in rows):
             notes.append("reranking rows (`formula`) are estimates: the base model's candidates do not exist before "
-                         "training; repair requests are not counted")
+                         "training, so calls come from each strategy's call count (BST and batch: the expectation "
+                         f"for a random-order judge) and tokens from the prompts of {REPRESENTATIVE_USERS} "
+                         "representative users per fold (template profiles, the most popular unseen items as their "
+                         "pool); repair requests are not counted")
         if any(r.stage.startswith("user_profiles") for r in rows):
             notes.append("user-profile turns after the first carry the profile written so far: where the memo does "
                          "not hold it, its length is taken as one expected profile")
