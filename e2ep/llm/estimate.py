@@ -7,14 +7,16 @@ a generic tokenizer for a model it does not know: the table says so), prices the
 free and shown apart.
 
     est = Estimator(llm_config)
-    row = est.prompts("item_profiles", prompts, params={...}, completion_tokens=350)
-    row = est.formula("rerank_bst fold 1", calls=..., upper_bound=..., prompt=representative, completion=...)
-    RunEstimate(est.model, [row, ...], est.tokenizer_note).markdown()
+    hit = est.cached(messages, params, validate)            # the memo's answer, if this exact request was bought
+    row = est.paid("item_profiles", prompts_to_pay, completion_tokens=350, cached_calls=..., cached_cost_usd=...)
+    RunEstimate(est.model, [row, ...], [est.tokenizer_note]).markdown()
+
+The stage builders live beside their stages (e2ep/profiles/estimate.py, rerank/estimate.py); tasks/estimate.py
+assembles a run's rows.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -198,15 +200,6 @@ class Estimator:
         sampled = f"tokens of {MAX_COUNTED} sampled prompts scaled to {n:,}" if n > MAX_COUNTED else ""
         return StageEstimate(stage, n, prompt, completion, self.price(prompt, completion), cached_calls,
                              round(cached_cost_usd, 6), None, "prompts", "; ".join(x for x in (note, sampled) if x))
-
-    def formula(self, stage: str, calls: float, upper_bound: int | None, prompts: Sequence[Messages],
-                completion_tokens: float, note: str = "") -> StageEstimate:
-        """A row from a call-count formula and representative prompts (their mean tokens per call)."""
-        n = int(math.ceil(calls))
-        prompt = round(self.mean_tokens(prompts) * calls)
-        completion = round(completion_tokens * calls)
-        return StageEstimate(stage, n, prompt, completion, self.price(prompt, completion), 0, 0.0,
-                             upper_bound, "formula", note)
 
     def close(self) -> None:
         self.memo.close()
