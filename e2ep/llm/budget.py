@@ -88,3 +88,5 @@ def spend_cap(folder: Path, max_calls: int | None, max_cost_usd: float | None) -
             os.environ.pop(CAP_ENV, None)
         else:
             os.environ[CAP_ENV] = previous
+        for leftover in (path, Path(str(path) + ".lock")):
+            leftover.unlink(missing_ok=True)
