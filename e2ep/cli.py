@@ -1,6 +1,7 @@
 """`e2ep`: the command-line face of the project.
 
     e2ep run [--config FILE] [flags] [--set section.field=value ...]   run the experiment flow
+    e2ep estimate [same flags as run] [--json]                          LLM calls, tokens and cost, nothing sent
     e2ep evaluate --test FILE --recs FILE [...]                         score any recommendation list
     e2ep fetch --dataset ml-100k                                        download/prepare a dataset only
     e2ep config [--config FILE] [flags]                                 print the resolved configuration
@@ -134,11 +135,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tasks.semantic import preflight_llm
 
     preflight_llm(cfg)  # a missing API key or unknown model, too
+    from e2ep.llm.budget import BudgetExceeded
+    from tasks.estimate import check_caps, estimate_run
+
+    estimate = estimate_run(cfg)  # what the LLM stages will cost (the flow logs it); over llm.max_*: no call sent
+    try:
+        check_caps(cfg, estimate)
+    except BudgetExceeded:
+        print(estimate.markdown() if estimate is not None else "", flush=True)
+        raise
     from flows.experiment import experiment
 
     console = experiment(cfg)
     print(console)
     memo.remember(run_dir, console)
+    return 0
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    from tasks.estimate import check_caps, estimate_json, estimate_run
+
+    estimate = estimate_run(cfg)
+    if estimate is None:
+        print("This run makes no LLM call (no model configured, or no stage uses one): it costs nothing.")
+        return 0
+    print(estimate_json(estimate) if args.json else estimate.markdown())
+    check_caps(cfg, estimate)
     return 0
 
 
@@ -182,6 +205,11 @@ def make_parser() -> argparse.ArgumentParser:
                      help="run the flow even when nothing it reads changed since a finished run (whose folder "
                           "is otherwise copied)")
     run.set_defaults(func=_cmd_run)
+
+    estimate = sub.add_parser("estimate", help="LLM calls, tokens and cost per stage of a run (nothing is sent)")
+    _add_config_flags(estimate)
+    estimate.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    estimate.set_defaults(func=_cmd_estimate)
 
     config = sub.add_parser("config", help="print the resolved configuration as JSON")
     _add_config_flags(config)

@@ -563,7 +563,7 @@ class ExperimentConfig(_Strict):
 
 def resolve_semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LLMConfig]:
     """Settle `auto` and the environment's model now, so they are part of every cache key downstream."""
-    llm = cfg.llm.model_copy(update={"model": cfg.llm.resolved_model()})
+    llm = cfg.llm.model_copy(update={"model": cfg.llm.resolved_model()}).without_caps()  # caps: see e2ep/llm/budget.py
     backend = cfg.profiles.backend
     if backend == "auto":
         backend = "llm" if llm.model else "template"

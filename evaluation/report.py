@@ -16,10 +16,13 @@ from e2ep.store import write_parquet, write_text
 from evaluation.aggregate import paired_tests, summarize
 from evaluation.plots import (is_ablation, is_reranked, metrics_figure, rerank_base, reranker_figure,
                               save_png)
+from evaluation.llm_cost import estimate_vs_actual
 from evaluation.tables import markdown_tables
 from rerank.report import cost_table
 
 TABLE_METRICS = ("precision", "recall", "ndcg", "map")
+SAMPLE_SUFFIX = "@sample"
+"""`<base>@sample`: the rerank base model evaluated on the `rerank.max_users` sample only."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     rerankers vs their base model, GAT ablations vs `gat`, LLM calls and cost, sample explanations."""
     ev, dataset = cfg.evaluation, cfg.dataset.name
     methods = _ordered(cfg.methods(), set(summary["model"].unique().to_list()))
-    plain = [m for m in methods if not is_reranked(m)]
+    plain = [m for m in methods if not is_reranked(m) and not m.endswith(SAMPLE_SUFFIX)]
     reranked = [m for m in methods if is_reranked(m)]
     protocols = [p for p in ev.protocols if p in set(summary["protocol"].to_list())]
     segments = summary["segment"].unique().to_list()
@@ -178,8 +181,8 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         md += ["This run has no reranked methods (methods named `<base>+<strategy>`, e.g. `gat+relevancy`).", ""]
     else:
         bases = list(dict.fromkeys(rerank_base(m) for m in reranked))
-        shown = [m for b in bases for m in ([b] if b in methods else []) + [r for r in reranked
-                                                                               if rerank_base(r) == b]]
+        shown = [m for b in bases for m in [c for c in (b + SAMPLE_SUFFIX, b) if c in methods][:1]
+                 + [r for r in reranked if rerank_base(r) == b]]
         md += [f"Reranked methods beside their base model, @{k10}; ▲/▼ against the base model.", ""]
         for protocol in protocols:
             fig = reranker_figure(summary, protocol=protocol, methods=shown, dataset=dataset, metrics=TABLE_METRICS,
@@ -187,7 +190,11 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
             link = _figure(fig, directory, f"rerank-{protocol}.png", figures)
             md += [f"![reranking, protocol {protocol}]({link})", ""]
         for base in bases:
-            group = [base, *[r for r in reranked if rerank_base(r) == base]]
+            members = [r for r in reranked if rerank_base(r) == base]
+            # With rerank.max_users the reranked methods cover a user sample: compare them with the base on it.
+            if base + SAMPLE_SUFFIX in methods:
+                base += SAMPLE_SUFFIX
+            group = [base, *members]
             frame = per_user.filter(pl.col("model").is_in(group))
             md.append(tables(summary.filter(pl.col("model").is_in(group)), paired_tests(frame, base), base,
                              group, k=[k10]))
@@ -210,6 +217,9 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         md += ["### Reranking", "", cost_table(rerank_cost, reranked), ""]
     if semantic is None and (rerank_cost is None or rerank_cost.is_empty()):
         md += ["No LLM was used in this run.", ""]
+    if semantic is not None and semantic.get("llm_estimate"):
+        md += ["### LLM estimate vs actual", "", estimate_vs_actual(semantic["llm_estimate"], semantic, rerank_cost),
+               ""]
 
     md += ["## Sample explanations", ""]
     sample = explanations_sample(explanations, methods, item_titles) if explanations is not None else ""

@@ -25,16 +25,20 @@ from pydantic import BaseModel
 from e2ep.config import ExperimentConfig
 from e2ep.data import Dataset
 from e2ep.errors import ConfigError
-from e2ep.pool import worker_pool
 from e2ep.llm import LLMConfig
+from e2ep.llm.budget import spend_cap
+from e2ep.pool import worker_pool
 from e2ep.profiles import ProfilesConfig
+from e2ep.runtime import work_dir
 from e2ep.store import stable_hash, write_text
-from evaluation.report import RunReport, write_run_report
+from evaluation.report import SAMPLE_SUFFIX, RunReport, write_run_report
 from flows.artifacts import publish_run_artifacts
 from flows.rerun import default_run_name
 from flows.runners import fold_task_runner
 from rerank.report import rerank_section
+from rerank.run import rerank_sample
 from tasks.data import DatasetRef, FoldRef, prepare_dataset_task, split_dataset_task
+from tasks.estimate import check_caps, estimate_run
 from tasks.evaluate import EvaluatedRef, evaluate_task
 from tasks.rerank import RerankedRef, rerank_task, resolve_rerank_settings
 from tasks.semantic import (
@@ -118,7 +122,7 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
                                       for t in trained]]
     users, user_vectors = user_side.get(MAIN_VARIANT, (None, None))
     reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors)
-    evaluated += [evaluate_task(r, fold, dataset, cfg.evaluation, cfg.relevance) for r in reranked]
+    evaluated += evaluate_reranked(cfg, dataset, fold, trained, reranked)
     return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
                       user_embeddings=user_vectors, reranked=reranked)
 
@@ -155,6 +159,21 @@ def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef],
             for strategy in rerank.strategies]
 
 
+def evaluate_reranked(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef, trained: list[TrainedRef],
+                      reranked: list[RerankedRef]) -> list[EvaluatedRef]:
+    """Reranked methods on the users they reranked; with `rerank.max_users`, that sample only, and the base model
+    on the same users as `<base>@sample`, so both are scored on exactly the same (fold, user) pairs."""
+    if not reranked:
+        return []
+    sample = rerank_sample(cfg.rerank, dataset.n_users)
+    out = [evaluate_task(r, fold, dataset, cfg.evaluation, cfg.relevance, users=sample) for r in reranked]
+    base = next((t for t in trained if t.model == cfg.rerank.base_model), None)
+    if sample is not None and base is not None:
+        sampled = base.model_copy(update={"model": base.model + SAMPLE_SUFFIX})
+        out.append(evaluate_task(sampled, fold, dataset, cfg.evaluation, cfg.relevance, users=sample))
+    return out
+
+
 @task(name="run-fold", cache_policy=NO_CACHE, task_run_name="run-fold-{fold.number}")
 def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
              semantic: SemanticResult | None) -> FoldResult:
@@ -163,7 +182,7 @@ def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
 
 
 def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[FoldResult],
-                    semantic: SemanticResult | None, run_dir: Path) -> RunReport:
+                    semantic: SemanticResult | None, run_dir: Path, estimate: dict | None = None) -> RunReport:
     """Gather every fold's files into the run folder, with original user and item ids."""
     data = dataset.load()
     per_user = pl.concat([e.per_user.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
@@ -187,6 +206,8 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
         "embeddings": {"items": semantic.item_embeddings.report,
                        **{f"users-fold{r.fold}": r.user_embeddings.report for r in results if r.user_embeddings}},
     }
+    if semantic_report is not None and estimate is not None:
+        semantic_report["llm_estimate"] = estimate  # the report sets it beside what each stage used
     reranked = [t for r in results for t in r.reranked]
     explanations, cost = rerank_frames(data, reranked) if reranked else (None, None)
     report = write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
@@ -218,10 +239,15 @@ def with_rerank_section(cfg: ExperimentConfig, report: RunReport, cost: pl.DataF
     """The summary's Reranking section: the paper's Table 1 shape, calls and tokens per user."""
     rr, _ = resolve_rerank_settings(cfg)
     methods = list(dict.fromkeys(cost["model"].to_list()))
+    base = rr.base_model + (SAMPLE_SUFFIX if rr.max_users and set(report.summary["model"]) >= {
+        rr.base_model + SAMPLE_SUFFIX} else "")
     settings = (f"Judge **{rr.judge}**; each strategy reranks the top {rr.pool_size} of `{rr.base_model}`; fused "
                 f"score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · {rr.base_model} (both {rr.normalisation}"
                 f"-normalised within the pool); the rest of each list follows unchanged.")
-    section = rerank_section(report.summary, cost, rr.base_model, methods, settings)
+    if base != rr.base_model:
+        settings += (f" Only a seeded sample of {rr.max_users} users is reranked; `{base}` is `{rr.base_model}` on "
+                     "the same users.")
+    section = rerank_section(report.summary, cost, base, methods, settings)
     markdown = report.markdown + "\n" + section
     write_text(markdown, report.directory / "summary.md")
     return replace(report, markdown=markdown)
@@ -243,18 +269,25 @@ def run_experiment(config: ExperimentConfig) -> str:
     logger = get_run_logger()
     run_dir = Path(config.artifacts_dir) / default_run_name(config)
     preflight_llm(config)
-    dataset = prepare_dataset_task(config.dataset)
-    logger.info("dataset %s: %d users, %d items", dataset.name, dataset.n_users, dataset.n_items)
-    semantic = semantic_items(config, dataset) if config.semantic else None
-    folds = split_dataset_task(dataset, config.split)
+    estimate = estimate_run(config, reuse=True)  # the bill before paying it; over llm.max_*: no call is sent
+    if estimate is not None:
+        logger.info("%s", estimate.markdown())
+    check_caps(config, estimate)
+    with spend_cap(work_dir() / "spend", config.llm.max_calls, config.llm.max_cost_usd):
+        dataset = prepare_dataset_task(config.dataset)
+        logger.info("dataset %s: %d users, %d items", dataset.name, dataset.n_users, dataset.n_items)
+        semantic = semantic_items(config, dataset) if config.semantic else None
+        folds = split_dataset_task(dataset, config.split)
 
-    parallel = max(1, min(config.parallel_folds, len(folds)))
-    with fold_task_runner(config, parallel) as runner:  # threads, or a Dask cluster (config.task_runner)
-        futures = [runner.submit(run_fold, {"cfg": config, "dataset": dataset, "fold": f, "semantic": semantic})
-                   for f in folds]
-        results = [f.result() for f in futures]
+        parallel = max(1, min(config.parallel_folds, len(folds)))
+        with fold_task_runner(config, parallel) as runner:  # threads, or a Dask cluster (config.task_runner)
+            futures = [runner.submit(run_fold, {"cfg": config, "dataset": dataset, "fold": f,
+                                                "semantic": semantic})
+                       for f in folds]
+            results = [f.result() for f in futures]
 
-    report = collect_results_task(config, dataset, results, semantic, run_dir)
+    report = collect_results_task(config, dataset, results, semantic, run_dir,
+                                  estimate.to_dict() if estimate is not None else None)
     publish_run_artifacts(run_dir, report)
     logger.info("results written to %s", run_dir)
     return report.markdown

@@ -73,11 +73,12 @@ class RerankConfig(Strict):
     from the overlapping profile attributes)."""
 
     max_users: Annotated[int, Field(ge=1)] | None = None
-    """Rerank only the first this many users (by index) for cheap trials; the others keep the base order. None:
-    every user."""
+    """Rerank only a seeded sample of this many users (`seed`; the same sample in every fold and strategy, see
+    e2ep/sampling.py) for cheap trials. Reranked methods are then evaluated on exactly those users, beside the
+    base model on the same users (`<base_model>@sample`). None: every user."""
 
     seed: int = 0
-    """Seed of the relevancy batches' shuffles."""
+    """Seed of the relevancy batches' shuffles and of the `max_users` sample."""
 
     @field_validator("strategies")
     @classmethod

@@ -46,8 +46,9 @@ class Cost:
     cache_hits: int = 0
     repairs: int = 0
     fallbacks: int = 0
+    cost_usd: float = 0.0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
@@ -172,4 +173,4 @@ class LLMJudge:
         usage: Any = self.gateway.ledger.stage(self.stage)
         return Cost(requests=usage.requests, calls=usage.calls, prompt_tokens=usage.prompt_tokens,
                     completion_tokens=usage.completion_tokens, cache_hits=usage.cache_hits, repairs=usage.repairs,
-                    fallbacks=self._fallbacks)
+                    fallbacks=self._fallbacks, cost_usd=usage.cost_usd)

@@ -22,6 +22,7 @@ import polars as pl
 
 from e2ep.errors import ConfigError, DataError
 from e2ep.llm import LLMConfig, LLMGateway
+from e2ep.sampling import user_sample
 from rerank.config import RerankConfig
 from rerank.fusion import fuse, fused_order
 from rerank.inputs import RerankInputs, UserContext
@@ -66,6 +67,11 @@ def make_judge(cfg: RerankConfig, inputs: RerankInputs, llm: LLMConfig | None, s
     return LLMJudge(gateway, inputs, stage=stage, recent=cfg.recent_interactions)
 
 
+def rerank_sample(cfg: RerankConfig, n_users: int) -> list[int] | None:
+    """The users reranked when `cfg.max_users` is set (a seeded sample of all `n_users`), else None (all)."""
+    return user_sample(n_users, cfg.max_users, cfg.seed)
+
+
 def user_pools(recs: pl.DataFrame, pool_size: int) -> dict[int, pl.DataFrame]:
     """Each user's list sorted by rank (a repeated item keeps its best rank)."""
     missing = {"user_idx", "item_idx", "rank", "score"} - set(recs.columns)
@@ -86,12 +92,17 @@ def rerank_user(strategy: str, judge: Judge, ctx: UserContext, cfg: RerankConfig
 
 def rerank_recommendations(recs: pl.DataFrame, strategy: str, judge: Judge, inputs: RerankInputs,
                            cfg: RerankConfig, workers: int = 1) -> RerankResult:
-    """Rerank every user's top `cfg.pool_size` (the first `cfg.max_users` users when set) with `strategy`."""
+    """Rerank every user's top `cfg.pool_size` with `strategy`. With `cfg.max_users`, only the users of the seeded
+    sample (`rerank_sample`: the same for every strategy and fold) are reranked and only their lists returned, so
+    they are evaluated on exactly those users."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown rerank strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     started = time.perf_counter()
     pools = user_pools(recs, cfg.pool_size)
-    users = sorted(pools)[: cfg.max_users] if cfg.max_users else sorted(pools)
+    sample = rerank_sample(cfg, len(inputs.user_vectors))
+    users = sorted(pools) if sample is None else [u for u in sample if u in pools]
+    if sample is not None:
+        pools = {u: pools[u] for u in users}
     contexts = []
     for user in users:
         head = pools[user].head(cfg.pool_size)

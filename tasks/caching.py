@@ -40,3 +40,10 @@ class ModelCode(CachePolicy):
 def code_and_inputs(*modules: str) -> CachePolicy:
     """Inputs + the task's source + the code the `modules` run."""
     return INPUTS + TASK_SOURCE + ModuleCode(modules=tuple(modules))
+
+
+def retry_unless_over_budget(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition of the LLM stages: one stopped by the run's LLM cap would only be stopped again."""
+    from e2ep.llm.budget import BudgetExceeded
+
+    return not isinstance(getattr(state, "data", None), BudgetExceeded)

@@ -23,12 +23,19 @@ class EvaluatedRef(BaseModel, frozen=True):
 
 
 def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cfg: EvaluationConfig,
-                     relevance: RelevanceConfig) -> EvaluatedRef:
+                     relevance: RelevanceConfig, users: list[int] | None = None) -> EvaluatedRef:
+    """`users`: evaluate on these users only (lists and test ratings of the others are left out), e.g. the
+    `rerank.max_users` sample."""
     data = fold.load()
-    per_user, catalog = evaluate_fold(trained.recommendations.read_parquet(), data.train, data.test, cfg=cfg,
+    recs, test = trained.recommendations.read_parquet(), data.test
+    if users is not None:
+        recs = recs.filter(pl.col("user_idx").is_in(users))
+        test = test.filter(pl.col("user_idx").is_in(users))
+    per_user, catalog = evaluate_fold(recs, data.train, test, cfg=cfg,
                                       relevance_threshold=relevance.positive_threshold, n_items=dataset.n_items)
     labels = [pl.lit(trained.model).alias("model"), pl.lit(trained.fold).alias("fold")]
-    key = stable_hash(trained.recommendations.digest, fold.digest, cfg, relevance)
+    key = stable_hash(trained.recommendations.digest, fold.digest, cfg, relevance,
+                      *([] if users is None else [users]))
     root = work_dir() / "metrics"
     return EvaluatedRef(
         model=trained.model,

@@ -16,7 +16,7 @@ from e2ep.store import FileRef, stable_hash, write_parquet
 from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
 from rerank.run import make_judge, rerank_recommendations, resolve_judge
-from tasks.caching import code_and_inputs
+from tasks.caching import code_and_inputs, retry_unless_over_budget
 from tasks.data import FoldRef
 from tasks.semantic import StageRef, resolve_semantic_settings
 from tasks.train import TrainedRef
@@ -70,7 +70,8 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
 
 
 @task(name="rerank", cache_policy=code_and_inputs("tasks.rerank"), persist_result=True, retries=1,
-      retry_delay_seconds=10, task_run_name="rerank-{trained.model}+{strategy}-fold{fold.number}")
+      retry_delay_seconds=10, retry_condition_fn=retry_unless_over_budget,
+      task_run_name="rerank-{trained.model}+{strategy}-fold{fold.number}")
 def rerank_task(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMConfig | None,
                 embedding: EmbeddingConfig, fold: FoldRef, item_profiles: StageRef, user_profiles: StageRef,
                 item_embeddings: StageRef, user_embeddings: StageRef, min_rating: float = 4.0) -> RerankedRef:

@@ -21,7 +21,7 @@ from e2ep.pool import run_cpu_bound
 from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
-from tasks.caching import code_and_inputs
+from tasks.caching import code_and_inputs, retry_unless_over_budget
 from tasks.data import DatasetRef, FoldRef
 
 
@@ -133,14 +133,15 @@ def item_metadata_task(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
 
 
 @task(name="item-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10)
+      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_over_budget)
 def item_profiles_task(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
                        llm: LLMConfig) -> StageRef:
     return _logged("item profiles", build_item_profiles(dataset, metadata, profiles, llm))
 
 
 @task(name="user-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10, task_run_name="user-profiles-fold{fold.number}")
+      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_over_budget,
+      task_run_name="user-profiles-fold{fold.number}")
 def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
                        llm: LLMConfig) -> StageRef:
     return _logged(f"fold {fold.number} user profiles", build_user_profiles(dataset, fold, metadata, profiles, llm))

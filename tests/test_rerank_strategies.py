@@ -11,7 +11,7 @@ from rerank.config import RerankConfig
 from rerank.fusion import fuse, fused_order, normalise, order_scores
 from rerank.inputs import UserContext
 from rerank.judges import SemanticJudge
-from rerank.run import rerank_recommendations
+from rerank.run import rerank_recommendations, rerank_sample
 from rerank.strategies import (
     binary_insertion,
     bst_strategy,
@@ -58,14 +58,18 @@ def test_strategies_that_order_agree_under_a_consistent_judge():
     assert np.all(np.diff(judge.affinity(2, top.to_list())) <= 0)
 
 
-def test_max_users_leaves_other_users_in_base_order():
-    inputs, recs = make_inputs(), base_recs()
-    result = rerank_recommendations(recs, "prompt", SemanticJudge(inputs), inputs,
-                                    RerankConfig(base_model="x", max_users=2))
-    assert result.cost["users"] == 2 and set(result.explanations["user_idx"]) == {0, 1}
-    for user in (2, 3):
-        assert result.recommendations.filter(pl.col("user_idx") == user).sort("rank")["item_idx"].to_list() == \
-            recs.filter(pl.col("user_idx") == user).sort("rank")["item_idx"].to_list()
+def test_max_users_reranks_one_seeded_sample_for_every_strategy():
+    inputs, recs = make_inputs(n_users=12), base_recs(n_users=12)
+    cfg = RerankConfig(base_model="x", max_users=5, seed=7)
+    sample = rerank_sample(cfg, 12)
+    assert sample is not None and len(sample) == 5 and sample != list(range(5))
+    for strategy in STRATEGIES:
+        result = rerank_recommendations(recs, strategy, SemanticJudge(inputs), inputs, cfg)
+        # Only the sampled users' lists come back (so only they are evaluated), each reranked.
+        assert sorted(set(result.recommendations["user_idx"])) == sample, strategy
+        assert result.cost["users"] == 5 and sorted(set(result.explanations["user_idx"])) == sample
+    assert rerank_sample(cfg.model_copy(update={"seed": 8}), 12) != sample
+    assert rerank_sample(cfg.model_copy(update={"max_users": 12}), 12) is None  # everyone: no sample
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 33])

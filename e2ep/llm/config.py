@@ -117,6 +117,17 @@ class LLMConfig(Strict):
     cache_dir: str | None = None
     """Folder of the diskcache (shared safely by concurrent processes). None: `$E2EP_HOME/llm-cache`."""
 
+    max_cost_usd: Annotated[float, Field(ge=0)] | None = None
+    """Cap on a run's LLM spend (litellm's prices): a run whose estimate is over it does not start; one whose
+    actual spend reaches it stops (answers already bought stay in the memo). None: no cap. Never a cache key."""
+
+    max_calls: Annotated[int, Field(ge=0)] | None = None
+    """Cap on a run's LLM calls (HTTP requests; memo hits are free), enforced like `max_cost_usd`."""
+
+    def without_caps(self) -> LLMConfig:
+        """These settings minus the caps, which decide whether a call is sent, never what it answers."""
+        return self.model_copy(update={"max_cost_usd": None, "max_calls": None})
+
     def resolved_model(self) -> str | None:
         """`model`, else `$E2EP_LLM_MODEL`, else None (no LLM configured)."""
         return self.model or os.environ.get(MODEL_ENV) or None

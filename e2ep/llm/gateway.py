@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from e2ep.errors import ConfigError, E2EPError
 from e2ep.llm.accounting import UsageLedger
+from e2ep.llm.budget import active_cap
 from e2ep.llm.config import MODEL_ENV, LLMConfig, import_litellm, is_retryable, retry_after_s
 from e2ep.secrets import require_secret, resolve_secret
 
@@ -291,7 +292,10 @@ class LLMGateway:
     def _call(self, messages: Messages, gen: dict[str, Any], stage: str) -> _Answer:
         ll, cfg = import_litellm(), self.config
         extra = {k: v for k, v in {"api_base": cfg.api_base, "api_key": self._api_key()}.items() if v}
+        cap = active_cap()
         for attempt in range(cfg.max_retries + 1):
+            if cap is not None:
+                cap.before_call()  # BudgetExceeded: no request leaves once the run's cap is reached
             self.ledger.record(stage, calls=1)
             started = time.monotonic()
             try:
@@ -321,6 +325,8 @@ class LLMGateway:
             cost = float(cost or 0.0)
             self.ledger.record(stage, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                cost_usd=cost, latency_s=latency)  # fmt: skip
+            if cap is not None:
+                cap.record(cost)
             text = response.choices[0].message.content or ""
             return _Answer(text, prompt_tokens, completion_tokens, cost, attempt)
         raise AssertionError("unreachable")

@@ -54,6 +54,13 @@ class ProfilesConfig(_Strict):
     max_tokens: Annotated[int, Field(ge=16)] = 700
     """`llm` only: upper bound on one profile's length in tokens."""
 
+    max_users: Annotated[int, Field(ge=1)] | None = None
+    """`llm` only: a seeded sample of this many users (the same in every fold; see e2ep/sampling.py) gets
+    LLM-written profiles, the others template profiles labelled `template_unsampled`. None: every user."""
+
+    sample_seed: int = 0
+    """Seed of the `max_users` sample (equal to `rerank.seed`, a smaller rerank sample lies inside it)."""
+
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> ProfilesConfig:
         if self.disliked_max_rating >= self.liked_min_rating:

@@ -20,6 +20,7 @@ from e2ep.profiles.config import ProfilesConfig
 from e2ep.profiles.gateway import ChatGateway, Messages, ProfileResult, ask_many, backend_for, finish_frame
 from e2ep.profiles.items import display_title, normalise_items
 from e2ep.profiles.schema import render_profile
+from e2ep.sampling import user_sample
 
 STAGE = "user_profiles"
 
@@ -169,11 +170,7 @@ def user_profiles(
             f"using them for fold {fold.number} would leak its test ratings. Use backend 'template' or 'llm'"
         )
     train = training_ratings(fold, cfg)
-    meta = normalise_items(items).select("item_idx", "title", "year", "genres", "keywords", "overview")
-    chosen = select_rated(train, cfg).join(meta, on="item_idx", how="left")
-    movies: dict[int, list[dict[str, Any]]] = {}
-    for row in chosen.iter_rows(named=True):
-        movies.setdefault(row["user_idx"], []).append(row)
+    movies = rated_movies(fold, items, cfg)
     n_ratings = dict(train.group_by("user_idx").len().iter_rows())
     ordered = sorted(set(fold.train["user_idx"].to_list()) | set(range(n_users or 0)))
     templates = {u: template_user_profile(u, movies.get(u, []), n_ratings.get(u, 0)) for u in ordered}
@@ -183,7 +180,11 @@ def user_profiles(
     elif backend == "llm":
         if gateway is None:
             raise ConfigError("profiles.backend 'llm' needs an LLM gateway")
-        result, extra = _llm_profiles(ordered, movies, templates, cfg, gateway)
+        chosen = llm_users(ordered, n_users, cfg)
+        result, extra = _llm_profiles(chosen, movies, templates, cfg, gateway)
+        for u in set(ordered) - set(chosen):  # outside the max_users sample: template, labelled as such
+            profile, source = templates[u]
+            result[u] = (profile, "template_unsampled" if source == "template" else source)
     else:
         from e2ep.profiles.precomputed import load_precomputed_users
 
@@ -199,6 +200,28 @@ def user_profiles(
     return finish_frame(frame, cfg, extra)
 
 
+def llm_users(ordered: list[int], n_users: int | None, cfg: ProfilesConfig) -> list[int]:
+    """The users whose profiles the LLM writes: all, or those of the seeded `cfg.max_users` sample."""
+    sample = user_sample(max(n_users or 0, max(ordered, default=-1) + 1), cfg.max_users, cfg.sample_seed)
+    return ordered if sample is None else sorted(set(ordered) & set(sample))
+
+
+def rated_movies(fold: Fold, items: pl.DataFrame, cfg: ProfilesConfig) -> dict[int, list[dict[str, Any]]]:
+    """Per user, the liked then disliked training movies that describe them, with their metadata, in turn order."""
+    meta = normalise_items(items).select("item_idx", "title", "year", "genres", "keywords", "overview")
+    chosen = select_rated(training_ratings(fold, cfg), cfg).join(meta, on="item_idx", how="left")
+    movies: dict[int, list[dict[str, Any]]] = {}
+    for row in chosen.iter_rows(named=True):
+        movies.setdefault(row["user_idx"], []).append(row)
+    return movies
+
+
+def turn_batches(users: list[int], movies: dict[int, list[dict[str, Any]]],
+                 size: int) -> dict[int, list[list[dict[str, Any]]]]:
+    """Each user's movies in turns of `size` (one LLM request per turn); users with no movie make no request."""
+    return {u: [movies[u][i : i + size] for i in range(0, len(movies[u]), size)] for u in users if u in movies}
+
+
 def _llm_profiles(
     users: list[int],
     movies: dict[int, list[dict[str, Any]]],
@@ -207,8 +230,7 @@ def _llm_profiles(
     gateway: ChatGateway,
 ) -> tuple[dict[int, tuple[str, str]], dict[str, int]]:
     """Turn t of every user at once (one `complete_many` per turn); a user whose turn fails gets the template."""
-    size = cfg.batch_size
-    batches = {u: [movies[u][i : i + size] for i in range(0, len(movies[u]), size)] for u in users if u in movies}
+    batches = turn_batches(users, movies, cfg.batch_size)
     current: dict[int, str | None] = {u: None for u in batches}
     failed: set[int] = set()
     turns = 0
