@@ -125,16 +125,23 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
 
 def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: DatasetRef,
                    fold: FoldRef) -> list[TrainedRef]:
-    """Fit each distinct (model, settings, features) once: an ablation that equals a model of the run (e.g.
-    `features = "none"` beside `gat-id`, or the run's own profiles beside `gat`) reuses its lists under its label."""
+    """Fit each distinct (model, settings, features) once per seed of `models.training.seeds`: an ablation that
+    equals a model of the run (e.g. `features = "none"` beside `gat-id`, or the run's own profiles beside `gat`)
+    reuses its lists under its label. A seed that reproduces a method's lists exactly (a deterministic model such
+    as popularity) is not a replicate and is dropped, so it does not shrink that method's spread."""
     fitted: dict[str, TrainedRef] = {}
-    trained = []
-    for job in jobs:
-        key = stable_hash(job.model, job.settings, job.features)
-        if key not in fitted:
-            fitted[key] = train_and_recommend_task(job, cfg.relevance, dataset, fold,
-                                                   cfg.evaluation.n_recommendations)
-        trained.append(fitted[key].model_copy(update={"model": job.label}))
+    trained, seen = [], set()
+    for seed in cfg.models.training.run_seeds():
+        for job in jobs:
+            training = job.settings.training.for_seed(seed)
+            job = job.model_copy(update={"settings": job.settings.model_copy(update={"training": training})})
+            key = stable_hash(job.model, job.settings, job.features)
+            if key not in fitted:
+                fitted[key] = train_and_recommend_task(job, cfg.relevance, dataset, fold,
+                                                       cfg.evaluation.n_recommendations)
+            if (job.label, fitted[key].recommendations.digest) not in seen:
+                seen.add((job.label, fitted[key].recommendations.digest))
+                trained.append(fitted[key].model_copy(update={"model": job.label, "seed": seed}))
     return trained
 
 
@@ -147,7 +154,7 @@ def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef],
     if semantic is None or users is None or user_vectors is None:
         raise ConfigError("reranking needs the semantic layer (profiles and embeddings); set rerank.strategies=[]")
     rerank, llm = resolve_rerank_settings(cfg)
-    base = next((t for t in trained if t.model == rerank.base_model), None)
+    base = next((t for t in trained if t.model == rerank.base_model), None)  # its first seed's lists
     if base is None:
         raise ConfigError(f"rerank.base_model {rerank.base_model!r} was not trained; add it to models.names")
     return [rerank_task(base, strategy, rerank.model_copy(update={"strategies": [strategy]}), llm, cfg.embedding,
@@ -177,7 +184,7 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
                 .join(data.items.select("item_idx", "item_id"), on="item_idx")
                 .select("model", "fold", "user_id", "item_id", "rank", "score")
                 .sort("model", "fold", "user_id", "rank"))
-    logs = [{"model": t.model, "fold": t.fold, **t.log} for r in results for t in r.trained]
+    logs = [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for r in results for t in r.trained]
     profiles: dict[str, StageRef] = {}
     if semantic is not None:
         profiles = {"items": semantic.item_profiles, **{f"users-fold{r.fold}": r.user_profiles for r in results
@@ -237,7 +244,8 @@ def default_run_name(cfg: ExperimentConfig) -> str:
 
 @flow(name="experiment", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
-    """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the summary."""
+    """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the headline table
+    (the full tables are in the run folder's summary.md and report.md)."""
     logger = get_run_logger()
     run_dir = Path(config.artifacts_dir) / default_run_name(config)
     preflight_llm(config)
@@ -259,4 +267,4 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     report = collect_results_task(config, dataset, results, semantic, run_dir)
     publish_run_artifacts(run_dir, report)
     logger.info("results written to %s", run_dir)
-    return report.markdown
+    return report.headline
