@@ -45,5 +45,5 @@ def choose_reference(setting: str, methods: Sequence[str], logs: pl.DataFrame) -
     if scores:
         best = max(pool, key=lambda m: scores.get(m, -math.inf))  # ties: the first in table order
         kind = "baselines" if is_baseline(best) else "methods"
-        return best, f"auto: best mean validation NDCG@10 among {kind} ({scores[best]:.4f})"
+        return best, f"auto: best mean validation NDCG@10 among {kind}, {scores[best]:.4f}"
     return pool[0], "auto: no validation score in this run; the first baseline"

@@ -137,7 +137,7 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     md = [f"# Run `{directory.name}`: {dataset}", "",
           f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. Relevant = test "
           f"rating ≥ {cfg.relevance.positive_threshold:g}; cold-start users have fewer than {ev.cold_start_max} "
-          f"training ratings. Values are mean ± std over {runs_phrase(summary)}; ▲/▼: better/worse than the "
+          f"training ratings. Values: {runs_phrase(summary)}; ▲/▼: better/worse than the "
           f"reference (`{reference}`, {reference_reason or 'configured'}, unless a section says otherwise): "
           "two-sided Wilcoxon signed-rank on per-user differences averaged over folds and seeds (users are the "
           "units), Holm-adjusted across the methods compared in each column, p < 0.05. Paper-protocol MAP/MRR "
@@ -238,12 +238,13 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
     reference, reason = choose_reference(cfg.evaluation.reference, present, log_frame)
     tests = paired_tests(per_user, reference)
     folds = sorted(per_user["fold"].unique().to_list())
-    headline = console_summary(directory, summary, tests, reference, reason, present, _table_k(cfg))
+    headline = console_summary(directory, summary, tests, reference, reason, present, _table_k(cfg),
+                               f"{cfg.dataset.name}, folds {folds}")
     header = (
         f"# e2ep experiment `{directory.name}`\n\n"
         f"Dataset **{cfg.dataset.name}**, folds {folds}, models {', '.join(models)}. "
         f"Relevant = test rating ≥ {cfg.relevance.positive_threshold:g}; cold-start = fewer than "
-        f"{cfg.evaluation.cold_start_max} training ratings. Values are mean ± std over {runs_phrase(summary)}; "
+        f"{cfg.evaluation.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
         f"reference `{reference}` ({reason}).\n"
     )
     tables = markdown_tables(summary, tests, metrics=TABLE_METRICS, k=cfg.evaluation.k, reference=reference,
@@ -277,7 +278,7 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
 
 
 def console_summary(directory: Path, summary: pl.DataFrame, tests: pl.DataFrame, reference: str, reason: str,
-                    methods: list[str], k: int) -> str:
+                    methods: list[str], k: int, title: str) -> str:
     """The headline table (full protocol, all users, @k) with one line on what the marks mean and one pointing
     to report.md for everything else."""
     full = summary.filter((pl.col("protocol") == "full") & (pl.col("segment") == "all"))
@@ -288,7 +289,7 @@ def console_summary(directory: Path, summary: pl.DataFrame, tests: pl.DataFrame,
     users = f"{paired} users paired, " if paired else ""
     table = headline_table(summary, tests, reference=reference, models=methods, k=k)
     return "\n".join([
-        f"Full protocol, all users ({users}{pairs} (fold, user) pairs); mean ± std over {runs_phrase(summary)}.", "",
+        f"{title}. Full protocol, all users ({users}{pairs} (fold, user) pairs); {runs_phrase(summary)}.", "",
         table, "",
         f"▲/▼: better/worse than `{reference}` ({reason}); Wilcoxon signed-rank on per-user differences "
         "averaged over folds and seeds, Holm-adjusted across methods, p < 0.05; Δ: mean user difference, 95 % "

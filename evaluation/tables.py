@@ -25,10 +25,13 @@ def significant(row: dict | None, alpha: float) -> bool:
 
 
 def runs_phrase(summary: pl.DataFrame) -> str:
-    """"5 folds × 3 seeds", "5 folds", "fold 1" for the runs behind the means."""
+    """"mean ± std over 5 folds × 3 seeds", "mean ± std over 5 folds", or "one fold, one seed: means only"."""
     folds = int(summary["n_folds"].max() or 0)
     seeds = int(summary["n_seeds"].max() or 0)
-    return (f"{folds} folds" if folds > 1 else "one fold") + (f" × {seeds} seeds" if seeds > 1 else "")
+    if int(summary["n_runs"].max() or 0) <= 1:
+        return "one fold, one seed: means only"
+    return "mean ± std over " + (f"{folds} folds" if folds > 1 else "one fold") + (
+        f" × {seeds} seeds" if seeds > 1 else "")
 
 
 def markdown_tables(summary: pl.DataFrame, tests: pl.DataFrame | None, *,
@@ -71,7 +74,8 @@ def markdown_tables(summary: pl.DataFrame, tests: pl.DataFrame | None, *,
         out.append("")
         marks = "▲/▼ (better/worse)" if directional else f"`{marker}`"
         untested = " Paper-protocol MAP/MRR are not tested (users with a hit only)." if protocol == "paper" else ""
-        out.append(f"Mean ± sample std over {runs_phrase(summary)}. {marks}: vs `{reference}`, two-sided Wilcoxon "
+        spread = runs_phrase(summary)
+        out.append(f"{spread[0].upper() + spread[1:]}. {marks}: vs `{reference}`, two-sided Wilcoxon "
                    "signed-rank on per-user differences averaged over folds and seeds, Holm-adjusted across the "
                    f"methods of each column, p < {alpha:g}.{untested} `users`: (fold, user) pairs evaluated.\n")
     return "\n".join(out)

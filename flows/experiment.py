@@ -177,13 +177,14 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
     per_user = pl.concat([e.per_user.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
     catalog = pl.concat([e.catalog.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
     recs = pl.concat([
-        t.recommendations.read_parquet().with_columns(pl.lit(t.model).alias("model"), pl.lit(t.fold).alias("fold"))
+        t.recommendations.read_parquet().with_columns(pl.lit(t.model).alias("model"), pl.lit(t.fold).alias("fold"),
+                                                      pl.lit(t.seed, pl.Int64).alias("seed"))
         for r in results for t in [*r.trained, *r.reranked]
     ])
     recs = (recs.join(data.users.select("user_idx", "user_id"), on="user_idx")
                 .join(data.items.select("item_idx", "item_id"), on="item_idx")
-                .select("model", "fold", "user_id", "item_id", "rank", "score")
-                .sort("model", "fold", "user_id", "rank"))
+                .select("model", "fold", "seed", "user_id", "item_id", "rank", "score")
+                .sort("model", "fold", "seed", "user_id", "rank"))
     logs = [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for r in results for t in r.trained]
     profiles: dict[str, StageRef] = {}
     if semantic is not None:
