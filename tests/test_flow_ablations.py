@@ -93,7 +93,7 @@ def test_flow_trains_and_reports_ablations(tmp_path):
     recs = pl.read_parquet(run_dir / "recommendations.parquet")
     labels = ["gat", "gat-id", "gat/no-cosine", "gat/integrated", "gat/no-text"]
     assert set(recs["model"]) == set(labels)
-    assert all(re.search(rf"^\| {re.escape(label)} +\|", summary, re.M) for label in labels)
+    assert all(re.search(rf"^\| {re.escape(label)}( \(ref\.\))? +\|", summary, re.M) for label in labels)
 
     def lists(label: str) -> pl.DataFrame:
         return recs.filter(pl.col("model") == label).select("user_id", "item_id", "rank")
