@@ -30,8 +30,10 @@ def runs_phrase(summary: pl.DataFrame) -> str:
     seeds = int(summary["n_seeds"].max() or 0)
     if int(summary["n_runs"].max() or 0) <= 1:
         return "one fold, one seed: means only"
+    fewer = seeds > 1 and int(summary["n_seeds"].min() or 0) < seeds
     return "mean ± std over " + (f"{folds} folds" if folds > 1 else "one fold") + (
-        f" × {seeds} seeds" if seeds > 1 else "")
+        f" × {seeds} seeds" if seeds > 1 else "") + (
+        " (a model whose seeds give identical lists counts once per fold)" if fewer else "")
 
 
 def markdown_tables(summary: pl.DataFrame, tests: pl.DataFrame | None, *,
