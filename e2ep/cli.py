@@ -39,6 +39,7 @@ _SHORTCUTS: dict[str, tuple[str, Any]] = {
     "profiles": ("profiles.backend", str),
     "no_semantic": ("semantic", lambda _: False),
     "max_epochs": ("models.training.max_epochs", int),
+    "seeds": ("models.training.seeds", lambda s: _int_list(s)),
     "device": ("models.training.device", str),
     "parallel_folds": ("parallel_folds", int),
     "artifacts_dir": ("artifacts_dir", str),
@@ -83,13 +84,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", help="full, paper or full,paper")
     parser.add_argument("--cold-start-max", help="cold-start = fewer training ratings than this")
     parser.add_argument("--relevance", help="ratings at or above this are relevant (default 4)")
-    parser.add_argument("--reference", help="method the significance tests compare against")
+    parser.add_argument("--reference", help="method the significance tests compare against (default auto: the "
+                                            "baseline with the best validation NDCG@10)")
     parser.add_argument("--metadata", help="item metadata CSV keyed by item id (else MovieLens titles and genres)")
     parser.add_argument("--profiles", help="profile backend: auto (default: llm if $E2EP_LLM_MODEL), template, "
                                            "llm or precomputed")
     parser.add_argument("--no-semantic", action="store_const", const="1",
                         help="skip metadata, profiles and embeddings")
     parser.add_argument("--max-epochs", help="cap on training epochs")
+    parser.add_argument("--seeds", help="train every model under each of these seeds, e.g. 0,1,2")
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--parallel-folds", help="fold subflows run at once")
     parser.add_argument("--artifacts-dir", help="where run folders are written (default artifacts)")

@@ -176,9 +176,29 @@ class TrainingConfig(_Strict):
     """`auto` uses CUDA when present."""
 
     seed: int = 0
-    """Seed for initialisation, negative sampling and the hyperparameter search's sampler."""
+    """Seed for initialisation, negative sampling and the hyperparameter search's sampler of one fit (each run of
+    `seeds` sets it)."""
 
     tuning: TuningConfig = TuningConfig()
+
+    seeds: Annotated[list[int], Field(min_length=1)] | None = None
+    """Run every trained model once per seed (reported as mean ± std over folds × seeds; the user-level tests
+    average each user over them). None: the single `seed`. A paper-grade run uses 3 or more (configs/seeds.toml)."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+    def run_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else [self.seed]
+
+    def for_seed(self, seed: int) -> TrainingConfig:
+        """The settings of one fit under `seed` (`seeds` cleared, so a fit's cache key does not depend on which
+        other seeds the run has)."""
+        return self.model_copy(update={"seed": seed, "seeds": None})
 
 
 class LightGCNConfig(_Strict):
@@ -420,8 +440,9 @@ class EvaluationConfig(_Strict):
     cold_start_max: Annotated[int, Field(ge=1)] = 10
     """Users with fewer training interactions than this form the cold-start segment."""
 
-    reference: str = "lightgcn"
-    """Method every other is compared against in the paired significance tests."""
+    reference: str = "auto"
+    """Method every other is compared against in the paired significance tests: `auto` (the baseline with the
+    best validation NDCG@10, see evaluation/reference.py) or the name of a method of the run."""
 
     n_recommendations: Annotated[int, Field(ge=1)] = 50
     """Length of each user's stored recommendation list (at least max(k))."""
@@ -555,9 +576,10 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _reference_is_run(self) -> ExperimentConfig:
-        if self.evaluation.reference not in self.models.names:
-            # Compare against the first model when the default reference isn't part of this run.
-            object.__setattr__(self.evaluation, "reference", self.models.names[0])
+        reference = self.evaluation.reference
+        if reference != "auto" and reference not in self.methods():
+            raise ValueError(f"evaluation.reference {reference!r} is not a method of this run; use 'auto' or one "
+                             f"of: {', '.join(self.methods())}")
         return self
 
 

@@ -17,7 +17,8 @@ from evaluation.aggregate import paired_tests, summarize
 from evaluation.plots import (is_ablation, is_reranked, metrics_figure, rerank_base, reranker_figure,
                               save_png)
 from evaluation.llm_cost import estimate_vs_actual
-from evaluation.tables import markdown_tables
+from evaluation.reference import choose_reference
+from evaluation.tables import difference_table, headline_table, markdown_tables, runs_phrase
 from rerank.report import cost_table
 
 TABLE_METRICS = ("precision", "recall", "ndcg", "map")
@@ -31,13 +32,15 @@ class RunReport:
     markdown: str
     summary: pl.DataFrame
     tests: pl.DataFrame
+    headline: str = ""
+    """What `make eval` prints: the headline table and where the rest is."""
 
 
 def training_table(logs: pl.DataFrame, models: list[str]) -> str:
-    """Mean training cost and early-stopping outcome per model over folds."""
+    """Mean training cost and early-stopping outcome per model over folds (and seeds)."""
     if logs.is_empty():
         return ""
-    numeric = [c for c in logs.columns if c not in ("model", "fold") and logs[c].dtype.is_numeric()]
+    numeric = [c for c in logs.columns if c not in ("model", "fold", "seed") and logs[c].dtype.is_numeric()]
     means = logs.group_by("model").agg([pl.col(c).mean() for c in numeric])
     lines = ["| model | " + " | ".join(numeric) + " |", "|---" * (len(numeric) + 1) + "|"]
     for name in models:
@@ -135,10 +138,13 @@ def _figure(fig: Figure, directory: Path, name: str, written: list[str]) -> str:
 def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFrame, summary: pl.DataFrame,
                         tests: pl.DataFrame, logs: pl.DataFrame, semantic: dict[str, Any] | None = None,
                         explanations: pl.DataFrame | None = None, rerank_cost: pl.DataFrame | None = None,
-                        item_titles: pl.DataFrame | None = None) -> str:
-    """`report.md`: figures (written under `figures/`), tables with ▲/▼ significance marks, cold-start users,
-    rerankers vs their base model, GAT ablations vs `gat`, LLM calls and cost, sample explanations."""
+                        item_titles: pl.DataFrame | None = None, reference: str | None = None,
+                        reference_reason: str = "") -> str:
+    """`report.md`: figures (written under `figures/`), tables with ▲/▼ significance marks and the differences to
+    the reference with CIs, cold-start users, rerankers vs their base model, GAT ablations vs `gat`, LLM calls and
+    cost, sample explanations."""
     ev, dataset = cfg.evaluation, cfg.dataset.name
+    reference = reference or ev.reference
     methods = _ordered(cfg.methods(), set(summary["model"].unique().to_list()))
     plain = [m for m in methods if not is_reranked(m) and not m.endswith(SAMPLE_SUFFIX)]
     reranked = [m for m in methods if is_reranked(m)]
@@ -156,9 +162,11 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     md = [f"# Run `{directory.name}`: {dataset}", "",
           f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. Relevant = test "
           f"rating ≥ {cfg.relevance.positive_threshold:g}; cold-start users have fewer than {ev.cold_start_max} "
-          f"training ratings. Values are mean ± std over folds; ▲/▼: better/worse than the reference "
-          f"(`{ev.reference}` unless a section says otherwise), two-sided paired Wilcoxon over (fold, user) pairs, "
-          "p < 0.05, uncorrected for multiple comparisons. Protocols: `full` ranks every unseen item; `paper` "
+          f"training ratings. Values: {runs_phrase(summary)}; ▲/▼: better/worse than the "
+          f"reference (`{reference}`, {reference_reason or 'configured'}, unless a section says otherwise): "
+          "two-sided Wilcoxon signed-rank on per-user differences averaged over folds and seeds (users are the "
+          "units), Holm-adjusted across the methods compared in each column, p < 0.05. Paper-protocol MAP/MRR "
+          "average only users with a hit and are not tested. Protocols: `full` ranks every unseen item; `paper` "
           "first filters each list to the user's test items (the seed authors' protocol, inflated).", ""]
 
     md += ["## Figure 2: ranking quality per method", ""]
@@ -168,13 +176,17 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         link = _figure(fig, directory, f"metrics-{protocol}.png", figures)
         md += [f"![{dataset}, protocol {protocol}]({link})", ""]
         md.append(tables(summary.filter((pl.col("protocol") == protocol) & (pl.col("segment") == "all")), tests,
-                         ev.reference, plain))
+                         reference, plain))
+        md += [f"Differences to `{reference}` at k = {k10}, protocol `{protocol}`, all users: mean over users of "
+               "(method − reference), 95 % user bootstrap CI, Wilcoxon p (Holm-adjusted).", "",
+               difference_table(tests, reference=reference, models=plain, protocol=protocol, segment="all",
+                                metrics=TABLE_METRICS, k=k10), ""]
 
     md += ["## Cold-start users", ""]
     if cold is None:
         md += ["No cold-start users were evaluated in this run.", ""]
     else:
-        md.append(tables(summary.filter(pl.col("segment") == cold), tests, ev.reference, methods))
+        md.append(tables(summary.filter(pl.col("segment") == cold), tests, reference, methods))
 
     md += ["## Figure 3: LLM reranking", ""]
     if not reranked:
@@ -228,7 +240,7 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     training = training_table(logs, [m for m in methods if m in set(logs["model"].to_list())]) \
         if "model" in logs.columns else ""
     if training:
-        md += ["## Training (mean over folds)", "", training, ""]
+        md += ["## Training (mean over folds and seeds)", "", training, ""]
     for stale in (directory / "figures").glob("*.png"):  # from an earlier report in this folder
         if stale.name not in figures:
             stale.unlink()
@@ -252,20 +264,26 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
     directory.mkdir(parents=True, exist_ok=True)
     models = cfg.methods()
     summary = summarize(per_user, catalog)
-    tests = paired_tests(per_user, cfg.evaluation.reference)
     scalars = [{k: v for k, v in log.items() if isinstance(v, (int, float, str))} for log in logs]
     log_frame = pl.DataFrame(scalars) if scalars else pl.DataFrame()
+    present = _ordered(models, set(summary["model"].unique().to_list()))
+    reference, reason = choose_reference(cfg.evaluation.reference, present, log_frame)
+    tests = paired_tests(per_user, reference)
     folds = sorted(per_user["fold"].unique().to_list())
+    headline = console_summary(directory, summary, tests, reference, reason, present, _table_k(cfg),
+                               f"{cfg.dataset.name}, folds {folds}")
     header = (
         f"# e2ep experiment `{directory.name}`\n\n"
         f"Dataset **{cfg.dataset.name}**, folds {folds}, models {', '.join(models)}. "
         f"Relevant = test rating ≥ {cfg.relevance.positive_threshold:g}; cold-start = fewer than "
-        f"{cfg.evaluation.cold_start_max} training ratings. Values are mean ± std over folds.\n"
+        f"{cfg.evaluation.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
+        f"reference `{reference}` ({reason}).\n"
     )
-    tables = markdown_tables(summary, tests, metrics=TABLE_METRICS, k=cfg.evaluation.k, reference=cfg.evaluation.reference,
+    tables = markdown_tables(summary, tests, metrics=TABLE_METRICS, k=cfg.evaluation.k, reference=reference,
                              models=models)
     training = training_table(log_frame, models)
-    markdown = header + "\n" + tables + ("\n\n## Training (mean over folds)\n\n" + training if training else "") + "\n"
+    markdown = (header + "\n" + headline + "\n\n" + tables
+                + ("\n\n## Training (mean over folds and seeds)\n\n" + training if training else "") + "\n")
     if semantic is not None:
         markdown += "\n" + semantic_section(semantic) + "\n"
         write_text(json.dumps(semantic, indent=2, default=str), directory / "semantic.json")
@@ -286,9 +304,30 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
     if logs:
         write_text(json.dumps(logs, indent=2), directory / "training.json")
     report = run_report_markdown(directory, cfg, per_user, summary, tests, log_frame, semantic, explanations,
-                                 rerank_cost, item_titles)
+                                 rerank_cost, item_titles, reference, reason)
     chosen = hyperparameter_table(logs, models)
     if chosen:
         report += "\n## Hyperparameters chosen per fold (on each fold's validation slice)\n\n" + chosen + "\n"
     write_text(report, directory / "report.md")  # last: its figures exist by the time it links them
-    return RunReport(directory=directory, markdown=markdown, summary=summary, tests=tests)
+    return RunReport(directory=directory, markdown=markdown, summary=summary, tests=tests, headline=headline)
+
+
+def console_summary(directory: Path, summary: pl.DataFrame, tests: pl.DataFrame, reference: str, reason: str,
+                    methods: list[str], k: int, title: str) -> str:
+    """The headline table (full protocol, all users, @k) with one line on what the marks mean and one pointing
+    to report.md for everything else."""
+    full = summary.filter((pl.col("protocol") == "full") & (pl.col("segment") == "all"))
+    if full.is_empty():
+        return f"No full-protocol results in this run; see {directory / 'report.md'}."
+    pairs = full.filter(pl.col("metric") == "ndcg")["n_users"].max()
+    paired = tests.filter((pl.col("protocol") == "full") & (pl.col("segment") == "all"))["n_users"].max()
+    users = f"{paired} users paired, " if paired else ""
+    table = headline_table(summary, tests, reference=reference, models=methods, k=k)
+    return "\n".join([
+        f"{title}. Full protocol, all users ({users}{pairs} (fold, user) pairs); {runs_phrase(summary)}.", "",
+        table, "",
+        f"▲/▼: better/worse than `{reference}` ({reason}); Wilcoxon signed-rank on per-user differences "
+        "averaged over folds and seeds, Holm-adjusted across methods, p < 0.05; Δ: mean user difference, 95 % "
+        "bootstrap CI.",
+        f"Everything else (paper protocol, cold-start users, k = 5/20, training, semantic layer, reranking): "
+        f"{directory / 'report.md'}"])

@@ -129,16 +129,31 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
 
 def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: DatasetRef,
                    fold: FoldRef) -> list[TrainedRef]:
-    """Fit each distinct (model, settings, features) once: an ablation that equals a model of the run (e.g.
-    `features = "none"` beside `gat-id`, or the run's own profiles beside `gat`) reuses its lists under its label."""
-    keys = [stable_hash(job.model, job.settings, job.features) for job in jobs]
-    distinct = dict(zip(keys, jobs))
+    """Fit each distinct (model, settings, features) once per seed of `models.training.seeds`: an ablation that
+    equals a model of the run (e.g. `features = "none"` beside `gat-id`, or the run's own profiles beside `gat`)
+    reuses its lists under its label. A seed that reproduces a method's lists exactly (a deterministic model such
+    as popularity) is not a replicate and is dropped, so it does not shrink that method's spread."""
+    runs = []  # (label, seed, key) in table order
+    distinct: dict[str, TrainJob] = {}
+    for seed in cfg.models.training.run_seeds():
+        for job in jobs:
+            training = job.settings.training.for_seed(seed)
+            job = job.model_copy(update={"settings": job.settings.model_copy(update={"training": training})})
+            key = stable_hash(job.model, job.settings, job.features)
+            distinct.setdefault(key, job)
+            runs.append((job.label, seed, key))
     # Submitted together, so the worker pool trains this fold's models side by side (and beside other folds');
     # the GAT family and other late table entries are the slowest, so they go first.
     futures = {key: train_and_recommend_task.submit(job, cfg.relevance, dataset, fold,
                                                     cfg.evaluation.n_recommendations)
                for key, job in reversed(distinct.items())}
-    return [futures[key].result().model_copy(update={"model": job.label}) for key, job in zip(keys, jobs)]
+    trained, seen = [], set()
+    for label, seed, key in runs:
+        fitted = futures[key].result()
+        if (label, fitted.recommendations.digest) not in seen:
+            seen.add((label, fitted.recommendations.digest))
+            trained.append(fitted.model_copy(update={"model": label, "seed": seed}))
+    return trained
 
 
 def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef], semantic: SemanticResult | None,
@@ -150,7 +165,7 @@ def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef],
     if semantic is None or users is None or user_vectors is None:
         raise ConfigError("reranking needs the semantic layer (profiles and embeddings); set rerank.strategies=[]")
     rerank, llm = resolve_rerank_settings(cfg)
-    base = next((t for t in trained if t.model == rerank.base_model), None)
+    base = next((t for t in trained if t.model == rerank.base_model), None)  # its first seed's lists
     if base is None:
         raise ConfigError(f"rerank.base_model {rerank.base_model!r} was not trained; add it to models.names")
     return [rerank_task(base, strategy, rerank.model_copy(update={"strategies": [strategy]}), llm, cfg.embedding,
@@ -188,14 +203,15 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
     per_user = pl.concat([e.per_user.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
     catalog = pl.concat([e.catalog.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
     recs = pl.concat([
-        t.recommendations.read_parquet().with_columns(pl.lit(t.model).alias("model"), pl.lit(t.fold).alias("fold"))
+        t.recommendations.read_parquet().with_columns(pl.lit(t.model).alias("model"), pl.lit(t.fold).alias("fold"),
+                                                      pl.lit(t.seed, pl.Int64).alias("seed"))
         for r in results for t in [*r.trained, *r.reranked]
     ])
     recs = (recs.join(data.users.select("user_idx", "user_id"), on="user_idx")
                 .join(data.items.select("item_idx", "item_id"), on="item_idx")
-                .select("model", "fold", "user_id", "item_id", "rank", "score")
-                .sort("model", "fold", "user_id", "rank"))
-    logs = [{"model": t.model, "fold": t.fold, **t.log} for r in results for t in r.trained]
+                .select("model", "fold", "seed", "user_id", "item_id", "rank", "score")
+                .sort("model", "fold", "seed", "user_id", "rank"))
+    logs = [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for r in results for t in r.trained]
     profiles: dict[str, StageRef] = {}
     if semantic is not None:
         profiles = {"items": semantic.item_profiles, **{f"users-fold{r.fold}": r.user_profiles for r in results
@@ -258,7 +274,8 @@ collect_results_task = task(collect_results, name="report", cache_policy=NO_CACH
 
 @flow(name="experiment", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
-    """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the summary."""
+    """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the headline table
+    (the full tables are in the run folder's summary.md and report.md)."""
     # Training and embedding run in a pool of worker processes (threads here only wait for them).
     with worker_pool(config.workers, config.threads_per_worker):
         return run_experiment(config)
@@ -290,4 +307,4 @@ def run_experiment(config: ExperimentConfig) -> str:
                                   estimate.to_dict() if estimate is not None else None)
     publish_run_artifacts(run_dir, report)
     logger.info("results written to %s", run_dir)
-    return report.markdown
+    return report.headline

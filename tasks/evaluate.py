@@ -20,6 +20,7 @@ class EvaluatedRef(BaseModel, frozen=True):
     fold: int
     per_user: FileRef
     catalog: FileRef
+    seed: int = 0
 
 
 def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cfg: EvaluationConfig,
@@ -33,15 +34,18 @@ def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cf
         test = test.filter(pl.col("user_idx").is_in(users))
     per_user, catalog = evaluate_fold(recs, data.train, test, cfg=cfg,
                                       relevance_threshold=relevance.positive_threshold, n_items=dataset.n_items)
-    labels = [pl.lit(trained.model).alias("model"), pl.lit(trained.fold).alias("fold")]
+    labels = [pl.lit(trained.model).alias("model"), pl.lit(trained.fold).alias("fold"),
+              pl.lit(trained.seed, pl.Int64).alias("seed")]
     key = stable_hash(trained.recommendations.digest, fold.digest, cfg, relevance,
                       *([] if users is None else [users]))
     root = work_dir() / "metrics"
+    stem = f"{trained.model}-fold{fold.number}-seed{trained.seed}-{key}"
     return EvaluatedRef(
         model=trained.model,
         fold=trained.fold,
-        per_user=write_parquet(per_user.with_columns(labels), root / f"{trained.model}-fold{fold.number}-{key}-users.parquet"),
-        catalog=write_parquet(catalog.with_columns(labels), root / f"{trained.model}-fold{fold.number}-{key}-catalog.parquet"),
+        per_user=write_parquet(per_user.with_columns(labels), root / f"{stem}-users.parquet"),
+        catalog=write_parquet(catalog.with_columns(labels), root / f"{stem}-catalog.parquet"),
+        seed=trained.seed,
     )
 
 

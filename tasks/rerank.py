@@ -61,7 +61,7 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
                       user_embeddings.file.digest, min_rating)
     root = work_dir() / "reranked"
     return RerankedRef(
-        model=method, fold=trained.fold,
+        model=method, fold=trained.fold, seed=trained.seed,
         recommendations=write_parquet(result.recommendations, root / f"{method}-fold{fold.number}-{key}.parquet"),
         explanations=write_parquet(result.explanations,
                                    root / f"{method}-fold{fold.number}-{key}-explanations.parquet"),

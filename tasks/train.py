@@ -27,6 +27,7 @@ class TrainedRef(BaseModel, frozen=True):
     fold: int
     recommendations: FileRef
     log: dict[str, Any]
+    seed: int = 0
 
 
 def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
@@ -98,7 +99,8 @@ def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: Data
            "seconds": round(time.perf_counter() - started, 2)}
     key = stable_hash(job, relevance, dataset.digest, fold.digest, n_recommendations)
     path = work_dir() / "recommendations" / f"{job.label.replace('/', '_')}-fold{fold.number}-{key}.parquet"
-    return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log)
+    return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log,
+                      seed=job.settings.training.seed)
 
 
 @task(name="train-and-recommend", cache_policy=code_and_inputs("tasks.train") + ModelCode(), persist_result=True,

@@ -33,6 +33,9 @@ def test_config_flags_and_set_reach_the_typed_config(capsys):
     (["run", "--folds", "one"], "integers"),
     (["run", "--config", "/nonexistent/exp.toml"], "config file not found"),
     (["run", "--set", "split.no_such_field=1"], "no_such_field"),
+    (["run", "--models", "popularity,als", "--reference", "nosuch"], "evaluation.reference 'nosuch'"),
+    (["run", "--models", "popularity,als", "--reference", "lightgcn"], "not a method of this run"),
+    (["run", "--seeds", "1,1"], "seeds must be distinct"),
 ])
 def test_bad_configuration_is_one_line_and_exit_2(capsys, argv, needle):
     code, _, err = run_cli(capsys, *argv)

@@ -1,5 +1,7 @@
 """The typed configuration: defaults, files, overrides and the errors users see."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -42,9 +44,22 @@ def test_missing_config_file_is_reported(tmp_path):
         load_config(tmp_path / "nope.toml")
 
 
-def test_reference_falls_back_to_a_model_of_the_run():
-    cfg = load_config(None, {"models.names": ["popularity", "bpr-mf"]})
-    assert cfg.evaluation.reference == "popularity"
+def test_reference_is_auto_by_default_and_must_name_a_method_of_the_run():
+    assert load_config(None, {"models.names": ["popularity", "bpr-mf"]}).evaluation.reference == "auto"
+    assert load_config(None, {"models.names": ["popularity", "bpr-mf"],
+                              "evaluation.reference": "bpr-mf"}).evaluation.reference == "bpr-mf"
+    with pytest.raises(ValidationError, match="evaluation.reference 'lightgcn' is not a method of this run"):
+        load_config(None, {"models.names": ["popularity", "bpr-mf"], "evaluation.reference": "lightgcn"})
+
+
+def test_seeds_default_to_the_single_seed_and_each_fit_gets_its_own():
+    training = load_config(None).models.training
+    assert training.seeds is None and training.run_seeds() == [0]
+    training = load_config(Path(__file__).parents[1] / "configs" / "seeds.toml").models.training
+    assert training.run_seeds() == [0, 1, 2]
+    one = training.for_seed(2)
+    # A fit's settings do not depend on the other seeds of the run: seed 0 of [0, 1, 2] is the default fit.
+    assert (one.seed, one.seeds) == (2, None) and training.for_seed(0) == load_config(None).models.training
 
 
 def test_schema_is_a_prefect_friendly_json_schema():

@@ -1,4 +1,4 @@
-"""Fold aggregation, paired Wilcoxon tests and Markdown tables."""
+"""Aggregation over folds and seeds, user-level paired tests and Markdown tables."""
 
 import math
 
@@ -11,15 +11,16 @@ from evaluation.aggregate import paired_tests, summarize
 from evaluation.metrics import evaluate
 from evaluation.tables import markdown_tables
 
-COLS = ["model", "fold", "protocol", "segment", "user_idx", "metric", "k", "value"]
+COLS = ["model", "fold", "protocol", "segment", "user_idx", "metric", "k", "value", "seed"]
 
 
-def rows(model, fold, values, metric="precision", k=5, protocol="full", segment="all", start=0):
-    return [(model, fold, protocol, segment, start + u, metric, k, float(v)) for u, v in enumerate(values)]
+def rows(model, fold, values, metric="precision", k=5, protocol="full", segment="all", start=0, seed=0):
+    return [(model, fold, protocol, segment, start + u, metric, k, float(v), seed) for u, v in enumerate(values)]
 
 
-def per_user(rs):
-    return pl.DataFrame(rs, schema=COLS, orient="row")
+def per_user(rs, seeds=True):
+    frame = pl.DataFrame(rs, schema=COLS, orient="row")
+    return frame if seeds else frame.drop("seed")
 
 
 def get(df, **kw):
@@ -38,15 +39,24 @@ def test_summarize_fold_means_and_std():
     assert (r["n_folds"], r["n_users"]) == (3, 9)
 
 
-def test_single_fold_std_zero_and_missing_fold_counts_as_zero():
-    pu = per_user(rows("a", 1, [0.2, 0.4]) + rows("b", 1, [1.0]) + rows("b", 2, [0.5], metric="recall"))
+def test_single_run_has_no_std_and_missing_fold_counts_as_zero():
+    pu = per_user(rows("a", 1, [0.2, 0.4]) + rows("b", 1, [1.0]) + rows("b", 2, [0.5], metric="recall"), seeds=False)
     s = summarize(pu)
     a = get(s, model="a").row(0, named=True)
-    assert (a["mean"], a["std"], a["n_folds"]) == (pytest.approx(0.3), 0.0, 1)
+    assert (a["mean"], a["std"], a["n_folds"], a["n_runs"]) == (pytest.approx(0.3), None, 1, 1)
     # model b ran two folds; nobody qualified for precision in fold 2 -> that fold scores 0.0
     b = get(s, model="b", metric="precision").row(0, named=True)
     assert (b["mean"], b["n_folds"], b["n_users"]) == (pytest.approx(0.5), 2, 1)
     assert b["std"] == pytest.approx(math.sqrt(0.5))
+
+
+def test_seeds_are_runs_of_their_own_and_users_count_per_fold():
+    # Fold 1 under seeds 0 and 1, fold 2 under seed 0: three runs with means 0.5, 0.7, 0.1.
+    pu = per_user(rows("a", 1, [0.4, 0.6]) + rows("a", 1, [0.6, 0.8], seed=1) + rows("a", 2, [0.1], start=5))
+    r = summarize(pu).row(0, named=True)
+    assert r["mean"] == pytest.approx(np.mean([0.5, 0.7, 0.1])) and r["std"] == pytest.approx(np.std([0.5, 0.7, 0.1],
+                                                                                                      ddof=1))
+    assert (r["n_runs"], r["n_folds"], r["n_seeds"], r["n_users"]) == (3, 2, 2, 3)
 
 
 def test_catalog_rows_are_summarized():
@@ -57,20 +67,30 @@ def test_catalog_rows_are_summarized():
     assert c["mean"] == pytest.approx(0.3) and c["n_folds"] == 2 and c["n_users"] is None
 
 
-def test_paired_tests_against_scipy():
+def test_paired_tests_pair_user_means_against_scipy():
     rng = np.random.default_rng(0)
     ref_v, other_v = rng.random(30), rng.random(30)
-    pu = per_user(rows("ref", 1, ref_v[:15]) + rows("ref", 2, ref_v[15:]) + rows("x", 1, other_v[:15])
-                  + rows("x", 2, other_v[15:]) + rows("x", 3, [1, 1, 1])  # fold 3: no reference -> unpaired
+    # Users 0-14 are tested in folds 1 and 2, users 15-29 in fold 2 only; "x" ran fold 2 under two seeds.
+    pu = per_user(rows("ref", 1, ref_v[:15]) + rows("ref", 2, ref_v) + rows("x", 1, other_v[:15])
+                  + rows("x", 2, other_v) + rows("x", 2, other_v + 0.2, seed=1)
+                  + rows("x", 3, [1, 1, 1])  # fold 3: no reference -> unpaired
                   + rows("same", 1, ref_v[:15]) + rows("lone", 1, [0.5], start=99))
     t = paired_tests(pu, reference="ref")
     x = get(t, model="x").row(0, named=True)
-    assert x["n_pairs"] == 30
-    assert x["p_value"] == pytest.approx(wilcoxon(other_v - ref_v).pvalue)
-    assert x["mean_diff"] == pytest.approx((other_v - ref_v).mean())
-    assert get(t, model="same")["p_value"].item() == 1.0
+    # Brute force: seed mean per (fold, user), difference per fold, mean over the folds both tested, per user.
+    fold1 = other_v[:15] - ref_v[:15]
+    fold2 = (other_v + other_v + 0.2) / 2 - ref_v
+    user_diff = np.concatenate([(fold1 + fold2[:15]) / 2, fold2[15:]])
+    assert x["n_users"] == 30
+    assert x["p_value"] == pytest.approx(wilcoxon(user_diff).pvalue)
+    assert x["mean_diff"] == pytest.approx(user_diff.mean())
+    assert x["ci_low"] < x["mean_diff"] < x["ci_high"]
+    same = get(t, model="same").row(0, named=True)
+    assert (same["p_value"], same["mean_diff"], same["ci_low"], same["ci_high"]) == (1.0, 0.0, 0.0, 0.0)
     lone = get(t, model="lone").row(0, named=True)  # user 99 never scored by ref
-    assert lone["n_pairs"] == 0 and math.isnan(lone["p_value"])
+    assert lone["n_users"] == 0 and math.isnan(lone["p_value"]) and math.isnan(lone["p_holm"])
+    # Holm over the family {x, same} (lone has nothing to test): m = 2.
+    assert x["p_holm"] == pytest.approx(min(1.0, 2 * x["p_value"]))
     assert paired_tests(pu, reference="missing").height == 0
 
 
@@ -104,4 +124,7 @@ def test_end_to_end_table():
     random_line = next(l for l in lines if l.startswith("| random |"))
     n_eval = 2 * test.filter(pl.col("rating") >= 4)["user_idx"].n_unique()  # users with a relevant item × folds
     assert "*" in random_line and f"| {n_eval} |" in random_line
-    assert "precision@5" in md and "p < 0.05" in md
+    assert "precision@5" in md and "p < 0.05" in md and "Holm" in md
+    one_fold = summarize(pu.filter(pl.col("fold") == 1), cat.filter(pl.col("fold") == 1))
+    assert "±" not in "".join(l for l in markdown_tables(one_fold, None, k=[5], reference="good").splitlines()
+                              if l.startswith("| "))

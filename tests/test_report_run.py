@@ -153,3 +153,29 @@ def test_report_without_rerankers_or_ablations_says_so_and_figures_are_determini
     cold = report.split("## Cold-start users")[1].split("## Figure 3")[0].replace("▲/▼", "")
     assert "▲" not in cold and "▼" not in table_row(cold, "### Protocol `full`", "bpr-mf")
     assert table_row(cold, "### Protocol `full`", "popularity").count("▼") == 12
+
+
+def test_headline_uses_the_validation_reference_and_points_to_the_report(tmp_path):
+    names = ["popularity", "bpr-mf", "lightgcn"]
+    # On test, lightgcn is best and bpr-mf worse; on validation bpr-mf wins, so bpr-mf is the reference.
+    per_user = per_user_frame({"popularity": -0.1, "bpr-mf": 0.0, "lightgcn": 0.05}, folds=(1,))
+    logs = [{"model": "bpr-mf", "fold": 1, "seed": 0, "best_validation_ndcg10": 0.25},
+            {"model": "lightgcn", "fold": 1, "seed": 0, "best_validation_ndcg10": 0.21},
+            {"model": "popularity", "fold": 1, "seed": 0, "seconds": 0.1}]
+    cfg = config(names, tmp_path)
+    cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"reference": "auto"})})
+    report = write_run_report(tmp_path / "run", cfg, per_user, catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}),
+                              logs)
+    lines = report.headline.splitlines()
+    table = [line for line in lines if line.startswith("| ")]
+    assert "NDCG@10" in table[0] and "MAP@10" in table[0] and "Holm" in table[0]
+    assert len(table) == 1 + len(names)  # header + one row per method; no cold-start or paper rows
+    rows = {line.split("|")[1].strip(): line for line in table[1:]}
+    assert set(rows) == {"popularity", "bpr-mf (ref.)", "lightgcn"}
+    assert "±" not in "".join(table)  # one fold, one seed: means only
+    assert rows["lightgcn"].count("▲") == 4 and rows["popularity"].count("▼") == 4
+    assert re.search(r"\+0\.0[45]\d \[\+0\.0\d\d, \+0\.0\d\d\] \|\s+<0\.001 \|$", rows["lightgcn"])
+    assert "validation" in report.headline and str(tmp_path / "run" / "report.md") in lines[-1]
+    assert "reference `bpr-mf`" in (tmp_path / "run" / "summary.md").read_text()
+    full = (tmp_path / "run" / "report.md").read_text()
+    assert "Differences to `bpr-mf`" in full and "| lightgcn | 30 | +0.0" in full
