@@ -121,9 +121,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tasks.semantic import preflight_llm
 
     preflight_llm(cfg)  # a missing API key or unknown model, too
+    from e2ep.prefect_server import temporary_server
     from flows.experiment import experiment
 
-    print(experiment(cfg))
+    with temporary_server():  # with no PREFECT_API_URL: a local server that ends with this process, even on kill -9
+        print(experiment(cfg))
     return 0
 
 

@@ -23,6 +23,7 @@ import torch
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel
 
 from e2ep.config import ExperimentConfig
@@ -159,8 +160,12 @@ def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef],
 @task(name="run-fold", cache_policy=NO_CACHE, task_run_name="run-fold-{fold.number}")
 def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
              semantic: SemanticResult | None) -> FoldResult:
-    # A task that calls the subflow lets the flow's task runner run folds side by side.
-    return fold_flow(cfg, dataset, fold, semantic)
+    # A task that calls the subflow lets the flow's task runner run folds side by side. The subflow's tasks would
+    # otherwise open their transactions inside this task's, and Prefect commits nested transactions (writes their
+    # cached results) only when the outermost one ends: a run killed mid-fold would lose every finished training
+    # of that fold. EAGER makes each task's result durable the moment the task finishes.
+    with transaction(commit_mode=CommitMode.EAGER):
+        return fold_flow(cfg, dataset, fold, semantic)
 
 
 def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[FoldResult],
