@@ -91,6 +91,14 @@ def explanations_sample(explanations: pl.DataFrame, models: list[str], titles: p
     return "\n".join(out)
 
 
+def thresholds(cfg: ExperimentConfig) -> str:
+    """How ratings were read: the positive and negative thresholds, and that ratings in between (e.g. 3, or 2.5 and
+    3.5 on a half-star scale) are neutral."""
+    r, (low, high) = cfg.relevance, cfg.dataset.scale()
+    return (f"Ratings ≥ {r.positive_threshold:g} are positive (training edges; relevant in test), ≤ "
+            f"{r.negative_threshold:g} negative, in between neutral (rating scale {low:g}-{high:g})")
+
+
 def _table_k(cfg: ExperimentConfig) -> int:
     k = cfg.evaluation.k
     return 10 if 10 in k else sorted(k)[len(k) // 2]
@@ -129,8 +137,8 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
                                directional=True, **{"k": ev.k, **kw})
 
     md = [f"# Run `{directory.name}`: {dataset}", "",
-          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. Relevant = test "
-          f"rating ≥ {cfg.relevance.positive_threshold:g}; cold-start users have fewer than {ev.cold_start_max} "
+          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. {thresholds(cfg)}; "
+          f"cold-start users have fewer than {ev.cold_start_max} "
           f"training ratings. Values are mean ± std over folds; ▲/▼: better/worse than the reference "
           f"(`{ev.reference}` unless a section says otherwise), two-sided paired Wilcoxon over (fold, user) pairs, "
           "p < 0.05, uncorrected for multiple comparisons. Protocols: `full` ranks every unseen item; `paper` "
@@ -227,7 +235,7 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
     header = (
         f"# e2ep experiment `{directory.name}`\n\n"
         f"Dataset **{cfg.dataset.name}**, folds {folds}, models {', '.join(models)}. "
-        f"Relevant = test rating ≥ {cfg.relevance.positive_threshold:g}; cold-start = fewer than "
+        f"{thresholds(cfg)}; cold-start = fewer than "
         f"{cfg.evaluation.cold_start_max} training ratings. Values are mean ± std over folds.\n"
     )
     tables = markdown_tables(summary, tests, metrics=TABLE_METRICS, k=cfg.evaluation.k, reference=cfg.evaluation.reference,

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from e2ep.config import ExperimentConfig
 from e2ep.data import Dataset
+from e2ep.data.splits import small_fold_warnings
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
 from e2ep.profiles import ProfilesConfig
@@ -84,6 +85,9 @@ class FoldResult(BaseModel, frozen=True):
     user_profiles: StageRef | None = None
     user_embeddings: StageRef | None = None
     reranked: list[RerankedRef] = []
+
+
+SMALL_DATA = 500  # fewer users or items than this: check each fold's size before training
 
 
 def semantic_items(cfg: ExperimentConfig, dataset: DatasetRef) -> SemanticResult:
@@ -155,6 +159,16 @@ def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef],
                         fold, semantic.item_profiles, users, semantic.item_embeddings, user_vectors,
                         cfg.relevance.positive_threshold)
             for strategy in rerank.strategies]
+
+
+def small_fold_problems(cfg: ExperimentConfig, dataset: DatasetRef, folds: list[FoldRef]) -> list[str]:
+    """What the folds are too small for (checked only on small data: reading every fold costs time on large)."""
+    if min(dataset.n_users, dataset.n_items) >= SMALL_DATA:
+        return []
+    trains = any(name != "popularity" for name in cfg.models.names) or bool(cfg.ablations)
+    pool = cfg.rerank.pool_size if cfg.rerank.strategies else None
+    return [w for f in folds for w in small_fold_warnings(f.load(), dataset.n_items, max(cfg.evaluation.k),
+                                                           cfg.relevance.positive_threshold, trains, pool)]
 
 
 @task(name="run-fold", cache_policy=NO_CACHE, task_run_name="run-fold-{fold.number}")
@@ -250,6 +264,8 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     logger.info("dataset %s: %d users, %d items", dataset.name, dataset.n_users, dataset.n_items)
     semantic = semantic_items(config, dataset) if config.semantic else None
     folds = split_dataset_task(dataset, config.split)
+    for warning in small_fold_problems(config, dataset, folds):
+        logger.warning("%s", warning)
 
     # Folds share the machine's cores: give each its slice instead of oversubscribing.
     parallel = max(1, min(config.parallel_folds, len(folds)))
