@@ -46,7 +46,8 @@ class DatasetConfig(_Strict):
     """Where downloaded archives are extracted. Defaults to `$E2EP_CACHE_DIR` or `~/.cache/e2ep`."""
 
     ratings_path: str | None = None
-    """`csv` only: ratings file with header `user_id,item_id,rating[,timestamp]` (`movie_id` accepted; .gz ok)."""
+    """`csv` only: ratings file whose header names user, item, rating [and timestamp] columns (`userId,movieId,
+    rating`, `user_id,item_id,rating`, ...; matched case-insensitively; .gz ok)."""
 
     items_path: str | None = None
     """`csv` only, optional: items file with an item id column (`movieId`, `item_id`, ...) and any metadata

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 
 import httpx
 
+from e2ep.errors import E2EPError
+
 _PR_SET_PDEATHSIG = 1
 _PARENT_POLL_S = 0.5
 
@@ -86,14 +88,14 @@ def _wait_until_healthy(api_url: str, process: subprocess.Popen[bytes], timeout_
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the temporary Prefect server exited with status {process.returncode} at start")
+            raise E2EPError(f"the temporary Prefect server exited with status {process.returncode} at start")
         try:
             if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
+    raise E2EPError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
                        "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
 
 
