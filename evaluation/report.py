@@ -95,8 +95,12 @@ def thresholds(cfg: ExperimentConfig) -> str:
     """How ratings were read: the positive and negative thresholds, and that ratings in between (e.g. 3, or 2.5 and
     3.5 on a half-star scale) are neutral."""
     r, (low, high) = cfg.relevance, cfg.dataset.scale()
+    step = 1.0 if low == int(low) else 0.5  # a scale starting at 0.5 has half stars
+    neutral = [v for v in (low + step * i for i in range(int((high - low) / step) + 1))
+               if r.negative_threshold < v < r.positive_threshold]
+    between = f"in between ({', '.join(f'{v:g}' for v in neutral)})" if neutral else "none in between"
     return (f"Ratings ≥ {r.positive_threshold:g} are positive (training edges; relevant in test), ≤ "
-            f"{r.negative_threshold:g} negative, in between neutral (rating scale {low:g}-{high:g})")
+            f"{r.negative_threshold:g} negative, {between} neutral (rating scale {low:g}-{high:g})")
 
 
 def _table_k(cfg: ExperimentConfig) -> int:

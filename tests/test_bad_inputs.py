@@ -141,4 +141,5 @@ def test_summary_states_the_rating_thresholds():
 
     line = thresholds(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": "r.csv"}))
     assert line == ("Ratings ≥ 4 are positive (training edges; relevant in test), ≤ 2 negative, in between "
-                    "neutral (rating scale 0.5-5)")
+                    "(2.5, 3, 3.5) neutral (rating scale 0.5-5)")
+    assert "in between (3) neutral (rating scale 1-5)" in thresholds(load_config(None, {}))
