@@ -27,8 +27,6 @@ CountGrid = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
 RateGrid = Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=1)]
 PenaltyGrid = Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=1)]
 
-
-
 _OFFICIAL_ML100K_FOLDS = 5
 _DECLARED_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0), "csv": (0.5, 5.0)}
 _SEPARATOR_NAMES = {"comma": ",", ",": ",", "tab": "\t", "\\t": "\t", "\t": "\t", "::": "::", "pipe": "|",
@@ -472,11 +470,10 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _reference_is_run(self) -> ExperimentConfig:
-        methods = self.methods()
-        if self.evaluation.reference not in methods:
+        if self.evaluation.reference not in self.models.names:
             if "reference" in self.evaluation.model_fields_set:
-                raise ValueError(f"evaluation.reference {self.evaluation.reference!r} is not a method of this run "
-                                 f"(one of: {', '.join(methods)})")
+                raise ValueError(f"evaluation.reference {self.evaluation.reference!r} is not a model of this run "
+                                 f"(one of: {', '.join(self.models.names)})")
             # Compare against the first model when the default reference isn't part of this run.
             object.__setattr__(self.evaluation, "reference", self.models.names[0])
         return self
