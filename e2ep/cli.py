@@ -135,14 +135,16 @@ def _data_notes_on_stderr() -> Iterator[None]:
     log = logging.getLogger("e2ep.data")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("e2ep: %(message)s"))
-    level = log.level
+    level, propagate = log.level, log.propagate
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # not also to Prefect's API handler: there is no flow run yet
     try:
         yield
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
+        log.propagate = propagate
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
