@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from e2ep.model_names import KNOWN_MODELS
 from e2ep.runtime import configure_environment
 
 # name: (config path, parser of the flag's text)
@@ -25,6 +29,8 @@ _SHORTCUTS: dict[str, tuple[str, Any]] = {
     "data_dir": ("dataset.data_dir", str),
     "ratings": ("dataset.ratings_path", str),
     "items": ("dataset.items_path", str),
+    "sep": ("dataset.separator", str),
+    "rating_scale": ("dataset.rating_scale", lambda s: _scale(s)),
     "n_folds": ("split.n_folds", int),
     "folds": ("split.folds", lambda s: _int_list(s)),
     "random_folds": ("split.official", lambda _: False),
@@ -58,6 +64,14 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _scale(text: str) -> list[float]:
+    try:
+        low, high = (float(part) for part in _str_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rating-scale expects LOW,HIGH (e.g. 1,5), got {text!r}") from None
+    return [low, high]
+
+
 def _parse_set(item: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key:
@@ -72,14 +86,18 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file with ExperimentConfig fields")
     parser.add_argument("--dataset", help="ml-100k (default), ml-1m or csv")
     parser.add_argument("--data-dir", help="folder holding extracted ml-100k/ or ml-1m/ (else $E2EP_DATA_DIR)")
-    parser.add_argument("--ratings", help="csv dataset: ratings file (user_id,item_id,rating[,timestamp])")
-    parser.add_argument("--items", help="csv dataset: optional items file keyed by item_id")
+    parser.add_argument("--ratings", help="csv dataset: ratings file with a header naming user, item, rating "
+                                          "[and timestamp] columns (userId,movieId,rating or user_id,item_id,...)")
+    parser.add_argument("--items", help="csv dataset: optional items file keyed by item id (movieId, item_id, ...)")
+    parser.add_argument("--sep", help="csv dataset: separator of --ratings/--items (, tab :: | ;); default: sniffed")
+    parser.add_argument("--rating-scale", metavar="LOW,HIGH",
+                        help="valid ratings (default: the dataset's declared scale, 1,5 or 0.5,5 for csv)")
     parser.add_argument("--n-folds", help="number of folds (default 5)")
     parser.add_argument("--folds", help="only these 1-based folds, e.g. 1 or 1,2")
     parser.add_argument("--random-folds", action="store_const", const="1",
                         help="ML-100K: seeded random folds instead of the official u1-u5 files")
     parser.add_argument("--seed", help="split seed")
-    parser.add_argument("--models", help="comma-separated: popularity,bpr-mf,lightgcn")
+    parser.add_argument("--models", help=f"comma-separated, any of: {','.join(KNOWN_MODELS)}")
     parser.add_argument("--k", help="cut-offs, e.g. 5,10,20")
     parser.add_argument("--protocol", help="full, paper or full,paper")
     parser.add_argument("--cold-start-max", help="cold-start = fewer training ratings than this")
@@ -115,6 +133,24 @@ def build_config(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
+@contextmanager
+def _data_notes_on_stderr() -> Iterator[None]:
+    """Show how the data was read (separator, columns used, lines skipped) while it is loaded up front."""
+    log = logging.getLogger("e2ep.data")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("e2ep: %(message)s"))
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # not also to Prefect's API handler: there is no flow run yet
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     from pathlib import Path
@@ -124,7 +160,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # Fail fast, before Prefect starts, on data that cannot be had or parsed: one line, not a flow traceback.
     # (Parsing ML-100K takes ~0.1 s, the 800k-rating ML-1M split under 1 s; a download lands in the cache.)
-    dataset = load_dataset(cfg.dataset)
+    with _data_notes_on_stderr():
+        dataset = load_dataset(cfg.dataset)
     cfg = cfg.model_copy(update={"run_name": default_run_name(cfg)})
     run_dir = Path(cfg.artifacts_dir) / cfg.run_name
     memo = RunMemo(run_key(cfg, dataset))
@@ -147,9 +184,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except BudgetExceeded:
         print(estimate.markdown() if estimate is not None else "", flush=True)
         raise
+    from e2ep.prefect_server import temporary_server
     from flows.experiment import experiment
 
-    console = experiment(cfg)
+    with temporary_server():  # with no PREFECT_API_URL: a local server that ends with this process, even on kill -9
+        console = experiment(cfg)
     print(console)
     memo.remember(run_dir, console)
     return 0
@@ -177,7 +216,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from e2ep.data import load_dataset
 
     cfg = build_config(args)
-    ds = load_dataset(cfg.dataset)
+    with _data_notes_on_stderr():
+        ds = load_dataset(cfg.dataset)
     print(f"{ds.name}: {ds.ratings.height} ratings, {ds.n_users} users, {ds.n_items} items from {ds.source_dir}")
     return 0
 
@@ -264,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"e2ep: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(": ".join(filter(None, (".".join(map(str, e["loc"])),
+                                                      e["msg"].removeprefix("Value error, "))))
+                             for e in exc.errors())
         print(f"e2ep: error: invalid configuration: {problems}", file=sys.stderr)
         return 2
 

@@ -12,8 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from e2ep.errors import ConfigError
 from e2ep.llm.config import LLMConfig
 from e2ep.metadata.config import MetadataConfig
+from e2ep.model_names import KNOWN_MODELS
 from e2ep.profiles.config import EmbeddingConfig, ProfilesConfig, Representation
 from e2ep.settings import Strict as _Strict
 from rerank.config import RerankConfig
@@ -25,8 +27,10 @@ CountGrid = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
 RateGrid = Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=1)]
 PenaltyGrid = Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=1)]
 
-KNOWN_MODELS = ("popularity", "ease", "itemknn", "rp3beta", "bpr-mf", "lightgcn", "ngcf", "als", "gat", "gat-id")
-"""Every model name `models.names` accepts (the default run uses `ModelsConfig.names`)."""
+_OFFICIAL_ML100K_FOLDS = 5
+_DECLARED_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0), "csv": (0.5, 5.0)}
+_SEPARATOR_NAMES = {"comma": ",", ",": ",", "tab": "\t", "\\t": "\t", "\t": "\t", "::": "::", "pipe": "|",
+                    "|": "|", "semicolon": ";", ";": ";"}
 
 
 class FloatRange(_Strict):
@@ -84,16 +88,47 @@ class DatasetConfig(_Strict):
     """Where downloaded archives are extracted. Defaults to `$E2EP_CACHE_DIR` or `~/.cache/e2ep`."""
 
     ratings_path: str | None = None
-    """`csv` only: ratings file with header `user_id,item_id,rating[,timestamp]` (`movie_id` accepted; .gz ok)."""
+    """`csv` only: ratings file whose header names user, item, rating [and timestamp] columns (`userId,movieId,
+    rating`, `user_id,item_id,rating`, ...; matched case-insensitively; .gz ok)."""
 
     items_path: str | None = None
-    """`csv` only, optional: items file with an `item_id` (or `movie_id`) column and any metadata columns."""
+    """`csv` only, optional: items file with an item id column (`movieId`, `item_id`, ...) and any metadata
+    columns (`title`, `genres`, `year`; a year in the title, "Heat (1995)", is read as the year)."""
+
+    separator: str | None = None
+    """`csv` only: the files' separator (`,` `\\t` `::` `|` `;`, or comma, tab, pipe, semicolon). None: sniffed from
+    the header line."""
+
+    rating_scale: tuple[float, float] | None = None
+    """Lowest and highest valid rating; a rating outside is an error naming its line. None: the dataset's declared
+    scale (MovieLens archives 1-5, `csv` 0.5-5, MovieLens' half-star scale)."""
+
+    @field_validator("separator")
+    @classmethod
+    def _known_separator(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = _SEPARATOR_NAMES.get(v.lower(), v)
+        if v not in _SEPARATOR_NAMES.values():
+            raise ValueError(f"separator must be one of , tab :: | ; (or comma, tab, pipe, semicolon), got {v!r}")
+        return v
+
+    @field_validator("rating_scale")
+    @classmethod
+    def _ordered_scale(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"rating_scale must be [lowest, highest] with lowest < highest, got {list(v)}")
+        return v
 
     @model_validator(mode="after")
     def _csv_needs_ratings(self) -> DatasetConfig:
         if self.name == "csv" and not self.ratings_path:
-            raise ValueError("dataset 'csv' needs ratings_path (a file with user_id,item_id,rating columns)")
+            raise ValueError("dataset 'csv' needs ratings_path (a file with user, item and rating columns)")
         return self
+
+    def scale(self) -> tuple[float, float]:
+        """The valid rating range: `rating_scale`, else the dataset's declared one."""
+        return self.rating_scale or _DECLARED_SCALES[self.name]
 
 
 class SplitConfig(_Strict):
@@ -121,6 +156,13 @@ class SplitConfig(_Strict):
         if v is not None and (not v or any(f < 1 for f in v)):
             raise ValueError("folds must be a non-empty list of 1-based fold numbers")
         return v
+
+    @model_validator(mode="after")
+    def _folds_exist(self) -> SplitConfig:
+        if self.folds and (missing := sorted({f for f in self.folds if f > self.n_folds})):
+            raise ValueError(f"fold(s) {', '.join(map(str, missing))} do not exist: there are {self.n_folds} "
+                             f"(split.n_folds)")
+        return self
 
 
 class RelevanceConfig(_Strict):
@@ -582,6 +624,19 @@ class ExperimentConfig(_Strict):
                              f"of: {', '.join(self.methods())}")
         return self
 
+    @model_validator(mode="after")
+    def _data_fits_the_settings(self) -> ExperimentConfig:
+        low, high = self.dataset.scale()
+        threshold = self.relevance.positive_threshold
+        if not low < threshold <= high:
+            raise ValueError(f"relevance.positive_threshold {threshold:g} is outside the rating scale {low:g}-{high:g}"
+                             " (dataset.rating_scale): no rating could be relevant")
+        official = self.split.official and self.dataset.name == "ml-100k"
+        if official and self.split.n_folds != _OFFICIAL_ML100K_FOLDS:
+            raise ValueError(f"the official ML-100K split has {_OFFICIAL_ML100K_FOLDS} folds (u1-u5): drop "
+                             f"split.n_folds or add --random-folds")
+        return self
+
 
 def resolve_semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LLMConfig]:
     """Settle `auto` and the environment's model now, so they are part of every cache key downstream."""
@@ -599,8 +654,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
+        try:
+            data = tomllib.loads(p.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

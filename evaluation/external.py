@@ -177,6 +177,10 @@ def evaluate_files(test_path: str | Path, recs_path: str | Path, *, train_path: 
 
     test = encode(test_raw, "rating")
     recs = encode(recs_raw, "rank").with_columns(pl.col("rank").cast(pl.Int64))
+    if not recs["user_idx"].is_in(test["user_idx"].unique().implode()).any():
+        raise DataError(f"{recs_path}: none of its {recs_raw['user'].n_unique()} users is a user of {test_path} "
+                        f"(ids are compared as written: e.g. recs {recs_raw['user'][0]!r}, test "
+                        f"{test_raw['user'][0]!r}); nothing could be evaluated")
     train = encode(train_raw, "rating") if train_raw is not None else None
     counts, warnings = _audit(test, recs, train, relevance_threshold, protocol)
     catalog_size, source = None, "not used by the paper protocol"
@@ -216,13 +220,14 @@ def _audit(test, recs, train, threshold, protocol) -> tuple[dict[str, int], list
     foreign_users = recs.filter(~pl.col("user_idx").is_in(test_users))
     unseen = recs.filter(~pl.col("item_idx").is_in(seen_items))
     dup = recs.height - recs.select("user_idx", "item_idx").unique().height
+    tied = recs.height - recs.select("user_idx", "rank").unique().height
     counts = {"test_rows": test.height, "test_users": test_users.len(),
               "test_relevant_rows": test.filter(pl.col("rating") >= threshold).height,
               "recs_rows": recs.height, "recs_users": recs["user_idx"].n_unique(),
               "recs_rows_users_not_in_test": foreign_users.height,
               "recs_users_not_in_test": foreign_users["user_idx"].n_unique(),
               "recs_rows_items_unseen": unseen.height, "recs_items_unseen": unseen["item_idx"].n_unique(),
-              "recs_duplicate_pairs": dup}
+              "recs_duplicate_pairs": dup, "recs_duplicate_ranks": tied}
     warnings = []
     if foreign_users.height:
         warnings.append(f"{counts['recs_users_not_in_test']} recommended users have no test ratings; they are not "
@@ -232,6 +237,10 @@ def _audit(test, recs, train, threshold, protocol) -> tuple[dict[str, int], list
                         "are kept and can never be hits")
     if dup:
         warnings.append(f"{dup} repeated (user, item) recommendations; each keeps its best rank")
+    if tied:
+        first = recs.filter(pl.struct("user_idx", "rank").is_duplicated()).sort("user_idx", "rank").row(0, named=True)
+        warnings.append(f"{tied} recommendations share a rank with another item of the same user (first: rank "
+                        f"{first['rank']}); tied items keep their order in the file")
     if train is not None:
         counts["train_rows"], counts["train_users"] = train.height, train["user_idx"].n_unique()
         leak = recs.join(train.select("user_idx", "item_idx").unique(), on=["user_idx", "item_idx"]).height

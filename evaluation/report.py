@@ -119,6 +119,18 @@ def explanations_sample(explanations: pl.DataFrame, models: list[str], titles: p
     return "\n".join(out)
 
 
+def thresholds(cfg: ExperimentConfig) -> str:
+    """How ratings were read: the positive and negative thresholds, and that ratings in between (e.g. 3, or 2.5 and
+    3.5 on a half-star scale) are neutral."""
+    r, (low, high) = cfg.relevance, cfg.dataset.scale()
+    step = 1.0 if low == int(low) else 0.5  # a scale starting at 0.5 has half stars
+    neutral = [v for v in (low + step * i for i in range(int((high - low) / step) + 1))
+               if r.negative_threshold < v < r.positive_threshold]
+    between = f"in between ({', '.join(f'{v:g}' for v in neutral)})" if neutral else "none in between"
+    return (f"Ratings ≥ {r.positive_threshold:g} are positive (training edges; relevant in test), ≤ "
+            f"{r.negative_threshold:g} negative, {between} neutral (rating scale {low:g}-{high:g})")
+
+
 def _table_k(cfg: ExperimentConfig) -> int:
     k = cfg.evaluation.k
     return 10 if 10 in k else sorted(k)[len(k) // 2]
@@ -160,9 +172,8 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
                                directional=True, **{"k": ev.k, **kw})
 
     md = [f"# Run `{directory.name}`: {dataset}", "",
-          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. Relevant = test "
-          f"rating ≥ {cfg.relevance.positive_threshold:g}; cold-start users have fewer than {ev.cold_start_max} "
-          f"training ratings. Values: {runs_phrase(summary)}; ▲/▼: better/worse than the "
+          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. {thresholds(cfg)}; "
+          f"cold-start users have fewer than {ev.cold_start_max} training ratings. Values: {runs_phrase(summary)}; ▲/▼: better/worse than the "
           f"reference (`{reference}`, {reference_reason or 'configured'}, unless a section says otherwise): "
           "two-sided Wilcoxon signed-rank on per-user differences averaged over folds and seeds (users are the "
           "units), Holm-adjusted across the methods compared in each column, p < 0.05. Paper-protocol MAP/MRR "
@@ -275,7 +286,7 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
     header = (
         f"# e2ep experiment `{directory.name}`\n\n"
         f"Dataset **{cfg.dataset.name}**, folds {folds}, models {', '.join(models)}. "
-        f"Relevant = test rating ≥ {cfg.relevance.positive_threshold:g}; cold-start = fewer than "
+        f"{thresholds(cfg)}; cold-start = fewer than "
         f"{cfg.evaluation.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
         f"reference `{reference}` ({reason}).\n"
     )

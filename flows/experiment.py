@@ -20,10 +20,12 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel
 
 from e2ep.config import ExperimentConfig
 from e2ep.data import Dataset
+from e2ep.data.splits import small_fold_warnings
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
 from e2ep.llm.budget import spend_cap
@@ -86,6 +88,9 @@ class FoldResult(BaseModel, frozen=True):
     user_profiles: StageRef | None = None
     user_embeddings: StageRef | None = None
     reranked: list[RerankedRef] = []
+
+
+SMALL_DATA = 500  # fewer users or items than this: check each fold's size before training
 
 
 def semantic_items(cfg: ExperimentConfig, dataset: DatasetRef) -> SemanticResult:
@@ -189,11 +194,25 @@ def evaluate_reranked(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     return out
 
 
+def small_fold_problems(cfg: ExperimentConfig, dataset: DatasetRef, folds: list[FoldRef]) -> list[str]:
+    """What the folds are too small for (checked only on small data: reading every fold costs time on large)."""
+    if min(dataset.n_users, dataset.n_items) >= SMALL_DATA:
+        return []
+    trains = any(name != "popularity" for name in cfg.models.names) or bool(cfg.ablations)
+    pool = cfg.rerank.pool_size if cfg.rerank.strategies else None
+    return [w for f in folds for w in small_fold_warnings(f.load(), dataset.n_items, max(cfg.evaluation.k),
+                                                           cfg.relevance.positive_threshold, trains, pool)]
+
+
 @task(name="run-fold", cache_policy=NO_CACHE, task_run_name="run-fold-{fold.number}")
 def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
              semantic: SemanticResult | None) -> FoldResult:
-    # A task that calls the subflow lets the flow's task runner run folds side by side.
-    return fold_flow(cfg, dataset, fold, semantic)
+    # A task that calls the subflow lets the flow's task runner run folds side by side. The subflow's tasks would
+    # otherwise open their transactions inside this task's, and Prefect commits nested transactions (writes their
+    # cached results) only when the outermost one ends: a run killed mid-fold would lose every finished training
+    # of that fold. EAGER makes each task's result durable the moment the task finishes.
+    with transaction(commit_mode=CommitMode.EAGER):
+        return fold_flow(cfg, dataset, fold, semantic)
 
 
 def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[FoldResult],
@@ -295,6 +314,8 @@ def run_experiment(config: ExperimentConfig) -> str:
         logger.info("dataset %s: %d users, %d items", dataset.name, dataset.n_users, dataset.n_items)
         semantic = semantic_items(config, dataset) if config.semantic else None
         folds = split_dataset_task(dataset, config.split)
+        for warning in small_fold_problems(config, dataset, folds):
+            logger.warning("%s", warning)
 
         parallel = max(1, min(config.parallel_folds, len(folds)))
         with fold_task_runner(config, parallel) as runner:  # threads, or a Dask cluster (config.task_runner)

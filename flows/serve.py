@@ -90,6 +90,9 @@ class ServerProcess:
         self.api_url = f"http://{host}:{self.port}/api"
         self.env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         self.env.pop("PREFECT_API_URL", None)  # the server must not think it is a client of another one
+        # The UI finds its API through the server's ui-settings, which default to PREFECT_SERVER_API_PORT (4200),
+        # not the --port given: tell it the chosen address (unless one was set, e.g. for a reverse proxy).
+        self.env.setdefault("PREFECT_UI_API_URL", self.api_url)
         if home is not None:
             self.env["PREFECT_HOME"] = str(home)
         Path(self.env.get("PREFECT_HOME", Path.home() / ".prefect")).mkdir(parents=True, exist_ok=True)

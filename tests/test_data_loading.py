@@ -173,8 +173,11 @@ def test_malformed_ml1m_line(tmp_path: Path) -> None:
         ("user_id,item_id,rating\n1,2,4\n1,3,4,9\n", r"r\.csv line 3: expected 3 comma-separated fields, got 4"),
         ("user_id,item_id,rating,timestamp\n1,2,4,1\n1,3,4,soon\n", r"r\.csv line 3: timestamp 'soon' is not an"),
         ("user_id,item_id,rating\n1,2,4\n1,02,3\n", r"r\.csv line 3: duplicate rating .*first on line 2"),
-        ("user,item_id,rating\n1,2,4\n", r"r\.csv: header lacks user_id"),
-        ("user_id,thing,rating\n1,2,4\n", r"r\.csv: header needs an item_id \(or movie_id\)"),
+        ("person,item_id,rating\n1,2,4\n", r"r\.csv: header lacks user_id column\(s\) \(read as comma-sep"),
+        ("user_id,thing,rating\n1,2,4\n", r"r\.csv: header lacks item_id column"),
+        ("user_id\titem_id\trating\n1\t2\t4\n1\t3\n", r"r\.csv line 3: expected 3 tab-separated fields, got 2"),
+        ("user_id,item_id,rating\n1,2,4\n1,3,7\n", r"r\.csv line 3: rating 7 is outside the rating scale 0\.5-5"),
+        ("user_id,item_id,rating\n", r"r\.csv: no ratings"),
     ],
 )
 def test_malformed_csv_names_file_and_line(tmp_path: Path, content: str, expected: str) -> None:

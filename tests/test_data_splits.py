@@ -77,8 +77,8 @@ def test_fold_selection_returns_the_same_folds(synthetic: Dataset) -> None:
     chosen = make_folds(synthetic, SplitConfig(seed=5, folds=[4, 2]))
     assert [f.number for f in chosen] == [2, 4]
     assert chosen[0].test.equals(everything[1].test) and chosen[1].train.equals(everything[3].train)
-    with pytest.raises(ConfigError, match="do not exist"):
-        make_folds(synthetic, SplitConfig(n_folds=3, folds=[4]))
+    with pytest.raises(ValueError, match="do not exist"):  # refused by the configuration, before any split
+        SplitConfig(n_folds=3, folds=[4])
 
 
 @pytest.mark.parametrize(("fraction", "minimum"), [(0.1, 5), (0.25, 2), (0.0, 5)])
@@ -150,3 +150,19 @@ def test_a_run_of_some_folds_shares_their_files_and_cache_keys_with_the_full_run
     every = split_dataset(dataset, SplitConfig(n_folds=3))
     first_only = split_dataset(dataset, SplitConfig(n_folds=3, folds=[1]))
     assert first_only == [every[0]]
+
+
+def test_small_folds_are_named_with_what_they_are_too_small_for(tmp_path: Path, synthetic: Dataset) -> None:
+    from e2ep.data.splits import small_fold_warnings
+
+    (tmp_path / "r.csv").write_text("user_id,item_id,rating\n" + "".join(
+        f"{u},{i},{5 if (u + i) % 2 else 2}\n" for u in range(1, 4) for i in range(1, 7)))
+    ds = load_dataset(DatasetConfig(name="csv", ratings_path=str(tmp_path / "r.csv")))
+    fold = make_folds(ds, SplitConfig(n_folds=2, folds=[1]))[0]
+    warnings = small_fold_warnings(fold, ds.n_items, max_k=10, positive_threshold=4.0, trains=True, pool_size=20)
+    assert len(warnings) == 4 and all(w.startswith("fold 1: ") for w in warnings)
+    assert "users have a relevant test rating" in warnings[0] and "largest cut-off k=10" in warnings[1]
+    assert "rerank pool of 20" in warnings[2] and "validation slice" in warnings[3]
+    assert small_fold_warnings(fold, 500, max_k=10, positive_threshold=4.0, trains=False)[1:] == []
+    assert not small_fold_warnings(make_folds(synthetic, SplitConfig(n_folds=2, folds=[1]))[0], synthetic.n_items,
+                                   max_k=10, positive_threshold=4.0, trains=True)

@@ -96,3 +96,13 @@ def test_a_served_deployment_runs_on_a_real_server(tmp_path):
     assert server.process is not None and server.process.poll() is not None
     with pytest.raises(ProcessLookupError):  # nothing of the server's session is left
         os.killpg(server.process.pid, 0)
+
+
+def test_served_ui_is_told_the_chosen_port(tmp_path, monkeypatch):
+    # The UI reads its API address from the server's /ui-settings, i.e. PREFECT_UI_API_URL, whose default is port
+    # 4200 whatever --port says (measured: `make serve PREFECT_PORT=4242` served ui-settings naming 4200).
+    monkeypatch.delenv("PREFECT_UI_API_URL", raising=False)
+    server = ServerProcess(port=4242, home=tmp_path / "prefect")
+    assert server.env["PREFECT_UI_API_URL"] == "http://127.0.0.1:4242/api" == server.api_url
+    monkeypatch.setenv("PREFECT_UI_API_URL", "https://proxy.example/api")  # one set by hand is kept
+    assert ServerProcess(port=4242, home=tmp_path / "prefect").env["PREFECT_UI_API_URL"] == "https://proxy.example/api"

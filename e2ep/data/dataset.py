@@ -57,14 +57,17 @@ def load_dataset(cfg: DatasetConfig, archives: Mapping[str, ArchiveSpec] = ARCHI
     if cfg.name == "csv":
         assert cfg.ratings_path is not None  # guaranteed by DatasetConfig's validator
         items_path = Path(cfg.items_path) if cfg.items_path else None
-        return build_dataset("csv", load_csv(Path(cfg.ratings_path), items_path), source_dir=None)
+        raw = load_csv(Path(cfg.ratings_path), items_path, separator=cfg.separator, scale=cfg.scale())
+        return build_dataset("csv", raw, source_dir=None)
     folder = locate_movielens(cfg, archives)
-    raw = load_ml100k(folder) if cfg.name == "ml-100k" else load_ml1m(folder)
+    raw = (load_ml100k if cfg.name == "ml-100k" else load_ml1m)(folder, cfg.scale())
     return build_dataset(cfg.name, raw, source_dir=str(folder))
 
 
 def build_dataset(name: str, raw: RawTables, source_dir: str | None) -> Dataset:
     """Assign indices (sorted original ids, metadata-only entries included) and attach them to every table."""
+    if raw.ratings.is_empty():
+        raise DataError(f"dataset {name} has no ratings")
     users = _index(raw.ratings["user_id"], raw.users, "user")
     items = _standard_item_columns(_index(raw.ratings["item_id"], raw.items, "item"))
     ratings = (

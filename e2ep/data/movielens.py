@@ -11,6 +11,7 @@ from e2ep.data.parsing import (
     Kind,
     RawTables,
     TextSource,
+    check_rating_scale,
     check_unique,
     drop_repeated_rows,
     read_table,
@@ -23,6 +24,8 @@ _RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 _RATING_KINDS: Mapping[str, Kind] = {"user_id": "int", "item_id": "int", "rating": "float", "timestamp": "int"}
 _ML100K_ITEM_FIELDS = ("item_id", "title", "release_date", "video_release_date", "imdb_url")
 _ML100K_GENRE_COUNT = 19
+MOVIELENS_SCALE = (1.0, 5.0)
+"""The whole-star scale both official archives declare; a rating outside it is an error."""
 # ML-1M stores occupations as codes; these are the names its README gives, matching ML-100K's textual ones.
 _ML1M_OCCUPATIONS = (
     "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
@@ -32,27 +35,27 @@ _ML1M_OCCUPATIONS = (
 )  # fmt: skip
 
 
-def read_ml100k_ratings(path: Path) -> pl.DataFrame:
+def read_ml100k_ratings(path: Path, scale: tuple[float, float] = MOVIELENS_SCALE) -> pl.DataFrame:
     """A tab-separated `user item rating timestamp` file: `u.data` or one of the official `uN.base/.test` splits."""
-    return _read_ratings(_source(path, "\t", "tab"))
+    return _read_ratings(_source(path, "\t", "tab"), scale)
 
 
-def load_ml100k(folder: Path) -> RawTables:
+def load_ml100k(folder: Path, scale: tuple[float, float] = MOVIELENS_SCALE) -> RawTables:
     """`u.data`, `u.item` (genres named by `u.genre`) and `u.user` of an extracted ml-100k folder."""
     users = _read_metadata(
         _source(folder / "u.user", "|", "'|'"),
         names=("user_id", "age", "gender", "occupation", "zip_code"),
         kinds={"user_id": "int", "age": "int"},
     ).with_columns(pl.col("age").cast(pl.Int32))
-    return RawTables(read_ml100k_ratings(folder / "u.data"), users, _ml100k_items(folder))
+    return RawTables(read_ml100k_ratings(folder / "u.data", scale), users, _ml100k_items(folder))
 
 
-def load_ml1m(folder: Path) -> RawTables:
+def load_ml1m(folder: Path, scale: tuple[float, float] = MOVIELENS_SCALE) -> RawTables:
     """`ratings.dat`, `movies.dat` and `users.dat` of an extracted ml-1m folder.
 
     `age` stays ML-1M's bucket code (the bucket's lower bound; 1 means under 18); occupations become names.
     """
-    ratings = _read_ratings(_source(folder / "ratings.dat", "::", "'::'"))
+    ratings = _read_ratings(_source(folder / "ratings.dat", "::", "'::'"), scale)
     movies = _read_metadata(
         _source(folder / "movies.dat", "::", "'::'"), names=("item_id", "title", "genres"), kinds={"item_id": "int"}
     ).with_columns(year=year_from_title(pl.col("title")))
@@ -98,8 +101,9 @@ def _ml100k_genres(path: Path) -> list[str]:
     return table.sort("index")["genre"].to_list()
 
 
-def _read_ratings(src: TextSource) -> pl.DataFrame:
+def _read_ratings(src: TextSource, scale: tuple[float, float]) -> pl.DataFrame:
     ratings = read_table(src, names=_RATING_COLUMNS, required=_RATING_COLUMNS, kinds=_RATING_KINDS)
+    check_rating_scale(ratings, src, scale)
     check_unique(ratings, ("user_id", "item_id"), src, what="rating")
     return drop_repeated_rows(ratings, src)
 

@@ -64,12 +64,26 @@ class TextSource:
         quoted: bool = False,
         header: bool = False,
     ) -> TextSource:
-        raw = read_bytes(path)
+        return cls.from_bytes(path.name, read_bytes(path), separator=separator, separator_name=separator_name,
+                              encoding=encoding, quoted=quoted, header=header)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        label: str,
+        raw: bytes,
+        *,
+        separator: str,
+        separator_name: str,
+        encoding: str = "utf-8",
+        quoted: bool = False,
+        header: bool = False,
+    ) -> TextSource:
         if encoding != "utf-8" or len(separator) > 1:
             text = raw.decode(encoding)
             raw = text.replace(separator, _STAND_IN).encode() if len(separator) > 1 else text.encode()
             separator = _STAND_IN if len(separator) > 1 else separator
-        return cls(path.name, raw, separator, separator_name, quoted, header)
+        return cls(label, raw, separator, separator_name, quoted, header)
 
     def header_names(self) -> list[str]:
         """Column names from the first line (header files only)."""
@@ -166,6 +180,18 @@ def _parses(value: str, kind: Kind) -> bool:
     except ValueError:
         return False
     return math.isfinite(number)
+
+
+def check_rating_scale(ratings: pl.DataFrame, src: TextSource, scale: tuple[float, float]) -> None:
+    """Raise DataError at the first rating outside `scale` (inclusive), naming its line.
+
+    `ratings` must still have one row per data line of `src` (check before dropping repeated rows).
+    """
+    low, high = scale
+    bad = ratings.select(((pl.col("rating") < low) | (pl.col("rating") > high)).arg_true().first()).item()
+    if bad is not None:
+        raise DataError(f"{src.label} line {src.line_of_row(bad)}: rating {ratings['rating'][bad]:g} is outside "
+                        f"the rating scale {low:g}-{high:g} (--rating-scale LOW,HIGH if the data uses another)")
 
 
 def check_unique(frame: pl.DataFrame, keys: Sequence[str], src: TextSource, what: str) -> None:

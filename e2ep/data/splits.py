@@ -142,3 +142,28 @@ def read_fold(directory: Path) -> Fold:
         raise DataError(f"{directory} holds no saved fold (meta.json missing)")
     number = json.loads((directory / "meta.json").read_text())["number"]
     return Fold(number, pl.read_parquet(directory / "train.parquet"), pl.read_parquet(directory / "test.parquet"))
+
+
+MIN_FOLD_USERS = 10
+"""Below this many users with test ratings (or with a validation slice), a fold's figures are mostly noise."""
+
+
+def small_fold_warnings(fold: Fold, n_items: int, max_k: int, positive_threshold: float, trains: bool,
+                        pool_size: int | None = None) -> list[str]:
+    """What a fold is too small for, given the run's largest cut-off, whether any model is trained (they select
+    and stop on the validation slice) and the rerank pool: one sentence per problem, empty when the fold is fine."""
+    problems = []
+    test_users = fold.test.filter(pl.col("rating") >= positive_threshold)["user_idx"].n_unique()
+    if test_users < MIN_FOLD_USERS:
+        problems.append(f"only {test_users} users have a relevant test rating (≥ {positive_threshold:g}): its "
+                        "metrics are mostly noise")
+    if n_items <= max_k:
+        problems.append(f"the catalog has {n_items} items, not more than the largest cut-off k={max_k}: every "
+                        "list holds every item, so @k metrics cannot tell models apart")
+    if pool_size is not None and n_items < pool_size:
+        problems.append(f"the catalog has {n_items} items, fewer than the rerank pool of {pool_size}")
+    validating = fold.train.filter(pl.col("is_validation"))["user_idx"].n_unique()
+    if trains and validating < MIN_FOLD_USERS:
+        problems.append(f"only {validating} users have a validation slice: early stopping and model selection of "
+                        "the trained models have little to go on")
+    return [f"fold {fold.number}: {p}" for p in problems]

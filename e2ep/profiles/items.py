@@ -106,7 +106,8 @@ def template_item_profile(row: dict[str, Any]) -> str:
     if row.get("cast"):
         facts.append(f"Starring {', '.join(row['cast'][:5])}.")
     if genres:
-        facts.append(f"A {', '.join(g.lower() for g in genres)} film.")
+        kinds = ", ".join(g.lower() for g in genres)
+        facts.append(f"{'An' if kinds[:1] in ('a', 'e', 'i', 'o', 'u') else 'A'} {kinds} film.")
     dislikes = (
         f"Viewers who dislike {', '.join(genres)} films." if genres else "Unknown: no genre information."
     )
