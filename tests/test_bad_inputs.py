@@ -33,7 +33,7 @@ CASES = {
     "toml not utf-8": ({"exp.toml": b"[split]\nseed = 1 # caf\xe9\n"}, ["run", "--config", "{tmp}/exp.toml"],
                        "is not UTF-8 text"),
     "fold beyond n_folds": ({}, ["run", "--folds", "9"], "fold(s) 9 do not exist: there are 5"),
-    "unknown reference": ({}, ["run", "--reference", "nosuch"], "evaluation.reference 'nosuch' is not a model"),
+    "unknown reference": ({}, ["run", "--reference", "nosuch"], "evaluation.reference 'nosuch' is not a method of this run"),
     "reference not run": ({}, ["run", "--models", "popularity", "--reference", "lightgcn"],
                           "evaluation.reference 'lightgcn' is not a model of this run (one of: popularity)"),
     "relevance above scale": ({}, ["run", "--relevance", "9"], "relevance.positive_threshold 9 is outside the "
