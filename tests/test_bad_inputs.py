@@ -35,7 +35,7 @@ CASES = {
     "fold beyond n_folds": ({}, ["run", "--folds", "9"], "fold(s) 9 do not exist: there are 5"),
     "unknown reference": ({}, ["run", "--reference", "nosuch"], "evaluation.reference 'nosuch' is not a method of this run"),
     "reference not run": ({}, ["run", "--models", "popularity", "--reference", "lightgcn"],
-                          "evaluation.reference 'lightgcn' is not a model of this run (one of: popularity)"),
+                          "evaluation.reference 'lightgcn' is not a method of this run; use 'auto' or one of: popularity"),
     "relevance above scale": ({}, ["run", "--relevance", "9"], "relevance.positive_threshold 9 is outside the "
                                                                "rating scale 1-5"),
     "n_folds with official split": ({}, ["run", "--n-folds", "3"], "the official ML-100K split has 5 folds"),
