@@ -26,7 +26,8 @@ def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cf
                      relevance: RelevanceConfig) -> EvaluatedRef:
     data = fold.load()
     per_user, catalog = evaluate_fold(trained.recommendations.read_parquet(), data.train, data.test, cfg=cfg,
-                                      relevance_threshold=relevance.positive_threshold, n_items=dataset.n_items)
+                                      relevance_threshold=relevance.positive_threshold, n_items=dataset.n_items,
+                                      cold_start_plan=fold.cold_start_plan())
     labels = [pl.lit(trained.model).alias("model"), pl.lit(trained.fold).alias("fold")]
     key = stable_hash(trained.recommendations.digest, fold.digest, cfg, relevance)
     root = work_dir() / "metrics"

@@ -43,8 +43,18 @@ def test_flow_reranks_evaluates_and_reports(tmp_path):
     for column in ("fold", "users", "calls", "prompt_tokens", "completion_tokens", "cache_hits", "repairs",
                    "fallbacks"):
         assert column in cost.columns, column
-    assert (cost["calls"] == 0).all() and (cost["requests"] >= cost["users"]).all()
-    assert set(cost["judge"]) == {"semantic"}
+    assert (cost["calls"] == 0).all() and set(cost["judge"]) == {"semantic"}
+    # The fusion was chosen on validation users (whose judge requests are counted apart) from the grid.
+    assert (cost["fusion"] == "validation").all() and (cost["validation_users"] > 0).all()
+    assert (cost["validation_requests"] >= cost["validation_users"]).all()
+    assert set(cost["judge_weight"]) <= set(cfg.rerank.fusion_grid)
+    judged = cost.filter(pl.col("judge_weight") > 0)
+    assert (judged["requests"] >= judged["users"]).all()
+    # A zero judge weight keeps the base model's lists exactly.
+    for method in cost.filter(pl.col("judge_weight") == 0)["model"]:
+        same = recs.filter(pl.col("model") == method).drop("model", "score").sort("user_id", "rank")
+        assert same.equals(recs.filter(pl.col("model") == "bpr-mf").drop("model", "score").sort("user_id", "rank"))
+    assert "### Fusion per fold" in summary and "w = " in summary
 
     assert "## Reranking" in summary and "cold-start users" in summary and "judge requests / user" in summary
     assert all(m in summary for m in methods)
@@ -52,13 +62,20 @@ def test_flow_reranks_evaluates_and_reports(tmp_path):
 
 
 def test_rerank_needs_its_base_model_and_the_semantic_layer():
-    with pytest.raises(ValueError, match="rerank.base_model 'lightgcn' is not among models.names"):
+    with pytest.raises(ValueError, match="rerank base model\\(s\\) 'lightgcn' not among models.names"):
         load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "lightgcn"})
+    with pytest.raises(ValueError, match="'gat' not among models.names"):
+        load_config(None, {"models.names": ["bpr-mf"], "rerank.base_models": ["bpr-mf", "gat"]})
     with pytest.raises(ValueError, match="needs the semantic layer"):
         load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "bpr-mf", "semantic": False})
-    # The default base model not being run only means no reranking.
-    assert load_config(None, {"models.names": ["bpr-mf"]}).rerank.strategies == []
-    assert load_config(None, {"models.names": ["bpr-mf"], "rerank.strategies": []}).rerank.base_model == "gat"
+    # By default the base is chosen on validation among the models run; without the semantic layer the implied
+    # reranking is skipped, not refused.
+    default = load_config(None, {"models.names": ["bpr-mf"]})
+    assert default.rerank.base_models is None and default.rerank.strategies
+    assert load_config(None, {"models.names": ["bpr-mf"], "semantic": False}).rerank.strategies == []
+    # `base_model` is shorthand for a one-element `base_models`.
+    assert load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "bpr-mf"}).rerank.base_models == [
+        "bpr-mf"]
 
 
 def test_an_llm_judge_without_a_model_is_refused_before_any_work(monkeypatch):
