@@ -87,3 +87,35 @@ def test_an_llm_judge_without_a_model_is_refused_before_any_work(monkeypatch):
     with pytest.raises(ConfigError, match="no LLM configured"):
         preflight_llm(cfg)
     preflight_llm(cfg.model_copy(update={"rerank": cfg.rerank.model_copy(update={"judge": "semantic"})}))
+
+
+def test_cold_start_protocol_retrains_on_the_truncated_fold_and_reports_per_n(tmp_path):
+    from flows.experiment import experiment
+
+    ratings = write_planted_csv(tmp_path)
+    cfg = load_config(None, {
+        "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3, "split.folds": [1],
+        "models.names": ["popularity", "bpr-mf"], "models.training.max_epochs": 5,
+        "evaluation.n_recommendations": 20, "evaluation.protocols": ["full"],
+        "evaluation.cold_start_protocol": {"enabled": True, "share": 0.5, "n": [1, 3]},
+        "rerank.strategies": ["prompt"], "rerank.pool_size": 8,
+        "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "cs",
+    })
+    summary = experiment(cfg)
+    run_dir = Path(cfg.artifacts_dir) / "cs"
+    metrics = pl.read_parquet(run_dir / "metrics_per_user.parquet")
+    segments = {"all", "cold-start", "cold-start-n1", "cold-start-n3"}
+    assert set(metrics["segment"]) == segments
+    cost = pl.read_parquet(run_dir / "rerank_cost.parquet")
+    base = cost["base"][0]  # chosen on the fold's validation
+    assert base in cfg.models.names and set(cost["variant"]) == {"main", "cold-start"}
+    methods = {"popularity", "bpr-mf", f"{base}+prompt"}
+    for segment in ("cold-start-n1", "cold-start-n3"):
+        part = metrics.filter(pl.col("segment") == segment)
+        assert set(part["model"]) == methods
+        assert part["user_idx"].n_unique() <= 30 // 2  # about half of the truncated users, per n
+    n1 = set(metrics.filter(pl.col("segment") == "cold-start-n1")["user_idx"])
+    assert not n1 & set(metrics.filter(pl.col("segment") == "cold-start-n3")["user_idx"])
+    assert "NDCG@10 (new, n = 1)" in summary and "NDCG@10 (new, n = 3)" in summary
+    report = (run_dir / "report.md").read_text()
+    assert "## Cold-start protocol" in report and (run_dir / "figures" / "rerank-full.png").is_file()
