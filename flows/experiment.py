@@ -269,6 +269,7 @@ def rerank_frames(data: Dataset, reranked: list[RerankedRef],
     for variant, refs in (("main", reranked), ("cold-start", cold_start)):
         for r in refs:
             fusion = {k: r.fusion.get(k) for k in ("judge_weight", "normalisation", "validation_ndcg", "base_ndcg")}
+            fusion["judge_only_ndcg"] = r.fusion.get("grid", {}).get("rank@1")  # the judge's own order
             paid = {f"validation_{k}": v for k, v in r.validation_cost.items()}
             rows.append({"model": r.model, "fold": r.fold, "variant": variant, "base": r.base, **r.cost,
                          "fusion": r.fusion.get("source"), **fusion, **paid})
