@@ -158,7 +158,10 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
                f"Per fold, {cs.share:.0%} of the test users with more than {max(cs.n)} training ratings keep only "
                f"their first n by time (one group of users per n ∈ {cs.n}); every model is retrained on that "
                "truncated training set and evaluated on those users only.", ""]
-        md.append(tables(summary.filter(pl.col("segment").is_in(simulated)), tests, ev.reference, methods))
+        order = {s: i for i, s in enumerate(simulated)}  # by n, not alphabetically
+        part = summary.filter(pl.col("segment").is_in(simulated)).sort(
+            "protocol", pl.col("segment").replace_strict(order, return_dtype=pl.Int64))
+        md.append(tables(part, tests, ev.reference, methods))
 
     md += ["## Figure 3: LLM reranking", ""]
     if not reranked:

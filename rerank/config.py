@@ -54,6 +54,11 @@ class RerankConfig(Strict):
     fusion_normalisations: list[Normalisation] = ["minmax", "rank"]
     """`validation` fusion: normalisations tried with every weight."""
 
+    fusion_alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    """`validation` fusion: the best grid point replaces the base order (w = 0) only when its per-user validation
+    NDCG@10 gain is significant (one-sided Wilcoxon signed-rank over the sampled users, p < alpha), so noise on a
+    few hundred validation users cannot hand the ranking to the judge; 1 keeps the best point whatever its p."""
+
     validation_users: Annotated[int, Field(ge=1)] | None = 200
     """`validation` fusion: users (a seeded sample of those with a relevant validation item) whose validation pools
     the judge scores to choose the fusion; their judge requests and LLM calls are counted separately

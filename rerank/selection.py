@@ -12,7 +12,9 @@ fused top of each pool (binary gains, ideal DCG over min(relevant, k)), averaged
 
 The judge's verdict does not depend on the fusion, so each user's pool is judged once and every (weight,
 normalisation) of the grid is scored from the same verdicts: the judge's cost is `validation_users` pools per
-strategy, whatever the grid size.
+strategy, whatever the grid size. The best point must beat the base order significantly on those users
+(`rerank.fusion_alpha`), else the reranker keeps the base order: a gain too small to see on validation is not worth
+the risk of a loss on test.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import polars as pl
+from scipy.stats import wilcoxon
 
 from e2ep.errors import DataError
 from e2ep.llm import LLMConfig
@@ -51,6 +54,8 @@ class FusionChoice:
     base_ndcg: float | None = None
     grid: dict[str, float] = field(default_factory=dict)
     """`<normalisation>@<judge weight>` -> validation NDCG@10."""
+    best_p_value: float | None = None
+    """One-sided p-value of the best grid point's gain over the base order (None: the best was w = 0)."""
 
     @property
     def base_weight(self) -> float:
@@ -161,24 +166,38 @@ def ranking_ndcg(recs: pl.DataFrame, relevant: dict[int, set[int]], k: int = SEL
 
 def choose_fusion(contexts: Sequence[UserContext], verdicts: dict[int, np.ndarray],
                   relevant: dict[int, set[int]], cfg: RerankConfig) -> FusionChoice:
-    """The grid point with the best mean validation NDCG@10; ties go to the smaller judge weight, then to the
-    normalisation listed first."""
+    """The grid point with the best mean validation NDCG@10 (ties: the smaller judge weight, then the
+    normalisation listed first), kept only if its per-user gain over the base order (w = 0) is significant at
+    `cfg.fusion_alpha` (one-sided Wilcoxon signed-rank); otherwise w = 0."""
     grid: dict[str, float] = {}
+    per_user: dict[tuple[float, str], np.ndarray] = {}
     best: tuple[float, float, int] | None = None
     choice = (0.0, cfg.fusion_normalisations[0])
     for weight in cfg.fusion_grid:
         for rank_n, how in enumerate(cfg.fusion_normalisations):
-            values = [ndcg_at(fused_order(c.candidates, fuse(c.base_scores, verdicts[c.user_idx], weight,
-                                                             1.0 - weight, how)),
-                              relevant.get(c.user_idx, set())) for c in contexts]
-            score = float(np.mean(values)) if values else 0.0
+            values = np.array([ndcg_at(fused_order(c.candidates, fuse(c.base_scores, verdicts[c.user_idx], weight,
+                                                                      1.0 - weight, how)),
+                                       relevant.get(c.user_idx, set())) for c in contexts])
+            per_user[(weight, how)] = values
+            score = float(values.mean()) if len(values) else 0.0
             grid[f"{how}@{weight:g}"] = round(score, 6)
             key = (round(score, 12), -weight, -rank_n)
             if best is None or key > best:
                 best, choice = key, (weight, how)
-    base = grid[f"{cfg.fusion_normalisations[0]}@0"]
+    base_key = (0.0, cfg.fusion_normalisations[0])
+    p_value = gain_p_value(per_user[choice] - per_user[base_key]) if choice[0] > 0 else None
+    if p_value is not None and p_value >= cfg.fusion_alpha:
+        choice = base_key
     return FusionChoice(judge_weight=choice[0], normalisation=choice[1], source="validation", users=len(contexts),
-                        validation_ndcg=grid[f"{choice[1]}@{choice[0]:g}"], base_ndcg=base, grid=grid)
+                        validation_ndcg=grid[f"{choice[1]}@{choice[0]:g}"], base_ndcg=grid[f"{base_key[1]}@0"],
+                        grid=grid, best_p_value=p_value)
+
+
+def gain_p_value(diffs: np.ndarray) -> float:
+    """One-sided Wilcoxon signed-rank p-value that the per-user differences are positive (1 when all are 0)."""
+    if not np.any(diffs):
+        return 1.0
+    return float(wilcoxon(diffs, alternative="greater").pvalue)
 
 
 def paper_fusion(cfg: RerankConfig) -> FusionChoice:

@@ -16,7 +16,7 @@ from rerank.run import rerank_recommendations
 from rerank.selection import (FusionChoice, best_on_validation, requests_per_user, select_fusion,
                               validation_requests, with_fusion)
 
-N_ITEMS, DIM = 40, 8
+N_ITEMS, DIM, N_USERS = 40, 8, 8
 
 
 def _vectors() -> np.ndarray:
@@ -30,7 +30,7 @@ def _vectors() -> np.ndarray:
 
 def _inputs() -> RerankInputs:
     items = _vectors()
-    users = np.roll(items[:4], 1, axis=0)
+    users = np.roll(items[:N_USERS], 1, axis=0)
     return RerankInputs(user_profiles={}, item_profiles={}, user_vectors=users, item_vectors=items)
 
 
@@ -42,8 +42,8 @@ def _ranking(users, items_in_order) -> pl.DataFrame:
 
 def _train(validation_items: list[int]) -> pl.DataFrame:
     """Every user liked cluster-A items 0-3 (fit part) and holds `validation_items` out as validation, rated 5."""
-    rows = [(u, i, 5.0, 10 + i, False) for u in range(4) for i in range(4)]
-    rows += [(u, i, 5.0, 100 + i, True) for u in range(4) for i in validation_items]
+    rows = [(u, i, 5.0, 10 + i, False) for u in range(N_USERS) for i in range(4)]
+    rows += [(u, i, 5.0, 100 + i, True) for u in range(N_USERS) for i in validation_items]
     return pl.DataFrame(rows, schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "rating": pl.Float64,
                                       "timestamp": pl.Int64, "is_validation": pl.Boolean}, orient="row")
 
@@ -55,9 +55,9 @@ BASE_ORDER = [*range(20, 36), 4, 5, 6, 7]
 def test_zero_judge_weight_reproduces_the_base_ranking_exactly():
     inputs = _inputs()
     # Ties in the base scores (every third step) must keep the base order too.
-    recs = _ranking(range(4), BASE_ORDER).with_columns(pl.col("score").round(0))
+    recs = _ranking(range(N_USERS), BASE_ORDER).with_columns(pl.col("score").round(0))
     judge = SemanticJudge(inputs, signal="liked-items")
-    inputs.liked = {u: [(i, 5.0) for i in range(4)] for u in range(4)}
+    inputs.liked = {u: [(i, 5.0) for i in range(4)] for u in range(N_USERS)}
     keep = ["user_idx", "item_idx", "rank"]
     for strategy in STRATEGIES:
         cfg = RerankConfig(pool_size=12, explanations=False, strategies=[strategy])
@@ -72,12 +72,18 @@ def test_zero_judge_weight_reproduces_the_base_ranking_exactly():
 @pytest.mark.parametrize("validation_items, helps", [([4, 5], True), ([20, 21], False)])
 def test_the_fusion_follows_the_validation_slice(validation_items, helps):
     cfg = RerankConfig(pool_size=20, explanations=False, strategies=["prompt"], semantic_signal="liked-items")
-    val_recs = _ranking(range(4), BASE_ORDER)
+    val_recs = _ranking(range(N_USERS), BASE_ORDER)
     choice, cost = select_fusion(val_recs, _train(validation_items), "prompt", _inputs(), cfg)
-    assert choice.source == "validation" and choice.users == 4
+    assert choice.source == "validation" and choice.users == N_USERS
     assert (choice.judge_weight > 0) == helps
     assert choice.validation_ndcg >= choice.base_ndcg
-    assert cost["users"] == 4 and cost["requests"] == 4 and cost["calls"] == 0
+    assert cost["users"] == N_USERS and cost["requests"] == N_USERS and cost["calls"] == 0
+    if helps:  # a gain the sampled users cannot show to be real is not taken
+        few = select_fusion(val_recs.filter(pl.col("user_idx") < 3), _train(validation_items), "prompt", _inputs(),
+                            cfg)[0]
+        assert few.best_p_value >= cfg.fusion_alpha and few.judge_weight == 0
+        assert select_fusion(val_recs.filter(pl.col("user_idx") < 3), _train(validation_items), "prompt",
+                             _inputs(), cfg.model_copy(update={"fusion_alpha": 1.0}))[0].judge_weight > 0
     assert set(choice.grid) == {f"{n}@{w:g}" for n in cfg.fusion_normalisations for w in cfg.fusion_grid}
 
 
@@ -97,7 +103,7 @@ def test_validation_call_counts():
 
 def test_base_model_is_the_best_on_validation():
     train = _train([20, 21])
-    good, poor = _ranking(range(4), BASE_ORDER), _ranking(range(4), [*range(4, 20), 20, 21])
+    good, poor = _ranking(range(N_USERS), BASE_ORDER), _ranking(range(N_USERS), [*range(4, 20), 20, 21])
     assert best_on_validation({"poor": poor, "good": good, "none": None}, train, 4.0)[0] == "good"
     assert best_on_validation({"a": good, "b": good}, train, 4.0)[0] == "a"  # ties: the earlier
 
@@ -123,10 +129,11 @@ def test_reranking_a_fold_reads_no_test_ratings(tmp_path, monkeypatch):
         return StageRef(file=write_parquet(frame_or_matrix, path), report={})
 
     profiles = {key: pl.DataFrame({key: list(range(n)), "profile": [""] * n})
-                for key, n in (("item_idx", N_ITEMS), ("user_idx", 4))}
+                for key, n in (("item_idx", N_ITEMS), ("user_idx", N_USERS))}
     trained = TrainedRef(model="base", fold=1, log={},
-                         recommendations=write_parquet(_ranking(range(4), list(range(8, 40))), tmp_path / "r.parquet"),
-                         validation_recommendations=write_parquet(_ranking(range(4), BASE_ORDER),
+                         recommendations=write_parquet(_ranking(range(N_USERS), list(range(8, 40))),
+                                                       tmp_path / "r.parquet"),
+                         validation_recommendations=write_parquet(_ranking(range(N_USERS), BASE_ORDER),
                                                                   tmp_path / "v.parquet"))
     cfg = RerankConfig(pool_size=20, explanations=False, strategies=["prompt"], judge="semantic")
     ref = rerank_trained(trained, "prompt", cfg, None, EmbeddingConfig(), FoldRef(number=1, directory=str(fold_dir),
@@ -135,4 +142,4 @@ def test_reranking_a_fold_reads_no_test_ratings(tmp_path, monkeypatch):
                          stage(inputs.item_vectors, "items.npy"), stage(inputs.user_vectors, "users.npy"))
     assert not Path(fold_dir / "test.parquet").exists()
     assert ref.model == "base+prompt" and ref.base == "base" and ref.fusion["judge_weight"] > 0
-    assert ref.validation_cost["users"] == 4 and ref.recommendations.read_parquet().height == 4 * 32
+    assert ref.validation_cost["users"] == N_USERS and ref.recommendations.read_parquet().height == N_USERS * 32
