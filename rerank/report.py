@@ -47,12 +47,19 @@ def table_one(summary: pl.DataFrame, methods: Sequence[str], protocol: str, k: i
 
 
 def fusion_table(cost: pl.DataFrame, methods: Sequence[str]) -> str:
-    """The fusion each reranker used per fold: judge weight w (base 1 − w), normalisation, and the validation
-    NDCG@10 of that choice against the base order's (w = 0)."""
+    """The fusion each reranker used per fold (and per fold of the cold-start protocol): judge weight w (base 1 − w),
+    normalisation, and the validation NDCG@10 of that choice against the base order's (w = 0)."""
     folds = sorted(set(cost["fold"].to_list()))
     lines = ["| method | " + " | ".join(f"fold {f}" for f in folds) + " |", "|---|" + "---|" * len(folds)]
-    for model in methods:
-        part = {r["fold"]: r for r in cost.filter(pl.col("model") == model).iter_rows(named=True)}
+    variants = cost["variant"].unique(maintain_order=True).to_list() if "variant" in cost.columns else [None]
+    rows = [(m, v) for v in variants for m in methods]
+    for model, variant in rows:
+        chosen = cost.filter(pl.col("model") == model)
+        if variant is not None:
+            chosen = chosen.filter(pl.col("variant") == variant)
+        if chosen.is_empty():
+            continue
+        part = {r["fold"]: r for r in chosen.iter_rows(named=True)}
         cells = []
         for fold in folds:
             r = part.get(fold)
@@ -63,7 +70,8 @@ def fusion_table(cost: pl.DataFrame, methods: Sequence[str]) -> str:
             if r.get("validation_ndcg") is not None:
                 cell += f"; val. {r['validation_ndcg']:.3f} vs {r['base_ndcg']:.3f}"
             cells.append(cell)
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        label = model if variant in (None, "main") else f"{model} ({variant} protocol)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -116,7 +124,7 @@ def rerank_section(summary: pl.DataFrame, cost: pl.DataFrame, bases: Sequence[st
     for protocol in protocols:
         out += [f"### Protocol `{protocol}`, k = {k} (cf. the paper's Table 1)", "", table_one(summary, rows,
                                                                                               protocol, k), ""]
-    out += ["### Fusion per fold", "", fusion_table(main, methods), "",
+    out += ["### Fusion per fold", "", fusion_table(cost, methods), "",
             "`w`: weight of the judge in the fused score (0: the base order unchanged); `val.`: validation NDCG@10 "
             "of that fusion vs the base order, on the sampled validation users.", ""]
     paid = validation_cost_table(cost, methods)
