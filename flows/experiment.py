@@ -297,7 +297,8 @@ def with_rerank_section(cfg: ExperimentConfig, report: RunReport, cost: pl.DataF
         users = "all" if rr.validation_users is None else f"up to {rr.validation_users}"
         fusion = (f"fused score = w · judge + (1 − w) · base, w ∈ {{{', '.join(f'{w:g}' for w in rr.fusion_grid)}}} "
                   f"and normalisation ∈ {{{', '.join(rr.fusion_normalisations)}}} chosen per fold on {users} "
-                  "validation users' validation items (ties: the smaller w)")
+                  f"validation users' validation items (ties: the smaller w), kept only when significantly better "
+                  f"than w = 0 there (one-sided Wilcoxon, p < {rr.fusion_alpha:g})")
     settings = (f"Judge **{rr.judge}**" + (f" (offline, not an LLM: signal `{rr.semantic_signal}`)"
                                            if rr.judge == "semantic" else "")
                 + f"; each strategy reranks the top {rr.pool_size} of {where}; {fusion}; the rest of each list "
