@@ -120,8 +120,8 @@ def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: Data
     key = stable_hash(job, relevance, dataset.digest, fold.digest, n_recommendations)
     path = work_dir() / "recommendations" / f"{job.label.replace('/', '_')}-fold{fold.number}-{key}.parquet"
     return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log,
-                      validation_recommendations=write_parquet(validation_recs,
-                                                               path.with_name(path.stem + "-validation.parquet")))
+                      validation_recommendations=write_parquet(
+                          validation_recs, work_dir() / "validation-rankings" / path.name))
 
 
 @task(name="train-and-recommend", cache_policy=code_and_inputs("models"), persist_result=True,

@@ -18,7 +18,7 @@ def config(tmp_path_factory):
         "dataset.name": "csv", "dataset.ratings_path": str(ratings),
         "split.n_folds": 3, "split.folds": [1, 2],
         "models.names": ["popularity", "bpr-mf", "lightgcn"], "models.training.max_epochs": 30, "models.training.eval_every": 5,
-        "models.lightgcn.num_layers": [2], "evaluation.n_recommendations": 20,
+        "models.lightgcn.num_layers": [2], "evaluation.n_recommendations": 20, "rerank.strategies": [],
         "artifacts_dir": str(root / "artifacts"), "run_name": "first",
     })
 
