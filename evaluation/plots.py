@@ -20,8 +20,7 @@ from e2ep.store import atomic_write
 
 METRIC_TITLES = {"precision": "Precision", "recall": "Recall", "ndcg": "NDCG", "map": "MAP", "mrr": "MRR",
                  "hit_rate": "HitRate"}
-SEGMENT_LABELS = {"all": "all users", "cold-start": "cold-start users", "cold": "cold-start users",
-                  **{f"cold-start-n{n}": f"new users, n = {n}" for n in (1, 3, 5, 10)}}
+SEGMENT_LABELS = {"all": "all users", "cold-start": "cold-start users", "cold": "cold-start users"}
 DPI = 110
 LEGEND_COLS = 6
 # PNG text chunks matplotlib would add (its version); dropped so bytes depend on the data only.
@@ -121,7 +120,8 @@ def reranker_figure(intervals: pl.DataFrame, *, protocol: str, methods: Sequence
              for r in intervals.iter_rows(named=True)}
     fig, axes = _panels(len(metrics), len(methods))
     colours = _colours(methods)
-    labels = [SEGMENT_LABELS.get(s, s) for s in segments]
+    # Short labels: up to six segments share one axis (the cold-start protocol's `cold-start-n<n>` become "new, n").
+    labels = [{"all": "all", "cold-start": "cold-start"}.get(s, s.replace("cold-start-n", "new n=")) for s in segments]
     for ax, metric in zip(axes, metrics):
         cells = [[table.get((m, protocol, s, metric, k), (np.nan, np.nan, np.nan)) for s in segments]
                  for m in methods]

@@ -168,8 +168,7 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         md += ["This run has no reranked methods (methods named `<base>+<strategy>`, e.g. `gat+relevancy`).", ""]
     else:
         bases = list(dict.fromkeys(rerank_base(m) for m in reranked))
-        segments = [s for s in ("all", cold, *sorted(s for s in segments if s.startswith("cold-start-n")))
-                    if s]
+        segments = [s for s in ("all", cold, *simulated) if s]
         intervals = paired_intervals(per_user, [(m, rerank_base(m)) for m in reranked], metrics=TABLE_METRICS,
                                      k=k10)
         md += [f"Each reranker against its own base model, @{k10}: mean per-user difference with a paired 95 % "
