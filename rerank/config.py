@@ -20,7 +20,7 @@ class RerankConfig(Strict):
     """Which strategies rerank which model's lists, with which judge, and how judge and model scores are fused."""
 
     strategies: list[Strategy] = list(STRATEGIES)
-    """Reranking strategies run, each a method named `<base_model>+<strategy>`: `prompt` (one listwise prompt),
+    """Reranking strategies run, each a method named `<base>+<strategy>`: `prompt` (one listwise prompt),
     `bst` (binary insertion with pairwise judgements), `batch` (overlapping windows of `batch_window`, merged by
     sliding-window passes), `relevancy` (0-100 scores in batches, averaged). Empty: no reranking."""
 
@@ -37,7 +37,7 @@ class RerankConfig(Strict):
 
     judge: JudgeName = "auto"
     """`llm`: the LLM gateway (`E2EP_LLM_MODEL`), memoised. `semantic`: an offline, deterministic judge from the
-    profile embeddings (cosine of user and item profiles, with the Dislikes sections counting against).
+    profile embeddings, not an LLM (see `semantic_signal`).
     `auto`: `llm` when a model is configured, else `semantic`."""
 
     fusion: Fusion = "validation"
@@ -78,7 +78,10 @@ class RerankConfig(Strict):
     semantic_signal: SemanticSignal = "liked-items"
     """Semantic judge (offline, not an LLM): `liked-items` scores a candidate by the mean cosine of its profile
     embedding with those of the user's `liked_neighbours` most similar liked training movies; `profile` by the
-    cosine with the user's profile embedding (minus the Dislikes term)."""
+    cosine with the user's profile embedding (minus the Dislikes term). `liked-items` is the default because its
+    validation scores can be trusted: while the fusion is chosen it knows only the fit part's likes, whereas user
+    profiles are written from the validation ratings too (`profiles.include_validation`), which flatters `profile`
+    on validation (ML-100K, `als`'s pools: 0.230 vs 0.219 chosen-fusion NDCG@10, yet −0.030 on test)."""
 
     liked_neighbours: Annotated[int, Field(ge=1)] = 10
     """Semantic judge, `liked-items`: how many of the user's most similar liked movies are averaged."""
