@@ -472,6 +472,33 @@ class ModelsConfig(_Strict):
         return v
 
 
+class ColdStartProtocolConfig(_Strict):
+    """Simulated new users: per fold, a seeded `share` of the test users (with more than max(n) training ratings)
+    keep only their first n training ratings by timestamp; every model (and reranker) is trained again on that
+    truncated training set, the other users keeping theirs, and metrics are reported per n for those users only
+    (segments `cold-start-n<n>`). The drawn users are split into len(n) groups, one per n, so one extra truncated
+    training set per fold serves every n: each n is measured on about share / len(n) of the test users."""
+
+    enabled: bool = False
+    """Off by default: it trains every model a second time per fold (`configs/cold-start.toml` turns it on)."""
+
+    share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    """Share of the eligible test users truncated."""
+
+    n: list[Annotated[int, Field(ge=1)]] = [1, 3, 5, 10]
+    """Training ratings kept, one group of users per value."""
+
+    seed: int = 0
+    """Seed of the user draw (combined with the fold number)."""
+
+    @field_validator("n")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("evaluation.cold_start_protocol.n needs at least one count")
+        return sorted(set(v))
+
+
 class EvaluationConfig(_Strict):
     k: list[int] = [5, 10, 20]
     """Cut-offs for every @k metric."""
@@ -488,6 +515,9 @@ class EvaluationConfig(_Strict):
 
     n_recommendations: Annotated[int, Field(ge=1)] = 50
     """Length of each user's stored recommendation list (at least max(k))."""
+
+    cold_start_protocol: ColdStartProtocolConfig = ColdStartProtocolConfig()
+    """Simulated new users (beside the natural cold-start segment): see `ColdStartProtocolConfig`."""
 
     @field_validator("k")
     @classmethod
@@ -592,27 +622,29 @@ class ExperimentConfig(_Strict):
 
     def methods(self) -> list[str]:
         """Every method the run reports, in table order: the models, the ablations (`gat/<name>`), then
-        the reranked lists (`<base>+<strategy>`)."""
+        the reranked lists (`<base>+<strategy>`) of configured base models (a base chosen on validation is known
+        only once trained: its reranked lists follow in the tables)."""
         return [*self.models.names, *(f"gat/{a.name}" for a in self.ablations),
-                *(self.rerank.method(s) for s in self.rerank.strategies)]
+                *(self.rerank.method(b, s) for b in self.rerank.base_models or [] for s in self.rerank.strategies)]
 
     @model_validator(mode="after")
     def _rerank_base_is_run(self) -> ExperimentConfig:
         rr = self.rerank
         if not rr.strategies:
             return self
-        asked = bool(rr.model_fields_set & {"base_model", "strategies"})
+        asked = bool(rr.model_fields_set & {"base_model", "base_models", "strategies"})
         problem = None
-        if rr.base_model not in self.models.names:
-            problem = (f"rerank.base_model {rr.base_model!r} is not among models.names "
-                       f"({', '.join(self.models.names)}): add it, or set rerank.strategies=[]")
+        missing = [b for b in rr.base_models or [] if b not in self.models.names]
+        if missing:
+            problem = (f"rerank base model(s) {', '.join(map(repr, missing))} not among models.names "
+                       f"({', '.join(self.models.names)}): add them, or set rerank.strategies=[]")
         elif not self.semantic:
             problem = ("reranking needs the semantic layer (profiles and embeddings): drop --no-semantic, "
                        "or set rerank.strategies=[]")
         if problem and asked:
             raise ValueError(problem)
         if problem:
-            # Reranking the default base model is implied, not asked for: skip it when that model isn't run.
+            # Reranking is implied by the defaults, not asked for: skip it when it cannot run.
             object.__setattr__(rr, "strategies", [])
         return self
 

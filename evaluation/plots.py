@@ -1,5 +1,5 @@
-"""Report figures from `summarize` output: the paper's Figure 2 (metrics per method and k) and Figure 3 (rerankers
-beside their base model, all vs cold-start users).
+"""Report figures: the paper's Figure 2 (metrics per method and k, from `summarize` output) and Figure 3 (each
+reranker against its base model per user segment, paired intervals from `evaluation.paired`).
 
 Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, safe in worker threads) and saved as
 PNG with no timestamp or version metadata, so the same summary gives the same bytes; files are written atomically.
@@ -110,22 +110,39 @@ def metrics_figure(summary: pl.DataFrame, *, protocol: str, models: Sequence[str
     return fig
 
 
-def reranker_figure(summary: pl.DataFrame, *, protocol: str, methods: Sequence[str], dataset: str,
+def reranker_figure(intervals: pl.DataFrame, *, protocol: str, methods: Sequence[str], dataset: str,
                     metrics: Sequence[str] = ("precision", "recall", "ndcg", "map"), k: int = 10,
                     segments: Sequence[str] = ("all", "cold-start")) -> Figure:
-    """Figure 3: rerankers (hatched) beside their base models, metric@k, bars grouped by user segment."""
-    table = _lookup(summary)
+    """Figure 3: each reranker against its own base model: the mean per-user difference (reranker − base) of
+    metric@k per user segment, with its paired 95 % bootstrap interval (`evaluation.paired.paired_intervals`
+    rows); below zero, reranking hurt."""
+    table = {(r["model"], r["protocol"], r["segment"], r["metric"], r["k"]): (r["mean_diff"], r["low"], r["high"])
+             for r in intervals.iter_rows(named=True)}
     fig, axes = _panels(len(metrics), len(methods))
     colours = _colours(methods)
-    labels = [SEGMENT_LABELS.get(s, s) for s in segments]
+    # Short labels: up to six segments share one axis (the cold-start protocol's `cold-start-n<n>` become "new, n").
+    labels = [{"all": "all", "cold-start": "cold-start"}.get(s, s.replace("cold-start-n", "new n=")) for s in segments]
     for ax, metric in zip(axes, metrics):
-        values = np.array([[table.get((m, protocol, s, metric, k), (np.nan, 0))[0] for s in segments]
-                           for m in methods], dtype=float)
-        errors = np.array([[table.get((m, protocol, s, metric, k), (np.nan, 0))[1] for s in segments]
-                           for m in methods], dtype=float)
-        _grouped_bars(ax, labels, methods, values, errors, colours, {m for m in methods if is_reranked(m)})
-        ax.set_title(f"{METRIC_TITLES.get(metric, metric)}@{k}")
-    fig.suptitle(f"{dataset}: LLM reranking vs base model, protocol '{protocol}' (mean ± std over folds)")
+        cells = [[table.get((m, protocol, s, metric, k), (np.nan, np.nan, np.nan)) for s in segments]
+                 for m in methods]
+        values = np.array([[c[0] for c in row] for row in cells], dtype=float)
+        low = np.array([[c[1] for c in row] for row in cells], dtype=float)
+        high = np.array([[c[2] for c in row] for row in cells], dtype=float)
+        width = 0.8 / max(1, len(methods))
+        x = np.arange(len(segments))
+        for i, name in enumerate(methods):
+            offset = (i - (len(methods) - 1) / 2) * width
+            err = np.nan_to_num(np.vstack([values[i] - low[i], high[i] - values[i]]))
+            ax.bar(x + offset, np.nan_to_num(values[i]), width, yerr=np.clip(err, 0, None), capsize=2,
+                   color=colours[name], edgecolor="black", linewidth=0.4, error_kw={"elinewidth": 0.8},
+                   label=name)
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.set_xticks(x, labels)
+        ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+        ax.set_axisbelow(True)
+        ax.set_title(f"Δ {METRIC_TITLES.get(metric, metric)}@{k} vs base")
+    fig.suptitle(f"{dataset}: reranker − base model, protocol '{protocol}' (mean per-user difference, paired 95 % "
+                 "bootstrap CI)")
     _legend(fig, axes[0])
     return fig
 

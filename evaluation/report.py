@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from e2ep.config import ExperimentConfig
 from e2ep.store import write_parquet, write_text
 from evaluation.aggregate import paired_tests, summarize
+from evaluation.paired import paired_intervals
 from evaluation.plots import (is_ablation, is_reranked, metrics_figure, rerank_base, reranker_figure,
                               save_png)
 from evaluation.llm_cost import estimate_vs_actual
@@ -198,18 +199,35 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         md += ["No cold-start users were evaluated in this run.", ""]
     else:
         md.append(tables(summary.filter(pl.col("segment") == cold), tests, reference, methods))
+    simulated = sorted((s for s in segments if s.startswith("cold-start-n")), key=lambda s: int(s.rsplit("n", 1)[1]))
+    if simulated:
+        cs = ev.cold_start_protocol
+        md += ["## Cold-start protocol (simulated new users)", "",
+               f"Per fold, {cs.share:.0%} of the test users with more than {max(cs.n)} training ratings keep only "
+               f"their first n by time (one group of users per n ∈ {cs.n}); every model is retrained on that "
+               "truncated training set and evaluated on those users only.", ""]
+        order = {s: i for i, s in enumerate(simulated)}  # by n, not alphabetically
+        part = summary.filter(pl.col("segment").is_in(simulated)).sort(
+            "protocol", pl.col("segment").replace_strict(order, return_dtype=pl.Int64))
+        md.append(tables(part, tests, reference, methods))
 
     md += ["## Figure 3: LLM reranking", ""]
     if not reranked:
         md += ["This run has no reranked methods (methods named `<base>+<strategy>`, e.g. `gat+relevancy`).", ""]
     else:
         bases = list(dict.fromkeys(rerank_base(m) for m in reranked))
-        shown = [m for b in bases for m in [c for c in (b + SAMPLE_SUFFIX, b) if c in methods][:1]
-                 + [r for r in reranked if rerank_base(r) == b]]
-        md += [f"Reranked methods beside their base model, @{k10}; ▲/▼ against the base model.", ""]
+        segments = [s for s in ("all", cold, *simulated) if s]
+        # With rerank.max_users the reranked methods cover a user sample: they are paired with the base on it.
+        paired_base = {m: next(c for c in (rerank_base(m) + SAMPLE_SUFFIX, rerank_base(m)) if c in methods)
+                       for m in reranked}
+        intervals = paired_intervals(per_user, [(m, paired_base[m]) for m in reranked], metrics=TABLE_METRICS,
+                                     k=k10)
+        md += [f"Each reranker against its own base model, @{k10}: mean per-user difference with a paired 95 % "
+               "bootstrap interval over (fold, user) pairs (fold difficulty cancels out); ▲/▼ in the tables: "
+               "against the base model.", ""]
         for protocol in protocols:
-            fig = reranker_figure(summary, protocol=protocol, methods=shown, dataset=dataset, metrics=TABLE_METRICS,
-                                  k=k10, segments=[s for s in ("all", cold) if s])
+            fig = reranker_figure(intervals, protocol=protocol, methods=reranked, dataset=dataset,
+                                  metrics=TABLE_METRICS, k=k10, segments=segments)
             link = _figure(fig, directory, f"rerank-{protocol}.png", figures)
             md += [f"![reranking, protocol {protocol}]({link})", ""]
         for base in bases:

@@ -39,7 +39,8 @@ from flows.rerun import default_run_name
 from flows.runners import fold_task_runner
 from rerank.report import rerank_section
 from rerank.run import rerank_sample
-from tasks.data import DatasetRef, FoldRef, prepare_dataset_task, split_dataset_task
+from rerank.selection import best_on_validation
+from tasks.data import DatasetRef, FoldRef, cold_start_split_task, prepare_dataset_task, split_dataset_task
 from tasks.estimate import check_caps, estimate_run
 from tasks.evaluate import EvaluatedRef, evaluate_task
 from tasks.rerank import RerankedRef, rerank_task, resolve_rerank_settings
@@ -88,6 +89,8 @@ class FoldResult(BaseModel, frozen=True):
     user_profiles: StageRef | None = None
     user_embeddings: StageRef | None = None
     reranked: list[RerankedRef] = []
+    base_choice: dict = {}
+    cold_start_reranked: list[RerankedRef] = []
 
 
 SMALL_DATA = 500  # fewer users or items than this: check each fold's size before training
@@ -126,10 +129,38 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     evaluated = [f.result() for f in [evaluate_task.submit(t, fold, dataset, cfg.evaluation, cfg.relevance)
                                       for t in trained]]
     users, user_vectors = user_side.get(MAIN_VARIANT, (None, None))
-    reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors)
-    evaluated += evaluate_reranked(cfg, dataset, fold, trained, reranked)
+    bases, base_choice = rerank_bases(cfg, fold, trained) if cfg.rerank.strategies else ([], {})
+    reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors, bases)
+    evaluated += evaluate_reranked(cfg, dataset, fold, bases, reranked)
+    cold_reranked: list[RerankedRef] = []
+    if cfg.evaluation.cold_start_protocol.enabled:
+        cold_evaluated, cold_reranked = cold_start_protocol(cfg, dataset, fold, semantic, [b.model for b in bases])
+        evaluated += cold_evaluated
     return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
-                      user_embeddings=user_vectors, reranked=reranked)
+                      user_embeddings=user_vectors, reranked=reranked, base_choice=base_choice,
+                      cold_start_reranked=cold_reranked)
+
+
+def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef, semantic: SemanticResult | None,
+                        bases: list[str]) -> tuple[list[EvaluatedRef], list[RerankedRef]]:
+    """The fold again with the cold-start protocol's users truncated: their user profiles rebuilt from the kept
+    ratings (other users' profiles are the same texts, so their LLM answers and embeddings come from the caches),
+    every model of `models.names` retrained, the same base models reranked, and only the truncated users
+    evaluated, per n. Ablations are not repeated."""
+    truncated = cold_start_split_task(fold, cfg.evaluation.cold_start_protocol)
+    features, users, vectors = None, None, None
+    if semantic is not None:
+        side = semantic.variants[MAIN_VARIANT]
+        users = user_profiles_task(dataset, truncated, semantic.metadata, side.profiles, semantic.llm)
+        vectors = embed_task(users, "user_idx", dataset.n_users, cfg.embedding)
+        features = NodeFeatures(items=side.item_embeddings.file, users=vectors.file)
+    trained = train_distinct([model_job(name, cfg.models, features) for name in cfg.models.names], cfg, dataset,
+                             truncated)
+    by_label = {t.model: t for t in trained}
+    reranked = rerank_fold(cfg, truncated, trained, semantic, users, vectors, [by_label[b] for b in bases]) \
+        if bases else []
+    evaluated = [evaluate_task(t, truncated, dataset, cfg.evaluation, cfg.relevance) for t in [*trained, *reranked]]
+    return evaluated, reranked
 
 
 def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: DatasetRef,
@@ -161,36 +192,54 @@ def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: Dataset
     return trained
 
 
+def rerank_bases(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef]) -> tuple[list[TrainedRef], dict]:
+    """The base models to rerank: `rerank.base_models`, or the model of `models.names` best on this fold's own
+    validation slice (so no fold's choice rests on another fold's data, which overlaps its test set); and the
+    validation NDCG@10 of each candidate (empty when the bases are configured)."""
+    by_label: dict[str, TrainedRef] = {}
+    for t in trained:
+        by_label.setdefault(t.model, t)  # a method's first seed
+    names = cfg.rerank.base_models
+    if names is not None:
+        missing = [n for n in names if n not in by_label]
+        if missing:
+            raise ConfigError(f"rerank base model(s) {missing} were not trained; add them to models.names")
+        return [by_label[n] for n in names], {}
+    rankings = {n: by_label[n].validation_recommendations.read_parquet()
+                for n in cfg.models.names if n in by_label and by_label[n].validation_recommendations is not None}
+    best, scores = best_on_validation(rankings, fold.load_train(), cfg.relevance.positive_threshold)
+    return [by_label[best]], {"chosen": best, "validation_ndcg10": scores}
+
+
 def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef], semantic: SemanticResult | None,
-                users: StageRef | None, user_vectors: StageRef | None) -> list[RerankedRef]:
-    """Each configured strategy reranks the base model's lists (one strategy at a time: an LLM judge already
-    runs `llm.concurrency` requests at once)."""
+                users: StageRef | None, user_vectors: StageRef | None,
+                bases: list[TrainedRef] | None = None) -> list[RerankedRef]:
+    """Each configured strategy reranks each base model's lists (one at a time: an LLM judge already runs
+    `llm.concurrency` requests at once)."""
     if not cfg.rerank.strategies:
         return []
     if semantic is None or users is None or user_vectors is None:
         raise ConfigError("reranking needs the semantic layer (profiles and embeddings); set rerank.strategies=[]")
     rerank, llm = resolve_rerank_settings(cfg)
-    base = next((t for t in trained if t.model == rerank.base_model), None)  # its first seed's lists
-    if base is None:
-        raise ConfigError(f"rerank.base_model {rerank.base_model!r} was not trained; add it to models.names")
+    if bases is None:
+        bases = rerank_bases(cfg, fold, trained)[0]
     return [rerank_task(base, strategy, rerank.model_copy(update={"strategies": [strategy]}), llm, cfg.embedding,
                         fold, semantic.item_profiles, users, semantic.item_embeddings, user_vectors,
                         cfg.relevance.positive_threshold)
-            for strategy in rerank.strategies]
+            for base in bases for strategy in rerank.strategies]
 
 
-def evaluate_reranked(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef, trained: list[TrainedRef],
+def evaluate_reranked(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef, bases: list[TrainedRef],
                       reranked: list[RerankedRef]) -> list[EvaluatedRef]:
-    """Reranked methods on the users they reranked; with `rerank.max_users`, that sample only, and the base model
+    """Reranked methods on the users they reranked; with `rerank.max_users`, that sample only, and each base model
     on the same users as `<base>@sample`, so both are scored on exactly the same (fold, user) pairs."""
     if not reranked:
         return []
     sample = rerank_sample(cfg.rerank, dataset.n_users)
     out = [evaluate_task(r, fold, dataset, cfg.evaluation, cfg.relevance, users=sample) for r in reranked]
-    base = next((t for t in trained if t.model == cfg.rerank.base_model), None)
-    if sample is not None and base is not None:
-        sampled = base.model_copy(update={"model": base.model + SAMPLE_SUFFIX})
-        out.append(evaluate_task(sampled, fold, dataset, cfg.evaluation, cfg.relevance, users=sample))
+    if sample is not None:
+        out += [evaluate_task(b.model_copy(update={"model": b.model + SAMPLE_SUFFIX}), fold, dataset,
+                              cfg.evaluation, cfg.relevance, users=sample) for b in bases]
     return out
 
 
@@ -244,12 +293,13 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
     if semantic_report is not None and estimate is not None:
         semantic_report["llm_estimate"] = estimate  # the report sets it beside what each stage used
     reranked = [t for r in results for t in r.reranked]
-    explanations, cost = rerank_frames(data, reranked) if reranked else (None, None)
+    cold_reranked = [t for r in results for t in r.cold_start_reranked]
+    explanations, cost = rerank_frames(data, reranked, cold_reranked) if reranked else (None, None)
     report = write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
                               {name: ref.file.read_parquet() for name, ref in profiles.items()},
                               explanations=explanations, rerank_cost=cost, item_titles=item_titles(data))
     if explanations is not None and cost is not None:
-        report = with_rerank_section(cfg, report, cost)
+        report = with_rerank_section(cfg, report, cost, {r.fold: r.base_choice for r in results})
     return report
 
 
@@ -257,8 +307,12 @@ def item_titles(data: Dataset) -> pl.DataFrame | None:
     return data.items.select("item_id", "title") if "title" in data.items.columns else None
 
 
-def rerank_frames(data: Dataset, reranked: list[RerankedRef]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every reranked list's explanations (with original ids) and the cost of each (method, fold)."""
+def rerank_frames(data: Dataset, reranked: list[RerankedRef],
+                  cold_start: list[RerankedRef] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every reranked list's explanations (with original ids) and the cost of each (method, fold, variant): the
+    test-time cost, the fusion used (`judge_weight`, `normalisation`, `fusion`, validation NDCG@10 of the choice and
+    of the base) and what choosing it cost (`validation_*`); `variant` is `main` or `cold-start` (the cold-start
+    protocol's truncated training set)."""
     explanations = pl.concat([
         r.explanations.read_parquet().with_columns(pl.lit(r.model).alias("model"), pl.lit(r.fold).alias("fold"))
         for r in reranked
@@ -267,22 +321,49 @@ def rerank_frames(data: Dataset, reranked: list[RerankedRef]) -> tuple[pl.DataFr
                                 .join(data.items.select("item_idx", "item_id"), on="item_idx")
                                 .select("model", "fold", "user_id", "item_id", "rank", "explanation")
                                 .sort("model", "fold", "user_id", "rank"))
-    return explanations, pl.DataFrame([{"model": r.model, "fold": r.fold, **r.cost} for r in reranked])
+    rows = []
+    for variant, refs in (("main", reranked), ("cold-start", cold_start)):
+        for r in refs:
+            fusion = {k: r.fusion.get(k) for k in ("judge_weight", "normalisation", "validation_ndcg", "base_ndcg")}
+            fusion["judge_only_ndcg"] = r.fusion.get("grid", {}).get("rank@1")  # the judge's own order
+            paid = {f"validation_{k}": v for k, v in r.validation_cost.items()}
+            rows.append({"model": r.model, "fold": r.fold, "variant": variant, "base": r.base, **r.cost,
+                         "fusion": r.fusion.get("source"), **fusion, **paid})
+    return explanations, pl.DataFrame(rows)
 
 
-def with_rerank_section(cfg: ExperimentConfig, report: RunReport, cost: pl.DataFrame) -> RunReport:
-    """The summary's Reranking section: the paper's Table 1 shape, calls and tokens per user."""
+def with_rerank_section(cfg: ExperimentConfig, report: RunReport, cost: pl.DataFrame,
+                        base_choices: dict[int, dict]) -> RunReport:
+    """The summary's Reranking section: the paper's Table 1 shape per base model, the fusion chosen per fold,
+    calls and tokens per user."""
     rr, _ = resolve_rerank_settings(cfg)
-    methods = list(dict.fromkeys(cost["model"].to_list()))
-    base = rr.base_model + (SAMPLE_SUFFIX if rr.max_users and set(report.summary["model"]) >= {
-        rr.base_model + SAMPLE_SUFFIX} else "")
-    settings = (f"Judge **{rr.judge}**; each strategy reranks the top {rr.pool_size} of `{rr.base_model}`; fused "
-                f"score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · {rr.base_model} (both {rr.normalisation}"
-                f"-normalised within the pool); the rest of each list follows unchanged.")
-    if base != rr.base_model:
-        settings += (f" Only a seeded sample of {rr.max_users} users is reranked; `{base}` is `{rr.base_model}` on "
-                     "the same users.")
-    section = rerank_section(report.summary, cost, base, methods, settings)
+    main = cost.filter(pl.col("variant") == "main")
+    methods = list(dict.fromkeys(main["model"].to_list()))
+    bases = list(dict.fromkeys(main["base"].to_list()))
+    named = ", ".join(f"`{b}`" for b in bases)
+    if rr.base_models is None:
+        chosen = "; ".join(f"fold {f}: `{c['chosen']}`" for f, c in sorted(base_choices.items()) if c)
+        where = f"the model best on each fold's validation NDCG@10 ({chosen})"
+    else:
+        where = named
+    if rr.fusion == "paper":
+        fusion = (f"fused score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · base (both {rr.normalisation}"
+                  "-normalised within the pool; the paper's fixed fusion)")
+    else:
+        users = "all" if rr.validation_users is None else f"up to {rr.validation_users}"
+        fusion = (f"fused score = w · judge + (1 − w) · base, w ∈ {{{', '.join(f'{w:g}' for w in rr.fusion_grid)}}} "
+                  f"and normalisation ∈ {{{', '.join(rr.fusion_normalisations)}}} chosen per fold on {users} "
+                  f"validation users' validation items (ties: the smaller w), kept only when significantly better "
+                  f"than w = 0 there (one-sided Wilcoxon, p < {rr.fusion_alpha:g})")
+    settings = (f"Judge **{rr.judge}**" + (f" (offline, not an LLM: signal `{rr.semantic_signal}`)"
+                                           if rr.judge == "semantic" else "")
+                + f"; each strategy reranks the top {rr.pool_size} of {where}; {fusion}; the rest of each list "
+                "follows unchanged.")
+    if rr.max_users and any(b + SAMPLE_SUFFIX in set(report.summary["model"]) for b in bases):
+        settings += (f" Only a seeded sample of {rr.max_users} users is reranked; `<base>{SAMPLE_SUFFIX}` is the base "
+                     "model on the same users.")
+        bases = [b + SAMPLE_SUFFIX for b in bases]
+    section = rerank_section(report.summary, cost, bases, methods, settings)
     markdown = report.markdown + "\n" + section
     write_text(markdown, report.directory / "summary.md")
     return replace(report, markdown=markdown)

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from e2ep.errors import ConfigError, DataError
@@ -59,7 +60,7 @@ def resolve_judge(cfg: RerankConfig, llm: LLMConfig | None) -> RerankConfig:
 def make_judge(cfg: RerankConfig, inputs: RerankInputs, llm: LLMConfig | None, stage: str) -> Judge:
     """The configured judge; the LLM one is checked (model, key, cache folder) before any work."""
     if resolve_judge(cfg, llm).judge == "semantic":
-        return SemanticJudge(inputs, cfg.dislike_weight)
+        return SemanticJudge(inputs, cfg.dislike_weight, cfg.semantic_signal, cfg.liked_neighbours)
     gateway = LLMGateway.from_config(llm, required=True)
     if gateway is None:  # pragma: no cover - required=True raises instead
         raise ConfigError("rerank.judge 'llm' needs an LLM")
@@ -82,8 +83,9 @@ def user_pools(recs: pl.DataFrame, pool_size: int) -> dict[int, pl.DataFrame]:
 
 
 def rerank_user(strategy: str, judge: Judge, ctx: UserContext, cfg: RerankConfig) -> UserResult:
-    verdict = STRATEGIES[strategy](judge, ctx, cfg)
-    fused = fuse(ctx.base_scores, verdict.scores, cfg.judge_weight, cfg.base_weight, cfg.normalisation)
+    # A zero judge weight (fusion chosen on validation may pick it) leaves the base order: nothing to ask.
+    judged = STRATEGIES[strategy](judge, ctx, cfg).scores if cfg.judge_weight > 0 else np.zeros(len(ctx.candidates))
+    fused = fuse(ctx.base_scores, judged, cfg.judge_weight, cfg.base_weight, cfg.normalisation)
     order = fused_order(ctx.candidates, fused)
     by_item = dict(zip(ctx.candidates, fused.tolist(), strict=True))
     explanations = judge.explain(ctx, order) if cfg.explanations else {}

@@ -6,14 +6,18 @@ stages downstream are still served from cache when the data did not change.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from e2ep.config import DatasetConfig, SplitConfig
+from e2ep.config import ColdStartProtocolConfig, DatasetConfig, SplitConfig
 from e2ep.data import Dataset, Fold, load_dataset, make_folds, read_dataset, read_fold, save_dataset, save_fold
+from e2ep.data.files import atomic_directory
+from e2ep.data.splits import cold_start_fold
 from e2ep.runtime import work_dir
 from e2ep.store import file_digest, stable_hash
 
@@ -29,6 +33,9 @@ class DatasetRef(BaseModel, frozen=True):
         return read_dataset(Path(self.directory))
 
 
+COLD_START_PLAN = "cold_start.parquet"
+
+
 class FoldRef(BaseModel, frozen=True):
     number: int
     directory: str
@@ -36,6 +43,15 @@ class FoldRef(BaseModel, frozen=True):
 
     def load(self) -> Fold:
         return read_fold(Path(self.directory))
+
+    def cold_start_plan(self) -> pl.DataFrame | None:
+        """`user_idx, n` of a cold-start protocol fold (its truncated users); None for an ordinary fold."""
+        path = Path(self.directory) / COLD_START_PLAN
+        return pl.read_parquet(path) if path.is_file() else None
+
+    def load_train(self) -> pl.DataFrame:
+        """The training side only (validation slice flagged): for stages that must not see the test ratings."""
+        return pl.read_parquet(Path(self.directory) / "train.parquet")
 
 
 def _digest_dir(directory: Path) -> str:
@@ -63,5 +79,19 @@ def split_dataset(dataset: DatasetRef, cfg: SplitConfig) -> list[FoldRef]:
     return refs
 
 
+def cold_start_split(fold: FoldRef, cfg: ColdStartProtocolConfig) -> FoldRef:
+    """The fold with the cold-start protocol's users truncated, saved beside it with its plan."""
+    truncated, plan = cold_start_fold(fold.load(), cfg.share, cfg.n, cfg.seed)
+    directory = Path(fold.directory).with_name(f"{Path(fold.directory).name}-cold-start-{stable_hash(cfg)[:12]}")
+    with atomic_directory(directory) as tmp:
+        truncated.train.write_parquet(tmp / "train.parquet")
+        truncated.test.write_parquet(tmp / "test.parquet")
+        plan.write_parquet(tmp / COLD_START_PLAN)
+        (tmp / "meta.json").write_text(json.dumps({"number": truncated.number}))
+    return FoldRef(number=fold.number, directory=str(directory), digest=_digest_dir(directory))
+
+
 prepare_dataset_task = task(prepare_dataset, name="prepare-dataset", cache_policy=NO_CACHE)
 split_dataset_task = task(split_dataset, name="split-folds", cache_policy=NO_CACHE)
+cold_start_split_task = task(cold_start_split, name="cold-start-split", cache_policy=NO_CACHE,
+                             task_run_name="cold-start-split-fold{fold.number}")

@@ -33,7 +33,8 @@ def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cf
         recs = recs.filter(pl.col("user_idx").is_in(users))
         test = test.filter(pl.col("user_idx").is_in(users))
     per_user, catalog = evaluate_fold(recs, data.train, test, cfg=cfg,
-                                      relevance_threshold=relevance.positive_threshold, n_items=dataset.n_items)
+                                      relevance_threshold=relevance.positive_threshold, n_items=dataset.n_items,
+                                      cold_start_plan=fold.cold_start_plan())
     labels = [pl.lit(trained.model).alias("model"), pl.lit(trained.fold).alias("fold"),
               pl.lit(trained.seed, pl.Int64).alias("seed")]
     key = stable_hash(trained.recommendations.digest, fold.digest, cfg, relevance,

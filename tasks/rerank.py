@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import polars as pl
 from prefect import get_run_logger, task
 
 from e2ep.config import ExperimentConfig
-from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
 from e2ep.profiles import EmbeddingConfig
 from e2ep.runtime import work_dir
@@ -16,6 +16,7 @@ from e2ep.store import FileRef, stable_hash, write_parquet
 from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
 from rerank.run import make_judge, rerank_recommendations, resolve_judge
+from rerank.selection import select_fusion, with_fusion
 from tasks.caching import code_and_inputs, retry_unless_over_budget
 from tasks.data import FoldRef
 from tasks.semantic import StageRef, resolve_semantic_settings
@@ -23,10 +24,14 @@ from tasks.train import TrainedRef
 
 
 class RerankedRef(TrainedRef, frozen=True):
-    """A reranked method (`<base>+<strategy>`): evaluated like any trained model."""
+    """A reranked method (`<base>+<strategy>`): evaluated like any trained model. `fusion`: the weights used on
+    test and how they were chosen (`FusionChoice.as_dict`); `validation_cost`: what choosing them cost."""
 
     explanations: FileRef
     cost: dict[str, Any]
+    base: str = ""
+    fusion: dict[str, Any] = {}
+    validation_cost: dict[str, Any] = {}
 
 
 def resolve_rerank_settings(cfg: ExperimentConfig) -> tuple[RerankConfig, LLMConfig | None]:
@@ -40,28 +45,37 @@ def resolve_rerank_settings(cfg: ExperimentConfig) -> tuple[RerankConfig, LLMCon
 def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMConfig | None,
                    embedding: EmbeddingConfig, fold: FoldRef, item_profiles: StageRef, user_profiles: StageRef,
                    item_embeddings: StageRef, user_embeddings: StageRef, min_rating: float = 4.0) -> RerankedRef:
-    if trained.model != cfg.base_model:
-        raise ConfigError(f"rerank.base_model is {cfg.base_model!r} but the lists given are {trained.model!r}'s")
+    """Choose the fusion on the fold's validation slice (or take the paper's), then rerank the test lists with it.
+    Only the fold's training side is read here; its test ratings are for evaluation alone."""
     recs = trained.recommendations.read_parquet()
+    val_recs = None
+    if cfg.fusion == "validation" and trained.validation_recommendations is not None:
+        val_recs = trained.validation_recommendations.read_parquet().filter(pl.col("rank") <= cfg.pool_size)
+    train = fold.load_train()
     semantic = resolve_judge(cfg, llm).judge == "semantic"
-    users = set(recs["user_idx"].unique().to_list())
+    pooled = recs if val_recs is None else pl.concat([recs.select(val_recs.columns), val_recs])
+    users = set(pooled["user_idx"].unique().to_list())
     inputs = build_inputs(item_profiles.file.read_parquet(), user_profiles.file.read_parquet(),
-                          np.load(item_embeddings.file.path), np.load(user_embeddings.file.path), fold.load().train,
-                          min_rating, embedding, dislikes=semantic and cfg.dislike_weight > 0,
-                          items_used=set(recs["item_idx"].unique().to_list()), users_used=users)
-    judge = make_judge(cfg, inputs, llm, stage=f"rerank_{strategy}")
+                          np.load(item_embeddings.file.path), np.load(user_embeddings.file.path), train,
+                          min_rating, embedding,
+                          dislikes=semantic and cfg.semantic_signal == "profile" and cfg.dislike_weight > 0,
+                          items_used=set(pooled["item_idx"].unique().to_list()), users_used=users)
     workers = llm.concurrency if llm is not None else 1
-    result = rerank_recommendations(recs, strategy, judge, inputs, cfg, workers=workers)
+    choice, validation_cost = select_fusion(val_recs, train, strategy, inputs, cfg, llm, min_rating, workers)
+    fused_cfg = with_fusion(cfg, choice)
+    judge = make_judge(fused_cfg, inputs, llm, stage=f"rerank_{strategy}")
+    result = rerank_recommendations(recs, strategy, judge, inputs, fused_cfg, workers=workers)
     gateway = getattr(judge, "gateway", None)
     if gateway is not None:
         gateway.close()
-    method = cfg.method(strategy)
-    key = stable_hash(trained.recommendations.digest, strategy, cfg, llm, embedding, fold.digest,
-                      item_profiles.file.digest, user_profiles.file.digest, item_embeddings.file.digest,
-                      user_embeddings.file.digest, min_rating)
+    method = cfg.method(trained.model, strategy)
+    key = stable_hash(trained.recommendations.digest, trained.validation_recommendations, strategy, cfg, llm,
+                      embedding, fold.digest, item_profiles.file.digest, user_profiles.file.digest,
+                      item_embeddings.file.digest, user_embeddings.file.digest, min_rating)
     root = work_dir() / "reranked"
     return RerankedRef(
-        model=method, fold=trained.fold, seed=trained.seed,
+        model=method, fold=trained.fold, seed=trained.seed, base=trained.model, fusion=choice.as_dict(),
+        validation_cost=validation_cost,
         recommendations=write_parquet(result.recommendations, root / f"{method}-fold{fold.number}-{key}.parquet"),
         explanations=write_parquet(result.explanations,
                                    root / f"{method}-fold{fold.number}-{key}-explanations.parquet"),
@@ -77,8 +91,12 @@ def rerank_task(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMC
                 item_embeddings: StageRef, user_embeddings: StageRef, min_rating: float = 4.0) -> RerankedRef:
     ref = rerank_trained(trained, strategy, cfg, llm, embedding, fold, item_profiles, user_profiles,
                          item_embeddings, user_embeddings, min_rating)
-    cost = ref.cost
-    get_run_logger().info("fold %d %s: %d users, %d judge requests, %d LLM calls, %d tokens, %d fallbacks, %.1f s",
-                          fold.number, ref.model, cost["users"], cost["requests"], cost["calls"],
-                          cost["prompt_tokens"] + cost["completion_tokens"], cost["fallbacks"], cost["seconds"])
+    cost, fusion = ref.cost, ref.fusion
+    logger = get_run_logger()
+    logger.info("fold %d %s: %d users, %d judge requests, %d LLM calls, %d tokens, %d fallbacks, %.1f s",
+                fold.number, ref.model, cost["users"], cost["requests"], cost["calls"],
+                cost["prompt_tokens"] + cost["completion_tokens"], cost["fallbacks"], cost["seconds"])
+    logger.info("fold %d %s: fusion %s, judge weight %g (%s); validation NDCG@10 %s vs base %s on %d users",
+                fold.number, ref.model, fusion["source"], fusion["judge_weight"], fusion["normalisation"],
+                fusion["validation_ndcg"], fusion["base_ndcg"], fusion["users"])
     return ref

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 from prefect import get_run_logger, task
 from pydantic import BaseModel
@@ -28,6 +29,10 @@ class TrainedRef(BaseModel, frozen=True):
     recommendations: FileRef
     log: dict[str, Any]
     seed: int = 0
+    validation_recommendations: FileRef | None = None
+    """Top-n of every user with validation ratings, ranked with only the fit part of training excluded (the stored
+    `recommendations` exclude validation items as seen): validation items are the relevant ones here. Used to
+    choose the rerankers' base model and fusion on validation, never on test."""
 
 
 def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
@@ -86,6 +91,22 @@ def with_features(data: FoldData, features: NodeFeatures | None) -> FoldData:
                                user_features=_load_matrix(features.users, data.n_users))
 
 
+def validation_ranking_frame(model: Any, data: FoldData, n: int) -> pl.DataFrame:
+    """`user_idx, item_idx, rank, score` for users with validation ratings, excluding `data.train_pairs` only."""
+    users = np.sort(data.validation["user_idx"].unique().to_numpy()).astype(np.int64)
+    if not len(users):
+        return pl.DataFrame(schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "rank": pl.Int32,
+                                    "score": pl.Float32})
+    items, scores = model.recommend(torch.from_numpy(users), n, exclude=data.train_pairs)
+    width = items.shape[1]
+    return pl.DataFrame({
+        "user_idx": np.repeat(users, width).astype(np.int32),
+        "item_idx": items.reshape(-1).numpy().astype(np.int32),
+        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(users)),
+        "score": scores.reshape(-1).numpy().astype(np.float32),
+    })
+
+
 def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef,
                         n_recommendations: int) -> TrainedRef:
     data = fold_data(fold.load().train, dataset.n_users, dataset.n_items,
@@ -94,13 +115,16 @@ def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: Data
     started = time.perf_counter()
     model = build_model(job.model, job.settings).fit(data)
     recs = recommendations_frame(model, data, n_recommendations)
+    validation_recs = validation_ranking_frame(model, data, n_recommendations)
     training_log = getattr(model, "training_log", None)
     log = {**(training_log.as_dict() if training_log is not None else {}),
            "seconds": round(time.perf_counter() - started, 2)}
     key = stable_hash(job, relevance, dataset.digest, fold.digest, n_recommendations)
     path = work_dir() / "recommendations" / f"{job.label.replace('/', '_')}-fold{fold.number}-{key}.parquet"
     return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log,
-                      seed=job.settings.training.seed)
+                      seed=job.settings.training.seed,
+                      validation_recommendations=write_parquet(
+                          validation_recs, work_dir() / "validation-rankings" / path.name))
 
 
 @task(name="train-and-recommend", cache_policy=code_and_inputs("tasks.train") + ModelCode(), persist_result=True,

@@ -28,6 +28,7 @@ def test_killed_run_resumes_without_repeating_calls_or_training(stub, tmp_path):
     args = ["-m", "e2ep.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3",
             "--folds", "1,2", "--models", "popularity,bpr-mf", "--profiles", "llm", "--max-epochs", "4",
             "--parallel-folds", "1", "--k", "5,10", "--set", "evaluation.n_recommendations=10",
+            "--set", "rerank.strategies=[]",
             "--artifacts-dir", str(artifacts), "--run-name", "resumed"]
     env = run_env(home, stub.api_base)
     metrics = home / "work" / "metrics"

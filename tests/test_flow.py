@@ -19,7 +19,7 @@ def config(tmp_path_factory):
         "split.n_folds": 3, "split.folds": [1, 2],
         "models.names": ["popularity", "bpr-mf", "lightgcn"], "models.training.max_epochs": 30, "models.training.eval_every": 5,
         "models.training.seeds": [0, 1],
-        "models.lightgcn.num_layers": [2], "evaluation.n_recommendations": 20,
+        "models.lightgcn.num_layers": [2], "evaluation.n_recommendations": 20, "rerank.strategies": [],
         "artifacts_dir": str(root / "artifacts"), "run_name": "first",
     })
 

@@ -167,3 +167,44 @@ def small_fold_warnings(fold: Fold, n_items: int, max_k: int, positive_threshold
         problems.append(f"only {validating} users have a validation slice: early stopping and model selection of "
                         "the trained models have little to go on")
     return [f"fold {fold.number}: {p}" for p in problems]
+_COLD_STREAM = 104_729  # seed-sequence salt of the cold-start protocol's user draw
+
+
+def cold_start_plan(fold: Fold, share: float, ns: list[int], seed: int) -> pl.DataFrame:
+    """`user_idx, n`: the users the cold-start protocol truncates on this fold, and to how many ratings.
+
+    Candidates are the fold's test users with more than max(ns) training ratings (so every n truncates). A seeded
+    `share` of them is drawn and dealt round-robin, in random order, into len(ns) groups, group g keeping its first
+    ns[g] ratings: one truncated training set per fold serves every n."""
+    counts = fold.train.group_by("user_idx").len()
+    test_users = fold.test.select("user_idx").unique()
+    eligible = np.sort(counts.join(test_users, on="user_idx").filter(pl.col("len") > max(ns))["user_idx"]
+                       .to_numpy()).astype(np.int64)
+    rng = np.random.default_rng([seed % 2**63, _COLD_STREAM, fold.number])
+    size = int(np.floor(share * len(eligible) + 0.5))
+    chosen = rng.permutation(eligible)[:size]
+    plan = pl.DataFrame({"user_idx": chosen, "n": [ns[i % len(ns)] for i in range(size)]},
+                        schema={"user_idx": fold.train.schema["user_idx"], "n": pl.Int64})
+    return plan.sort("user_idx")
+
+
+def truncate_users(train: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
+    """`train` where each user of `plan` keeps only their first `n` ratings by timestamp (ties: lower item_idx;
+    validation rows included, and the kept rows all become training rows, since a user that new has no
+    validation slice); every other user's rows are untouched, in their original order."""
+    indexed = train.with_row_index("_row")
+    position = (indexed.sort("user_idx", "timestamp", "item_idx", nulls_last=True)
+                       .with_columns(_pos=pl.int_range(pl.len()).over("user_idx")).select("_row", "_pos"))
+    marked = indexed.join(position, on="_row").join(plan.select("user_idx", "n"), on="user_idx", how="left")
+    kept = marked.filter(pl.col("n").is_null() | (pl.col("_pos") < pl.col("n"))).sort("_row")
+    if "is_validation" in kept.columns:
+        kept = kept.with_columns(is_validation=pl.col("is_validation") & pl.col("n").is_null())
+    return kept.drop("_row", "_pos", "n")
+
+
+def cold_start_fold(fold: Fold, share: float, ns: list[int], seed: int) -> tuple[Fold, pl.DataFrame]:
+    """The fold with the cold-start protocol's users truncated (test unchanged), and the plan behind it."""
+    if not ns or min(ns) < 1:
+        raise ConfigError(f"cold-start protocol: n must be a non-empty list of positive counts, got {ns}")
+    plan = cold_start_plan(fold, share, ns, seed)
+    return Fold(fold.number, truncate_users(fold.train, plan), fold.test), plan
