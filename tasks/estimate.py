@@ -2,7 +2,7 @@
 refusal to start a run whose estimate is over `llm.max_cost_usd` / `llm.max_calls`.
 
 Stages, in run order: item profiles (per profile variant written by the LLM), user profiles per fold, each LLM
-reranking strategy per fold. A new paid stage adds its rows in `estimate_run` (see `_extra_stages`).
+reranking strategy per fold and the judge calls of its fusion selection on validation users.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from e2ep.profiles import item_profiles, user_profiles
 from e2ep.profiles.estimate import item_profiles_estimate, user_profiles_estimate
 from e2ep.sampling import user_sample
 from rerank.estimate import REPRESENTATIVE_USERS, rerank_estimate
+from rerank.selection import relevant_items, requests_per_user, validation_users_per_fold
 from tasks.rerank import resolve_rerank_settings
 from tasks.semantic import MAIN_VARIANT, profile_variants
 
@@ -63,8 +64,8 @@ def estimate_run(cfg: ExperimentConfig, reuse: bool = False) -> RunEstimate | No
                 rows.append(user_profiles_estimate(est, fold, meta, profiles, data.n_users,
                                                    stage=f"user_profiles fold {fold.number}{suffix}"))
         if judge_llm is not None and rerank.strategies:
-            rows += _rerank_rows(est, cfg, data, folds, meta)
-        rows += _extra_stages(est, cfg, data, folds)
+            test_rows = _rerank_rows(est, cfg, data, folds, meta)
+            rows += test_rows + _fusion_selection_rows(cfg, folds, test_rows)
         notes = [est.tokenizer_note + "; prices from litellm's local price map",
                  "calls in the memo are free and shown apart (their original price in brackets)"]
         if any(r.basis == "formula" for r in rows):
@@ -101,10 +102,31 @@ def _rerank_rows(est: Estimator, cfg: ExperimentConfig, data: Dataset, folds: li
     return rows
 
 
-def _extra_stages(est: Estimator, cfg: ExperimentConfig, data: Dataset, folds: list[Fold]) -> list[StageEstimate]:
-    """Extension point for paid stages still to come (e.g. the validation calls of a fusion-weight selection: one
-    row per fold from its own prompt builder). None exist yet."""
-    return []
+def _fusion_selection_rows(cfg: ExperimentConfig, folds: list[Fold],
+                           test_rows: list[StageEstimate]) -> list[StageEstimate]:
+    """The judge calls that choose each fold's fusion weight on validation users (`rerank.fusion = validation`):
+    per strategy, the validation users' pools cost what a test user's pool costs, so calls and tokens are the
+    test row's figures scaled by the ratio of their upper bounds (validation users x requests per pool)."""
+    rerank, _ = resolve_rerank_settings(cfg)
+    n_bases = len(rerank.base_models or []) or 1
+    by_stage = {r.stage: r for r in test_rows}
+    rows = []
+    for fold in folds:
+        validation = fold.train.filter(pl.col("is_validation"))
+        eligible = len(relevant_items(validation, cfg.relevance.positive_threshold))
+        users = validation_users_per_fold(rerank, eligible) * n_bases
+        for strategy in rerank.strategies:
+            test = by_stage.get(f"rerank_{strategy} fold {fold.number}")
+            if not users or test is None:
+                continue
+            scale = users * requests_per_user(strategy, rerank) / max(test.upper_bound or test.calls, 1)
+            rows.append(StageEstimate(
+                stage=f"rerank_{strategy}_validation fold {fold.number}", calls=round(test.calls * scale),
+                prompt_tokens=round(test.prompt_tokens * scale), completion_tokens=round(test.completion_tokens * scale),
+                cost_usd=None if test.cost_usd is None else test.cost_usd * scale,
+                upper_bound=users * requests_per_user(strategy, rerank), basis="formula",
+                note=f"fusion selection on {users} validation users' pools"))
+    return rows
 
 
 def check_caps(cfg: ExperimentConfig, estimate: RunEstimate | None) -> None:

@@ -195,12 +195,17 @@ def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_
     assert main(["estimate", *base, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     stages = [s["stage"] for s in table["stages"]]
-    assert stages == ["item_profiles", "user_profiles fold 1", "rerank_relevancy fold 1"]
+    assert stages == ["item_profiles", "user_profiles fold 1", "rerank_relevancy fold 1",
+                      "rerank_relevancy_validation fold 1"]
+    # Fusion selection scores validation users' pools like test users' (relevancy: exact, one pool's calls each).
+    test_row, validation_row = table["stages"][2], table["stages"][3]
+    assert 0 < validation_row["calls"] <= test_row["calls"]
     calls = table["total"]["calls"]
 
     code = main(["run", *base, "--set", f"llm.max_calls={calls - 1}", "--artifacts-dir", str(tmp_path / "art")])
     out, err = capsys.readouterr()
-    assert code == 2 and err.count("\n") == 1 and "llm.max_calls" in err and "nothing was sent" in err
+    errors = [line for line in err.splitlines() if line.startswith("e2ep: error:")]
+    assert code == 2 and len(errors) == 1 and "llm.max_calls" in errors[0] and "nothing was sent" in errors[0]
     assert "| item_profiles |" in out  # the estimate is shown with the refusal
     assert stub.count == 0
 
@@ -226,7 +231,7 @@ def test_a_run_crossing_the_cap_midway_stops_with_its_answers_kept(stub, tmp_pat
     base = ["--dataset", "csv", "--ratings", str(ratings), "--items", str(items), "--n-folds", "3", "--folds", "1",
             "--models", "popularity",
             "--set", f"llm.api_base={stub.api_base}", "--set", f"llm.api_key_env={KEY_ENV}",
-            "--set", "llm.max_retries=0", "--set", "profiles.max_users=1"]
+            "--set", "llm.max_retries=0", "--set", "profiles.max_users=1", "--set", "rerank.strategies=[]"]
     assert main(["estimate", *base, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     calls, n_items = table["total"]["calls"], table["stages"][0]["calls"]
