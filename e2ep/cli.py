@@ -42,6 +42,7 @@ _SHORTCUTS: dict[str, tuple[str, Any]] = {
     "parallel_folds": ("parallel_folds", int),
     "artifacts_dir": ("artifacts_dir", str),
     "run_name": ("run_name", str),
+    "retry_failed": ("llm.retry_failed", lambda _: True),
 }
 
 
@@ -93,6 +94,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel-folds", help="fold subflows run at once")
     parser.add_argument("--artifacts-dir", help="where run folders are written (default artifacts)")
     parser.add_argument("--run-name", help="run folder name")
+    parser.add_argument("--retry-failed", action="store_const", const="1",
+                        help="ask the LLM again for units whose failure is memoised (else a rerun reproduces "
+                             "their fallback at no cost)")
     parser.add_argument("--set", action="append", default=[], type=_parse_set, metavar="KEY=VALUE",
                         help="any config field, e.g. --set models.training.patience=10 (repeatable)")
 
@@ -120,10 +124,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     load_dataset(cfg.dataset)
     from tasks.semantic import preflight_llm
 
-    preflight_llm(cfg)  # a missing API key or unknown model, too
+    preflight_llm(cfg)  # a missing API key or unknown model, and one tiny request the provider must answer
+    from e2ep.errors import E2EPError
+    from e2ep.interrupt import leave_if_busy, run_interruptibly
     from flows.experiment import experiment
 
-    print(experiment(cfg))
+    # The flow runs in a worker thread so that SIGINT/SIGTERM stop it within seconds (see e2ep.interrupt).
+    try:
+        print(run_interruptibly(lambda: experiment(cfg)))
+    except E2EPError as exc:  # e.g. a stopped LLM stage: one line, and no wait for calls still in flight
+        print(f"e2ep: error: {exc}", file=sys.stderr)
+        leave_if_busy(2)
+        return 2
     return 0
 
 
@@ -216,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
         print(f"e2ep: error: invalid configuration: {problems}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the flow started (after, e2ep.interrupt exits 130 itself)
+        print("e2ep: stopped by SIGINT", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

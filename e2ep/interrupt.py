@@ -77,6 +77,13 @@ def hard_exit(code: int) -> NoReturn:
     os._exit(code)
 
 
+def leave_if_busy(code: int) -> None:
+    """After a failed run: exit now if e2ep's LLM threads still wait on calls in flight (a hanging provider would
+    hold the exit up to `llm.timeout_s`); otherwise return and let the process end normally."""
+    if any(t.is_alive() and t.name.startswith(("e2ep-llm", "e2ep-rerank")) for t in threading.enumerate()):
+        hard_exit(code)
+
+
 def run_interruptibly(fn: Callable[[], T], grace_s: float = 3.0) -> T:
     """`fn()` in a worker thread, the main thread waiting for it and for SIGINT/SIGTERM; returns its value or
     raises its exception. On a signal the process exits (see the module docstring) and this never returns."""

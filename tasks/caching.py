@@ -37,6 +37,18 @@ class PackageSource(CachePolicy):
         return hashlib.sha256("".join(package_source_digest(p) for p in self.packages).encode()).hexdigest()
 
 
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry a failed task unless its error is one a person must fix (an E2EPError:
+    a stopped LLM stage, too many fallbacks, bad input); retrying those only delays the one-line message."""
+    from e2ep.errors import E2EPError
+
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:
+        return True
+    return not isinstance(error, E2EPError)
+
+
 def code_and_inputs(*packages: str) -> CachePolicy:
     """Inputs + the task's source + the source of `packages`."""
     return INPUTS + TASK_SOURCE + PackageSource(packages=tuple(packages))

@@ -9,14 +9,14 @@ from prefect import get_run_logger, task
 
 from e2ep.config import ExperimentConfig
 from e2ep.errors import ConfigError
-from e2ep.llm import LLMConfig
+from e2ep.llm import LLMConfig, check_fallback_share
 from e2ep.profiles import EmbeddingConfig
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
 from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
 from rerank.run import make_judge, rerank_recommendations, resolve_judge
-from tasks.caching import code_and_inputs
+from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import FoldRef
 from tasks.semantic import StageRef, resolve_semantic_settings
 from tasks.train import TrainedRef
@@ -55,6 +55,8 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     gateway = getattr(judge, "gateway", None)
     if gateway is not None:
         gateway.close()
+        check_fallback_share(f"rerank {cfg.method(strategy)} fold {fold.number}", result.cost["fallbacks"],
+                             result.cost["requests"], gateway.config, f"{cfg.base_model}'s order")
     method = cfg.method(strategy)
     key = stable_hash(trained.recommendations.digest, strategy, cfg, llm, embedding, fold.digest,
                       item_profiles.file.digest, user_profiles.file.digest, item_embeddings.file.digest,
@@ -70,7 +72,7 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
 
 
 @task(name="rerank", cache_policy=code_and_inputs("rerank", "e2ep.llm"), persist_result=True, retries=1,
-      retry_delay_seconds=10, task_run_name="rerank-{trained.model}+{strategy}-fold{fold.number}")
+      retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error, task_run_name="rerank-{trained.model}+{strategy}-fold{fold.number}")
 def rerank_task(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMConfig | None,
                 embedding: EmbeddingConfig, fold: FoldRef, item_profiles: StageRef, user_profiles: StageRef,
                 item_embeddings: StageRef, user_embeddings: StageRef, min_rating: float = 4.0) -> RerankedRef:

@@ -15,12 +15,12 @@ from pydantic import BaseModel
 
 from e2ep.config import AblationConfig, ExperimentConfig
 from e2ep.embed import embed_frame_counts
-from e2ep.llm import LLMConfig, LLMGateway
+from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share
 from e2ep.metadata import MetadataConfig, enrich_items
 from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
-from tasks.caching import code_and_inputs
+from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import DatasetRef, FoldRef
 
 
@@ -77,8 +77,9 @@ def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
 
 
 def preflight_llm(cfg: ExperimentConfig) -> None:
-    """Report a missing API key or unknown model before any work starts (no-op when no stage calls an LLM: neither
-    the profiles of any variant nor the reranking judge)."""
+    """Report a missing API key or unknown model, and (one tiny real request, `llm.preflight_call`) a key, model
+    or endpoint the provider refuses or cannot be reached at, before any work starts (no-op when no stage calls an
+    LLM: neither the profiles of any variant nor the reranking judge)."""
     if not cfg.semantic:
         return
     variants, llm = profile_variants(cfg)
@@ -97,11 +98,16 @@ def build_item_metadata(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
 
 
 def _profiles_ref(result: ProfileResult, name: str, gateway: LLMGateway | None, *key: Any) -> StageRef:
+    """The stage's file and report; with an LLM, its share of template fallbacks is said on the console and one
+    above `llm.max_fallback_share` fails the stage (the answers and failures stay memoised)."""
     path = work_dir() / "semantic" / f"{name}-{stable_hash(*key)}.parquet"
     report: dict[str, Any] = {"counts": result.counts}
     if gateway is not None:
         report["llm_usage"] = gateway.usage_summary()
         gateway.close()
+        fallbacks = result.counts.get("template_fallback", 0)
+        check_fallback_share(name, fallbacks, result.counts.get("llm", 0) + fallbacks, gateway.config,
+                             "template profiles")
     return StageRef(file=write_parquet(result.frame, path), report=report)
 
 
@@ -141,14 +147,15 @@ def item_metadata_task(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
 
 
 @task(name="item-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10)
+      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error)
 def item_profiles_task(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
                        llm: LLMConfig) -> StageRef:
     return _logged("item profiles", build_item_profiles(dataset, metadata, profiles, llm))
 
 
 @task(name="user-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10, task_run_name="user-profiles-fold{fold.number}")
+      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error,
+      task_run_name="user-profiles-fold{fold.number}")
 def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
                        llm: LLMConfig) -> StageRef:
     return _logged(f"fold {fold.number} user profiles", build_user_profiles(dataset, fold, metadata, profiles, llm))
