@@ -10,6 +10,7 @@ failures in a working stage only make that unit fall back.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -47,30 +48,48 @@ def classify(exc: BaseException) -> Kind:
     return "unit"
 
 
+_LITELLM_PREFIX = re.compile(r"^litellm\.\w+:\s*(\w+:\s*)?(\w+Exception\s*-\s*)?")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """No connection to the provider at all (refused, no route, unknown host): litellm reports some of these as
+    an InternalServerError, so look down the exception's causes."""
+    import httpx
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (httpx.ConnectError, ConnectionRefusedError)) or str(seen).strip() == "Connection error.":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def describe(exc: BaseException, model: str, api_base: str | None) -> str:
-    """One line: what failed, the provider's own words (first line, clipped) and what to check."""
+    """One line: what failed and what to check, then the provider's own words (first line, clipped)."""
     ll = import_litellm()
     where = f"{model} at {api_base}" if api_base else model
-    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    detail = _LITELLM_PREFIX.sub("", str(exc).splitlines()[0] if str(exc) else "")[:200]
     status = getattr(exc, "status_code", None)
     what = f"{type(exc).__name__}{f' {status}' if isinstance(status, int) else ''}: {detail}".rstrip(": ")
     if isinstance(exc, ll.AuthenticationError):
-        hint = "check the API key (the provider's key variable, or llm.api_key_env)"
+        problem = "the API key was refused (check llm.api_key_env or the provider's key variable)"
     elif isinstance(exc, ll.PermissionDeniedError):
-        hint = "the key may not use this model"
+        problem = "this key may not use this model"
     elif isinstance(exc, ll.NotFoundError):
-        hint = "check the model name and the endpoint (llm.api_base or the provider's base-URL variable)"
+        problem = "model or endpoint not found (check the model name and llm.api_base)"
     elif isinstance(exc, ll.Timeout):
-        hint = "no answer within llm.timeout_s"
-    elif isinstance(exc, ll.APIConnectionError):
-        hint = "is the server running and the endpoint right?"
+        problem = "no answer within the timeout (llm.timeout_s, llm.connect_timeout_s)"
+    elif unreachable(exc) or isinstance(exc, ll.APIConnectionError):
+        problem = "cannot connect (is the server running, and llm.api_base or the provider's base-URL variable right?)"
     elif isinstance(exc, ll.RateLimitError):
-        hint = "rate-limited or out of quota"
+        problem = "rate-limited or out of quota"
     elif classify(exc) == "fatal":
-        hint = "the provider rejects the request"
+        problem = "the provider rejects the request"
     else:
-        hint = "the provider is failing"
-    return f"{where}: {what} ({hint})"
+        problem = "the provider is failing"
+    return f"{where}: {problem}: {what}"
 
 
 class StageGuard:

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +28,7 @@ from e2ep.errors import ConfigError, E2EPError
 from e2ep.interrupt import check_stop
 from e2ep.llm.accounting import UsageLedger
 from e2ep.llm.config import MODEL_ENV, LLMConfig, import_litellm, retry_after_s
-from e2ep.llm.failures import StageGuard, classify, describe
+from e2ep.llm.failures import StageGuard, classify, describe, unreachable
 from e2ep.secrets import require_secret, resolve_secret
 
 T = TypeVar("T")
@@ -183,12 +185,11 @@ class LLMGateway:
             except Exception as exc:
                 if isinstance(exc, ll.RateLimitError):
                     break
-                refused = isinstance(exc, ll.APIConnectionError) and not isinstance(exc, ll.Timeout)
-                if attempt == 0 and classify(exc) == "transient" and not refused:
+                if attempt == 0 and classify(exc) == "transient" and not unreachable(exc):
                     time.sleep(1.0)
                     continue
                 self.ledger.record("preflight", failures=1)
-                raise ConfigError(f"LLM preflight failed: {describe(exc, self.model, self.config.api_base)}") from None
+                raise ConfigError(f"LLM preflight failed: {describe(exc, self.model, self.endpoint())}") from None
             break
         with _probed_lock:
             _probed.add(endpoint)
@@ -326,7 +327,9 @@ class LLMGateway:
         # Not a `with` block: leaving one joins the threads, i.e. waits for calls in flight (up to a timeout).
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="e2ep-llm")
         try:
-            futures = {pool.submit(self.complete, prompts[i], stage, validate, params): i for i in unique}
+            # Each call runs in a copy of this thread's context, so its log lines reach the Prefect run's log.
+            futures = {pool.submit(contextvars.copy_context().run, self.complete, prompts[i], stage, validate,
+                                   params): i for i in unique}
             self._await(futures, stage, stop_on_error=not return_exceptions)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -397,6 +400,17 @@ class LLMGateway:
             return PLACEHOLDER_KEY
         return None
 
+    def endpoint(self) -> str | None:
+        """Where requests go, for messages: `llm.api_base`, else the provider's base-URL variable if set."""
+        if self.config.api_base:
+            return self.config.api_base
+        try:
+            provider = import_litellm().get_llm_provider(self.model)[1]
+        except Exception:
+            return None
+        names = (f"{provider.upper()}_API_BASE", f"{provider.upper()}_BASE_URL")
+        return next((os.environ[n] for n in names if os.environ.get(n)), None)
+
     def _send_options(self) -> dict[str, Any]:
         cfg = self.config
         extra = {k: v for k, v in {"api_base": cfg.api_base, "api_key": self._api_key()}.items() if v}
@@ -425,7 +439,7 @@ class LLMGateway:
                 response = ll.completion(model=self.model, messages=messages, timeout=self._timeout(),
                                          **self._send_options(), **gen)  # fmt: skip
             except Exception as exc:
-                kind, what = classify(exc), describe(exc, self.model, cfg.api_base)
+                kind, what = classify(exc), describe(exc, self.model, self.endpoint())
                 if kind == "fatal":
                     self.ledger.record(stage, failures=1)
                     raise self.guard.stop(stage, what) from exc
