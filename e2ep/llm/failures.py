@@ -60,7 +60,7 @@ def unreachable(exc: BaseException) -> bool:
     for _ in range(8):
         if seen is None:
             return False
-        if isinstance(seen, (httpx.ConnectError, ConnectionRefusedError)) or str(seen).strip() == "Connection error.":
+        if isinstance(seen, (httpx.ConnectError, ConnectionRefusedError)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -81,10 +81,12 @@ def describe(exc: BaseException, model: str, api_base: str | None) -> str:
         problem = "model or endpoint not found (check the model name and llm.api_base)"
     elif isinstance(exc, ll.Timeout):
         problem = "no answer within the timeout (llm.timeout_s, llm.connect_timeout_s)"
-    elif unreachable(exc) or isinstance(exc, ll.APIConnectionError):
+    elif unreachable(exc):
         problem = "cannot connect (is the server running, and llm.api_base or the provider's base-URL variable right?)"
     elif isinstance(exc, ll.RateLimitError):
         problem = "rate-limited or out of quota"
+    elif isinstance(exc, ll.APIConnectionError):
+        problem = "the connection failed"
     elif classify(exc) == "fatal":
         problem = "the provider rejects the request"
     else:

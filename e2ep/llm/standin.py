@@ -7,7 +7,7 @@
         ...
         assert stub.count == 4
 
-Faults are consumed one per request, in order: `429` (optional Retry-After), `500`, `503`, `401`, `400`, `404`,
+Faults are consumed one per request, in order: `429` (optional Retry-After), `500`, `503`, `401`, `403`, `400`, `404`,
 `hang` (sleep `hang_s` then drop the connection, for client timeouts), `malformed` (200 with a non-JSON body) and
 `drop` (close the connection without a reply). `reply` chooses the answer from the request's messages; `inject`,
 when set, may choose a fault for a request with none queued (from its body and the number of requests so far).
@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Messages = list[dict[str, Any]]
-FAULTS = ("429", "500", "503", "401", "400", "404", "hang", "malformed", "drop")
+FAULTS = ("429", "500", "503", "401", "403", "400", "404", "hang", "malformed", "drop")
 
 
 def default_reply(messages: Messages) -> str:
