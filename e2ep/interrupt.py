@@ -12,7 +12,6 @@ are already in the memo and finished task results already persisted, so nothing 
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import signal
@@ -61,19 +60,36 @@ def exit_code(signum: int) -> int:
     return 128 + signum
 
 
+def stop_prefect_servers() -> None:
+    """Stop Prefect's temporary API server now. Its own atexit handler sends SIGTERM and waits up to 5 s, which
+    uvicorn spends waiting for the run's idle keep-alive connections; uvicorn exits at once on a second signal."""
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+    except Exception:
+        return
+    for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
+        process = getattr(server, "server_process", None)
+        if process is None or process.poll() is not None:
+            continue
+        for send in (process.terminate, process.terminate, process.kill):
+            send()
+            try:
+                process.wait(timeout=0.5)
+                break
+            except Exception:
+                continue
+
+
 def hard_exit(code: int) -> NoReturn:
-    """Exit now without joining worker threads (an LLM call in flight may take a minute to time out): flush the
-    streams and run the atexit handlers first, which stop Prefect's temporary server."""
+    """Exit now without joining worker threads (an LLM call in flight may take a minute to time out) and without
+    the atexit handlers (Prefect's spend 5 s draining logs and events to an API that is going away): stop
+    Prefect's temporary server, flush the streams, leave."""
+    stop_prefect_servers()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # a closed pipe must not keep the process alive
             pass
-    try:
-        atexit._run_exitfuncs()
-    except Exception:
-        pass
-    logging.shutdown()
     os._exit(code)
 
 

@@ -141,6 +141,12 @@ class StageGuard:
             raise self.stop(stage, f"no answer for {now - since:.0f} s (llm.max_outage_s = {limit:g}); "
                                    f"last: {describe_exc}")
 
+    def time_left(self, stage: str) -> float | None:
+        """Seconds until the outage window of a failing stage closes; None while the stage is not failing."""
+        with self._lock:
+            since = self._failing_since.get(stage)
+        return None if since is None else since + self.config.max_outage_s - time.monotonic()
+
     def attempt_succeeded(self, stage: str) -> None:
         with self._lock:
             self._failing_since.pop(stage, None)

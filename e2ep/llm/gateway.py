@@ -436,7 +436,10 @@ class LLMGateway:
             self.ledger.record(stage, calls=1)
             started = time.monotonic()
             try:
-                response = ll.completion(model=self.model, messages=messages, timeout=self._timeout(),
+                # While the stage is failing, no attempt outlasts its outage window (a hanging server).
+                left = self.guard.time_left(stage)
+                total = cfg.timeout_s if left is None else max(1.0, min(cfg.timeout_s, left))
+                response = ll.completion(model=self.model, messages=messages, timeout=self._timeout(total),
                                          **self._send_options(), **gen)  # fmt: skip
             except Exception as exc:
                 kind, what = classify(exc), describe(exc, self.model, self.endpoint())
