@@ -17,9 +17,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -29,6 +28,7 @@ from e2ep.interrupt import check_stop
 from e2ep.llm.accounting import UsageLedger
 from e2ep.llm.config import MODEL_ENV, LLMConfig, import_litellm, retry_after_s
 from e2ep.llm.failures import StageGuard, classify, describe, unreachable
+from e2ep.llm.memo import AnswerMemo
 from e2ep.secrets import require_secret, resolve_secret
 
 T = TypeVar("T")
@@ -39,7 +39,6 @@ log = logging.getLogger("e2ep.llm")
 CACHE_VERSION = 1
 REPAIR_PROMPT = "Your answer was invalid because: {error}\nAnswer again, following the requested format exactly."
 LOCAL_PROVIDERS = {"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "llamafile"}
-LOCK_STRIPES = 4096  # lock files under <cache>/locks/: a fixed number, whatever the number of keys
 PLACEHOLDER_KEY = "sk-no-key-needed"  # openai-compatible local servers ignore the key but the client wants one
 PROBE = [{"role": "user", "content": "Reply with OK."}]
 _probed: set[tuple[str, str | None]] = set()  # (model, endpoint) answered a probe in this process
@@ -118,7 +117,7 @@ def as_messages(prompt: Prompt) -> Messages:
 
 class LLMGateway:
     """Thread-safe; share one per process. Several processes may share one cache folder at once: a prompt missing
-    from the cache is asked by one of them while the others wait for its answer (see `_key_lock`)."""
+    from the cache is asked by one of them while the others wait for its answer (see `AnswerMemo.lock`)."""
 
     def __init__(self, config: LLMConfig | None = None) -> None:
         self.config = config or LLMConfig()
@@ -128,8 +127,7 @@ class LLMGateway:
         self.model = model
         self.ledger = UsageLedger()
         self.guard = StageGuard(self.config)
-        self._cache: Any = None
-        self._cache_lock = threading.Lock()
+        self.memo = AnswerMemo(self.config)
 
     @classmethod
     def from_config(cls, config: LLMConfig | None = None, required: bool = False) -> LLMGateway | None:
@@ -161,7 +159,7 @@ class LLMGateway:
                     "(or set llm.api_base for a local server)"
                 )
         try:
-            self._open_cache()
+            self.memo.open()
         except OSError as exc:
             raise ConfigError(f"LLM cache folder {self.config.resolved_cache_dir()} is unusable: {exc}") from None
         if self.config.preflight_call:
@@ -223,7 +221,7 @@ class LLMGateway:
         found = self._replay(key, messages, gen, stage, validate)
         if isinstance(found, LLMResult):
             return found
-        with self._key_lock(key):
+        with self.memo.lock(key):
             found = self._replay(key, messages, gen, stage, validate)
             if isinstance(found, LLMResult):
                 return found
@@ -234,8 +232,8 @@ class LLMGateway:
                                    known=found if isinstance(found, _Answer) else None)
             except LLMError as exc:
                 if isinstance(exc, LLMCallError):
-                    self._cache_put(key, {"failure": str(exc), "model": self.model})
-                self.guard.unit_failed(stage, key, str(exc), self._forget_failures)
+                    self.memo.put(key, {"failure": str(exc), "model": self.model})
+                self.guard.unit_failed(stage, key, str(exc), self.memo.forget_failures)
                 raise
             self.guard.unit_succeeded(stage)
             return result
@@ -245,7 +243,7 @@ class LLMGateway:
         """What the memo holds for this request, without calling: a result; a memoised failure (raised); the
         first answer, bought but invalid, whose repair was never asked (an _Answer); True to ask afresh
         (`retry_failed`); False when nothing is stored."""
-        entry = self._cache_get(key)
+        entry = self.memo.get(key)
         if entry is None:
             return False
         if "failure" in entry:
@@ -255,7 +253,7 @@ class LLMGateway:
             value = validate(first.text) if validate else first.text
             return self._hit(stage, first, value, key, entry.get("repaired", False))
         except ValueError as error:
-            repair = self._cache_get(self.key_for(repair_messages(messages, first.text, error), gen))
+            repair = self.memo.get(self.key_for(repair_messages(messages, first.text, error), gen))
             if repair is None or "failure" in repair:
                 return first
             answer = first.plus(_stored_answer(repair))
@@ -290,7 +288,7 @@ class LLMGateway:
             self.ledger.record(stage, repairs=1)
             repair = repair_messages(messages, answer.text, first)
             repair_key = self.key_for(repair, gen)
-            stored = self._cache_get(repair_key)
+            stored = self.memo.get(repair_key)
             second = _stored_answer(stored) if stored and "failure" not in stored else None
             if second is None:
                 second = self._bought(repair_key, self._call(repair, gen, stage))
@@ -377,10 +375,7 @@ class LLMGateway:
         return self.ledger.write(path, self.model)
 
     def close(self) -> None:
-        with self._cache_lock:
-            if self._cache is not None:
-                self._cache.close()
-                self._cache = None
+        self.memo.close()
 
     def __enter__(self) -> LLMGateway:
         return self
@@ -476,66 +471,8 @@ class LLMGateway:
             return _Answer(text, prompt_tokens, completion_tokens, cost, attempt)
         raise AssertionError("unreachable")
 
-    def _open_cache(self) -> Any:
-        with self._cache_lock:
-            if self._cache is None:
-                import diskcache
-
-                folder = self.config.resolved_cache_dir()
-                folder.mkdir(parents=True, exist_ok=True)
-                # No eviction: a bought answer is only dropped by deleting the folder.
-                self._cache = diskcache.Cache(str(folder), eviction_policy="none", size_limit=2**40)
-            return self._cache
-
-    @contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
-        """Cross-process lock for `key`: one of LOCK_STRIPES files chosen by the key's prefix (two keys sharing a
-        stripe merely take turns). An OS file lock (flock), so a holder that crashes or is killed releases it with
-        its process and nobody waits for a dead run. A live holder stuck past the longest a call can take (every
-        attempt timing out) is given up on, at the price of a possible duplicate call."""
-        if not self.config.cache:
-            yield
-            return
-        from filelock import FileLock, Timeout
-
-        cfg = self.config
-        patience = (cfg.timeout_s + max(cfg.backoff_max_s, cfg.retry_after_max_s)) * (cfg.max_retries + 1) * 2
-        path = cfg.resolved_cache_dir() / "locks" / f"{int(key[:8], 16) % LOCK_STRIPES:04d}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path), timeout=patience)
-        try:
-            lock.acquire()
-        except Timeout:
-            log.warning("LLM cache lock %s held for over %.0f s; calling without it", path.name, patience)
-            yield
-            return
-        try:
-            yield
-        finally:
-            lock.release()
-
-    def _cache_get(self, key: str) -> dict[str, Any] | None:
-        if not self.config.cache:
-            return None
-        entry = self._open_cache().get(key)
-        return entry if isinstance(entry, dict) and ("text" in entry or "failure" in entry) else None
-
     def _bought(self, key: str, answer: _Answer) -> _Answer:
         """Store an answer the moment it is bought, before it is validated."""
         usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
-        self._cache_put(key, {"text": answer.text, "usage": usage, "cost_usd": answer.cost_usd, "model": self.model})
+        self.memo.put(key, {"text": answer.text, "usage": usage, "cost_usd": answer.cost_usd, "model": self.model})
         return answer
-
-    def _cache_put(self, key: str, entry: dict[str, Any]) -> None:
-        if self.config.cache:
-            self._open_cache().set(key, entry)
-
-    def _forget_failures(self, keys: list[str]) -> None:
-        """Drop memoised call failures (not answers) of `keys`."""
-        if not self.config.cache:
-            return
-        cache = self._open_cache()
-        for key in keys:
-            entry = cache.get(key)
-            if isinstance(entry, dict) and "failure" in entry:
-                cache.delete(key)
