@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 
 from e2ep.config import ExperimentConfig
 from e2ep.errors import ConfigError
-from e2ep.llm import LLMConfig, check_fallback_share
+from e2ep.llm import LLMConfig, check_fallback_share, report_retried
 from e2ep.profiles import EmbeddingConfig
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
@@ -55,8 +55,10 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     gateway = getattr(judge, "gateway", None)
     if gateway is not None:
         gateway.close()
-        check_fallback_share(f"rerank {cfg.method(strategy)} fold {fold.number}", result.cost["fallbacks"],
-                             result.cost["requests"], gateway.config, f"{cfg.base_model}'s order")
+        label = f"rerank {cfg.method(strategy)} fold {fold.number}"
+        report_retried(label, gateway.usage_summary()["total"]["retried_failures"])
+        check_fallback_share(label, result.cost["fallbacks"], result.cost["requests"], gateway.config,
+                             f"{cfg.base_model}'s order")
     method = cfg.method(strategy)
     key = stable_hash(trained.recommendations.digest, strategy, cfg, llm, embedding, fold.digest,
                       item_profiles.file.digest, user_profiles.file.digest, item_embeddings.file.digest,

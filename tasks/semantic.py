@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from e2ep.config import AblationConfig, ExperimentConfig
 from e2ep.embed import embed_frame_counts
-from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share
+from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share, report_retried
 from e2ep.metadata import MetadataConfig, enrich_items
 from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
@@ -105,6 +105,7 @@ def _profiles_ref(result: ProfileResult, name: str, gateway: LLMGateway | None, 
     if gateway is not None:
         report["llm_usage"] = gateway.usage_summary()
         gateway.close()
+        report_retried(name, report["llm_usage"]["total"]["retried_failures"])
         fallbacks = result.counts.get("template_fallback", 0)
         check_fallback_share(name, fallbacks, result.counts.get("llm", 0) + fallbacks, gateway.config,
                              "template profiles")

@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 
 from e2ep.cli import main
-from e2ep.llm import LLMConfig, LLMFallbackError, LLMGateway, LLMStageStopped, check_fallback_share
+from e2ep.llm import (LLMConfig, LLMFallbackError, LLMGateway, LLMStageStopped, check_fallback_share,
+                      report_retried)
 from e2ep.llm.standin import StubLLM
 from e2ep.profiles import ProfilesConfig, item_profiles
 from rerank.config import RerankConfig
@@ -113,6 +114,9 @@ def test_fallback_share_is_said_and_above_the_limit_fails(caplog):
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [line]
     with pytest.raises(LLMFallbackError, match=r"6 of 100 .*above llm.max_fallback_share = 5%.*--retry-failed"):
         check_fallback_share("item-profiles", 6, 100, cfg, "template profiles")
+    assert report_retried("item-profiles", 0) is None
+    assert report_retried("item-profiles", 3) == ("item-profiles: asked the LLM again for 3 unit(s) whose failure "
+                                                  "was memoised (llm.retry_failed)")
 
 
 def digit(messages) -> int:

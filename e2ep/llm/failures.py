@@ -183,3 +183,12 @@ def check_fallback_share(label: str, fallbacks: int, units: int, config: LLMConf
         )
     log.warning("%s", line)
     return line
+
+
+def report_retried(label: str, retried: int) -> str | None:
+    """Say on the console how many units whose failure was memoised were asked again (`llm.retry_failed`)."""
+    if not retried:
+        return None
+    line = f"{label}: asked the LLM again for {retried} unit(s) whose failure was memoised (llm.retry_failed)"
+    log.warning("%s", line)
+    return line
