@@ -50,6 +50,7 @@ _SHORTCUTS: dict[str, tuple[str, Any]] = {
     "parallel_folds": ("parallel_folds", int),
     "artifacts_dir": ("artifacts_dir", str),
     "run_name": ("run_name", str),
+    "retry_failed": ("llm.retry_failed", lambda _: True),
 }
 
 
@@ -115,6 +116,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel-folds", help="fold subflows run at once")
     parser.add_argument("--artifacts-dir", help="where run folders are written (default artifacts)")
     parser.add_argument("--run-name", help="run folder name")
+    parser.add_argument("--retry-failed", action="store_const", const="1",
+                        help="ask the LLM again for units whose failure is memoised (else a rerun reproduces "
+                             "their fallback at no cost)")
     parser.add_argument("--set", action="append", default=[], type=_parse_set, metavar="KEY=VALUE",
                         help="any config field, e.g. --set models.training.patience=10 (repeatable)")
 
@@ -174,7 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     from tasks.semantic import preflight_llm
 
-    preflight_llm(cfg)  # a missing API key or unknown model, too
+    preflight_llm(cfg)  # a missing API key or unknown model, and one tiny request the provider must answer
     from e2ep.llm.budget import BudgetExceeded
     from tasks.estimate import check_caps, estimate_run
 
@@ -184,11 +188,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except BudgetExceeded:
         print(estimate.markdown() if estimate is not None else "", flush=True)
         raise
+    from e2ep.errors import E2EPError
+    from e2ep.interrupt import leave_if_busy, run_interruptibly
     from e2ep.prefect_server import temporary_server
     from flows.experiment import experiment
 
-    with temporary_server():  # with no PREFECT_API_URL: a local server that ends with this process, even on kill -9
-        console = experiment(cfg)
+    # The flow runs in a worker thread so that SIGINT/SIGTERM stop it within seconds (see e2ep.interrupt); with no
+    # PREFECT_API_URL, on a local server that ends with this process, even on kill -9.
+    try:
+        with temporary_server():
+            console = run_interruptibly(lambda: experiment(cfg))
+    except E2EPError as exc:  # e.g. a stopped LLM stage: one line, and no wait for calls still in flight
+        print(f"e2ep: error: {exc}", file=sys.stderr)
+        leave_if_busy(2)
+        return 2
     print(console)
     memo.remember(run_dir, console)
     return 0
@@ -309,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                              for e in exc.errors())
         print(f"e2ep: error: invalid configuration: {problems}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the flow started (after, e2ep.interrupt exits 130 itself)
+        print("e2ep: stopped by SIGINT", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
+from e2ep.interrupt import check_stop
+
 if TYPE_CHECKING:
     from e2ep.config import TrainingConfig
     from models.base import FoldData, Recommender
@@ -105,6 +107,7 @@ def bpr_epoch(
     users, pos = positive_pairs[0][order].long(), positive_pairs[1][order].long()
     neg = sampler.sample(users, generator)
     for start in range(0, n, batch_size):
+        check_stop()  # SIGINT/SIGTERM stop training between batches
         end = start + batch_size
         yield users[start:end], pos[start:end], neg[start:end]
 

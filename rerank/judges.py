@@ -5,7 +5,7 @@
     judge.scores(ctx, items)     -> 0-100 relevance of each item    (relevancy)
     judge.explain(ctx, ranked)   -> a short rationale per item      (explanations)
 
-`LLMJudge` asks the LLM gateway (memoised, one repair request per invalid answer; a unit still invalid falls back
+`LLMJudge` asks the LLM gateway (memoised, one repair request per invalid answer; a unit still invalid, or whose call failed, falls back
 to the base model's order, or the template explanation, and is counted). `SemanticJudge` needs no LLM: its
 affinity of user u and item i, from unit-norm profile embeddings p and Dislikes-section embeddings d, is
 
@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from e2ep.llm import LLMGateway, LLMOutputError
+from e2ep.llm import LLMError, LLMGateway
 from rerank.explain import template_explanation
 from rerank.inputs import RerankInputs, UserContext
 from rerank.parsing import label, parse_choice, parse_explanations, parse_order, parse_scores
@@ -138,10 +138,11 @@ class LLMJudge:
         self._conversations: dict[int, Messages] = {}
 
     def _ask(self, messages: Messages, validate: Callable[[str], T], fallback: Callable[[], T]) -> tuple[T, str | None]:
-        """(validated answer, its text), or (fallback(), None) when the answer is still invalid after the repair."""
+        """(validated answer, its text), or (fallback(), None) when the call failed or the answer is still invalid
+        after the repair."""
         try:
             result = self.gateway.complete(messages, stage=self.stage, validate=validate)
-        except LLMOutputError:
+        except LLMError:  # this unit only (memoised as such); a stopped stage (LLMStageStopped) is no LLMError
             with self._lock:
                 self._fallbacks += 1
             return fallback(), None

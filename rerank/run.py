@@ -117,8 +117,11 @@ def rerank_recommendations(recs: pl.DataFrame, strategy: str, judge: Judge, inpu
         return rerank_user(strategy, judge, ctx, cfg)
 
     if judge.parallel and workers > 1:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="e2ep-rerank") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="e2ep-rerank")
+        try:
             results = list(pool.map(run, contexts))
+        finally:  # a stopped stage or a stop request: drop the users not started, wait for no call in flight
+            pool.shutdown(wait=False, cancel_futures=True)
     else:
         results = [run(c) for c in contexts]
 

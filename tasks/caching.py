@@ -42,8 +42,14 @@ def code_and_inputs(*modules: str) -> CachePolicy:
     return INPUTS + TASK_SOURCE + ModuleCode(modules=tuple(modules))
 
 
-def retry_unless_over_budget(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition of the LLM stages: one stopped by the run's LLM cap would only be stopped again."""
-    from e2ep.llm.budget import BudgetExceeded
+def retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry a failed task unless its error is one a person must fix (an E2EPError:
+    a stopped LLM stage, too many fallbacks, the run's LLM cap reached, bad input); retrying those only delays the
+    one-line message."""
+    from e2ep.errors import E2EPError
 
-    return not isinstance(getattr(state, "data", None), BudgetExceeded)
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:
+        return True
+    return not isinstance(error, E2EPError)

@@ -9,7 +9,8 @@ import polars as pl
 from prefect import get_run_logger, task
 
 from e2ep.config import ExperimentConfig
-from e2ep.llm import LLMConfig
+from e2ep.errors import ConfigError
+from e2ep.llm import LLMConfig, check_fallback_share, report_retried
 from e2ep.profiles import EmbeddingConfig
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
@@ -17,7 +18,7 @@ from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
 from rerank.run import make_judge, rerank_recommendations, resolve_judge
 from rerank.selection import select_fusion, with_fusion
-from tasks.caching import code_and_inputs, retry_unless_over_budget
+from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import FoldRef
 from tasks.semantic import StageRef, resolve_semantic_settings
 from tasks.train import TrainedRef
@@ -68,6 +69,10 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     gateway = getattr(judge, "gateway", None)
     if gateway is not None:
         gateway.close()
+        label = f"rerank {cfg.method(trained.model, strategy)} fold {fold.number}"
+        report_retried(label, gateway.usage_summary()["total"]["retried_failures"])
+        check_fallback_share(label, result.cost["fallbacks"], result.cost["requests"], gateway.config,
+                             f"{trained.model}'s order")
     method = cfg.method(trained.model, strategy)
     key = stable_hash(trained.recommendations.digest, trained.validation_recommendations, strategy, cfg, llm,
                       embedding, fold.digest, item_profiles.file.digest, user_profiles.file.digest,
@@ -84,7 +89,7 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
 
 
 @task(name="rerank", cache_policy=code_and_inputs("tasks.rerank"), persist_result=True, retries=1,
-      retry_delay_seconds=10, retry_condition_fn=retry_unless_over_budget,
+      retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error,
       task_run_name="rerank-{trained.model}+{strategy}-fold{fold.number}")
 def rerank_task(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMConfig | None,
                 embedding: EmbeddingConfig, fold: FoldRef, item_profiles: StageRef, user_profiles: StageRef,

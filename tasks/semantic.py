@@ -15,13 +15,13 @@ from pydantic import BaseModel
 
 from e2ep.config import AblationConfig, ExperimentConfig, resolve_semantic_settings
 from e2ep.embed import embed_frame_counts
-from e2ep.llm import LLMConfig, LLMGateway
+from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share, report_retried
 from e2ep.metadata import MetadataConfig, enrich_items
 from e2ep.pool import run_cpu_bound
 from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
-from tasks.caching import code_and_inputs, retry_unless_over_budget
+from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import DatasetRef, FoldRef
 
 
@@ -69,8 +69,9 @@ def gateway_for(profiles: ProfilesConfig, llm: LLMConfig) -> LLMGateway | None:
 
 
 def preflight_llm(cfg: ExperimentConfig) -> None:
-    """Report a missing API key or unknown model before any work starts (no-op when no stage calls an LLM: neither
-    the profiles of any variant nor the reranking judge)."""
+    """Report a missing API key or unknown model, and (one tiny real request, `llm.preflight_call`) a key, model
+    or endpoint the provider refuses or cannot be reached at, before any work starts (no-op when no stage calls an
+    LLM: neither the profiles of any variant nor the reranking judge)."""
     if not cfg.semantic:
         return
     variants, llm = profile_variants(cfg)
@@ -89,11 +90,17 @@ def build_item_metadata(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
 
 
 def _profiles_ref(result: ProfileResult, name: str, gateway: LLMGateway | None, *key: Any) -> StageRef:
+    """The stage's file and report; with an LLM, its share of template fallbacks is said on the console and one
+    above `llm.max_fallback_share` fails the stage (the answers and failures stay memoised)."""
     path = work_dir() / "semantic" / f"{name}-{stable_hash(*key)}.parquet"
     report: dict[str, Any] = {"counts": result.counts}
     if gateway is not None:
         report["llm_usage"] = gateway.usage_summary()
         gateway.close()
+        report_retried(name, report["llm_usage"]["total"]["retried_failures"])
+        fallbacks = result.counts.get("template_fallback", 0)
+        check_fallback_share(name, fallbacks, result.counts.get("llm", 0) + fallbacks, gateway.config,
+                             "template profiles")
     return StageRef(file=write_parquet(result.frame, path), report=report)
 
 
@@ -133,14 +140,14 @@ def item_metadata_task(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
 
 
 @task(name="item-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_over_budget)
+      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error)
 def item_profiles_task(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
                        llm: LLMConfig) -> StageRef:
     return _logged("item profiles", build_item_profiles(dataset, metadata, profiles, llm))
 
 
 @task(name="user-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_over_budget,
+      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error,
       task_run_name="user-profiles-fold{fold.number}")
 def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
                        llm: LLMConfig) -> StageRef:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from e2ep.llm.gateway import cache_key
+from e2ep.llm.gateway import PROBE, cache_key
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "openai/stub-model"
@@ -28,9 +28,10 @@ def profile_reply(messages: list[dict]) -> str:
 
 def prompt_keys(requests: list[dict]) -> list[str]:
     """The gateway's cache key of each request the stand-in received: its messages and generation parameters
-    (everything in the body but the messages and the provider's model name)."""
+    (everything in the body but the messages and the provider's model name). The preflight's probe, sent once
+    per process and never memoised, is left out."""
     return [cache_key(MODEL, body["messages"], {k: v for k, v in body.items() if k not in ("messages", "model")})
-            for body in requests]
+            for body in requests if body["messages"] != PROBE]
 
 
 def run_env(home: Path, api_base: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ def main(out: Path, n_items: int) -> None:
         time.sleep(0.01)
     result = item_profiles(items, ProfilesConfig(backend="llm"), gateway=gateway)
     result.frame.write_parquet(out / "profiles.parquet")
-    (out / "usage.json").write_text(json.dumps(gateway.usage_summary()["total"]))
+    (out / "usage.json").write_text(json.dumps(gateway.usage_summary()["stages"]["item_profiles"]))
     gateway.close()
 
 

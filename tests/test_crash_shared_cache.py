@@ -51,7 +51,7 @@ def test_lock_of_a_killed_holder_is_released(tmp_path, monkeypatch, caplog):
         env = run_env(tmp_path / "home", stub.api_base)
         ready = tmp_path / "holding"
         code = ("import time, pathlib\nfrom e2ep.llm import LLMGateway\ngateway = LLMGateway()\n"
-                "with gateway._key_lock(gateway.key_for('same')):\n"
+                "with gateway.memo.lock(gateway.key_for('same')):\n"
                 f"    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n")
         holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, start_new_session=True)
         try:

@@ -14,7 +14,7 @@ import diskcache
 import pytest
 
 from e2ep.errors import ConfigError, E2EPError
-from e2ep.llm import LLMCallError, LLMConfig, LLMGateway, LLMOutputError, LLMResult
+from e2ep.llm import LLMCallError, LLMConfig, LLMGateway, LLMOutputError, LLMResult, LLMStageStopped
 from e2ep.llm.config import import_litellm
 from e2ep.llm.standin import StubLLM
 
@@ -86,24 +86,37 @@ def test_transient_errors_are_retried(stub, tmp_path, faults, timeout_s):
     assert gw.usage_summary()["total"]["retries"] == len(faults)
 
 
-def test_retries_exhausted_fail_cleanly_and_are_not_cached(stub, tmp_path):
+def test_retries_exhausted_fail_cleanly_and_the_failure_is_memoised(stub, tmp_path):
     gw = gateway(stub, tmp_path, max_retries=2)
     stub.fail("malformed", "500", "malformed")
     with pytest.raises(LLMCallError, match="after 3 attempts") as info:
         gw.complete("doomed", stage="x")
     assert isinstance(info.value, E2EPError) and stub.count == 3
     assert gw.usage_summary()["stages"]["x"]["failures"] == 1
-    assert gw.complete("doomed").cached is False and stub.count == 4
+    # A rerun reproduces the failure without a call; asking again is a deliberate setting.
+    with pytest.raises(LLMCallError, match="memoised"):
+        gateway(stub, tmp_path, max_retries=2).complete("doomed", stage="x")
+    assert stub.count == 3
+    retry = gateway(stub, tmp_path, retry_failed=True)
+    assert retry.complete("doomed", stage="x").cached is False and stub.count == 4
+    assert retry.usage_summary()["stages"]["x"]["retried_failures"] == 1
+    assert gw.complete("doomed").cached is True and stub.count == 4  # the new answer replaced the failure
 
 
 @pytest.mark.parametrize("status", ["401", "400", "404"])
-def test_non_retryable_errors_fail_at_once(stub, tmp_path, status):
+def test_non_retryable_errors_stop_the_stage_at_once(stub, tmp_path, status):
     gw = gateway(stub, tmp_path)
     stub.fail(status)
-    with pytest.raises(LLMCallError):
+    with pytest.raises(LLMStageStopped, match=f"LLM stage bad stopped: .*{status}") as info:
         gw.complete("no", stage="bad")
+    assert "\n" not in str(info.value)
     usage = gw.usage_summary()["stages"]["bad"]
     assert stub.count == 1 and (usage["calls"], usage["retries"], usage["failures"]) == (1, 0, 1)
+    with pytest.raises(LLMStageStopped):  # the rest of the stage is not even sent
+        gw.complete("another", stage="bad")
+    assert stub.count == 1 and gw.complete("fine", stage="other").text == "echo: fine"
+    with diskcache.Cache(str(tmp_path / "cache")) as cache:
+        assert len(cache) == 1  # a stage stop is not any unit's failure: nothing memoised for "no"
 
 
 def parse_answer(text: str) -> int:
@@ -131,18 +144,24 @@ def test_invalid_answer_gets_one_repair(stub, tmp_path):
     assert (usage["repairs"], usage["failures"], usage["prompt_tokens"]) == (1, 0, stub.usage.prompt_tokens)
 
 
-def test_still_invalid_after_repair_raises_and_caches_nothing(stub, tmp_path):
+def test_still_invalid_after_repair_raises_and_both_answers_are_kept(stub, tmp_path):
     stub.reply = lambda m: "no idea"
     gw = gateway(stub, tmp_path)
     with pytest.raises(LLMOutputError, match="invalid after one repair"):
         gw.complete("What is six times seven?", stage="v", validate=parse_answer)
     assert stub.count == 2 and gw.usage_summary()["stages"]["v"]["failures"] == 1
     with diskcache.Cache(str(tmp_path / "cache")) as cache:
-        assert len(cache) == 0
-    # Without a validator the same text is fine; a cached answer failing a validator is asked for again.
-    assert gw.complete("What is six times seven?").text == "no idea"
+        assert sorted(cache[k]["text"] for k in cache) == ["no idea", "no idea"]  # answer and repair, as bought
+    # Bought answers are never bought again: the failure replays, and without a validator the text is fine.
+    with pytest.raises(LLMOutputError, match="memoised"):
+        gw.complete("What is six times seven?", stage="v", validate=parse_answer)
+    assert gw.complete("What is six times seven?").text == "no idea" and stub.count == 2
+    assert gw.usage_summary()["stages"]["v"]["replayed_failures"] == 1
+    # A validator that now accepts the answer uses it; asking again is `retry_failed`.
+    assert gw.complete("What is six times seven?", validate=str.upper).value == "NO IDEA" and stub.count == 2
     stub.reply = lambda m: '{"answer": 42}'
-    assert gw.complete("What is six times seven?", validate=parse_answer).value == 42 and stub.count == 4
+    retry = gateway(stub, tmp_path, retry_failed=True)
+    assert retry.complete("What is six times seven?", validate=parse_answer).value == 42 and stub.count == 3
 
 
 def test_complete_many_runs_in_parallel_and_in_order(stub, tmp_path):
@@ -177,15 +196,21 @@ def test_complete_many_duplicates_and_errors(stub, tmp_path):
     results = gw.complete_many(["a", "b", "a"], stage="d")
     assert [r.text for r in results] == ["echo: a", "echo: b", "echo: a"] and stub.count == 2
     assert [r.cached for r in results] == [False, False, True]
-    stub.fail("401")
-    mixed = gw.complete_many(["c", "d", "e"], stage="d", return_exceptions=True)
+    stub.fail("500")
+    flaky = gateway(stub, tmp_path, concurrency=4, max_retries=0)
+    mixed = flaky.complete_many(["c", "d", "e"], stage="d", return_exceptions=True)
     assert sum(isinstance(r, LLMCallError) for r in mixed) == 1 and sum(isinstance(r, LLMResult) for r in mixed) == 2
-    one = gateway(stub, tmp_path, concurrency=1)
+    one = gateway(stub, tmp_path, concurrency=1, max_retries=0)
     stub.reset()
-    stub.fail("401")
+    stub.fail("500")
     with pytest.raises(LLMCallError):
         one.complete_many([f"f{i}" for i in range(10)])
     assert stub.count <= 2  # calls not yet started are dropped after the first failure
+    stub.reset()
+    stub.fail("401")
+    with pytest.raises(LLMStageStopped):  # even when errors were asked for in the list
+        gateway(stub, tmp_path, concurrency=1).complete_many([f"g{i}" for i in range(10)], return_exceptions=True)
+    assert stub.count == 1
 
 
 def test_accounting_matches_stub_and_holds_no_secret(stub, tmp_path):
@@ -216,19 +241,21 @@ def test_accounting_matches_stub_and_holds_no_secret(stub, tmp_path):
 def test_preflight(stub, tmp_path, monkeypatch):
     for var in ("OPENAI_API_KEY", "OPENAI_API_BASE", "E2EP_LLM_MODEL"):
         monkeypatch.delenv(var, raising=False)
+    offline = {"cache_dir": str(tmp_path), "preflight_call": False}  # settings only; no request sent
     with pytest.raises(ConfigError, match="unknown LLM model"):
-        LLMGateway(LLMConfig(model="no-such-model-xyz", cache_dir=str(tmp_path))).preflight()
+        LLMGateway(LLMConfig(model="no-such-model-xyz", **offline)).preflight()
     with pytest.raises(ConfigError, match="OPENAI_API_KEY") as info:
-        LLMGateway(LLMConfig(model="openai/gpt-4.1-mini", cache_dir=str(tmp_path))).preflight()
+        LLMGateway(LLMConfig(model="openai/gpt-4.1-mini", **offline)).preflight()
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
-        LLMGateway(LLMConfig(model=MODEL, api_key_env="NOT_SET_ANYWHERE", cache_dir=str(tmp_path))).preflight()
-    LLMGateway(LLMConfig(model="ollama/gemma3:4b", cache_dir=str(tmp_path))).preflight()  # local: no key needed
+        LLMGateway(LLMConfig(model=MODEL, api_key_env="NOT_SET_ANYWHERE", **offline)).preflight()
+    LLMGateway(LLMConfig(model="ollama/gemma3:4b", **offline)).preflight()  # local: no key needed
     local = LLMGateway(LLMConfig(model=MODEL, api_base=stub.api_base, cache_dir=str(tmp_path)))
-    local.preflight()  # a local server needs no key; the gateway sends a placeholder
+    local.preflight()  # a local server needs no key; the gateway sends a placeholder (and one probe request)
+    assert stub.count == 1 and stub.requests[0]["max_tokens"] == 1
     assert local.complete("keyless").text == "echo: keyless"
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    LLMGateway(LLMConfig(model="openai/gpt-4.1-mini", cache_dir=str(tmp_path))).preflight()
+    LLMGateway(LLMConfig(model="openai/gpt-4.1-mini", **offline)).preflight()
 
 
 def test_no_model_configured(monkeypatch, tmp_path):

@@ -38,7 +38,8 @@ def honest_reply(messages) -> str:
 
 def gateway_config(stub, tmp_path) -> LLMConfig:
     return LLMConfig(model="openai/stub", api_base=stub.api_base, api_key_env="STUB_KEY",
-                     cache_dir=str(tmp_path / "llm-cache"), max_retries=0, concurrency=4)
+                     cache_dir=str(tmp_path / "llm-cache"), max_retries=0, concurrency=4,
+                     preflight_call=False, max_fallback_share=1.0)  # requests counted here are the judge's own
 
 
 @pytest.fixture()

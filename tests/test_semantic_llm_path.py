@@ -11,6 +11,7 @@ import pytest
 
 from e2ep.config import load_config
 from e2ep.data import Fold
+from e2ep.llm import LLMFallbackError
 from tasks.data import DatasetRef, FoldRef
 from tasks.semantic import StageRef, build_item_profiles, build_user_profiles, resolve_semantic_settings
 from e2ep.llm.standin import StubLLM
@@ -70,14 +71,21 @@ def test_env_model_switches_profiles_to_the_llm_and_reruns_cost_nothing(stub, tm
     assert profiles.backend == "llm" and llm.model == "openai/stub-model"
     dataset, fold, metadata = write_inputs(tmp_path)
 
+    # One item of eight falls back: above the default 5 % that fails the stage, with the answers memoised.
+    with pytest.raises(LLMFallbackError, match=r"item-profiles: 1 of 8 LLM requests \(12.5%\) fell back"):
+        build_item_profiles(dataset, metadata, profiles, llm)
+    assert stub.count == 1 + 8 + 2  # the preflight probe, one request per item, the two repair requests
+    calls = stub.count
+
+    llm = llm.model_copy(update={"max_fallback_share": 0.2})
     items = build_item_profiles(dataset, metadata, profiles, llm)
+    assert stub.count == calls  # accepting the fallback costs no new call: the failure is memoised too
     frame = items.file.read_parquet()
     source = dict(zip(frame["item_idx"], frame["profile_source"]))
     assert source[3] == "llm" and source[5] == "template_fallback"  # repaired once vs. still invalid
     assert sum(s == "llm" for s in source.values()) == 7
     usage = items.report["llm_usage"]["total"]
-    assert stub.count == 8 + 2  # one request per item plus the two repair requests
-    assert usage["repairs"] >= 1 and usage["failures"] >= 1
+    assert usage["replayed_failures"] == 1 and usage["failures"] == 1 and usage["calls"] == 0
 
     users = build_user_profiles(dataset, fold, metadata, profiles, llm)
     assert set(users.file.read_parquet()["profile_source"]) == {"llm"}
@@ -85,8 +93,7 @@ def test_env_model_switches_profiles_to_the_llm_and_reruns_cost_nothing(stub, tm
 
     again = build_item_profiles(dataset, metadata, profiles, llm)
     build_user_profiles(dataset, fold, metadata, profiles, llm)
-    # Completed calls come from the cache; only the item whose answers failed (never cached) is asked again.
-    assert stub.count == calls + 2
+    assert stub.count == calls  # every answer and every failure comes from the memo
     assert again.file.read_parquet().equals(frame)
 
     # The key never reaches outputs, reports or cache keys.

@@ -33,6 +33,10 @@ class StageUsage:
     """Cost of the cached answers reused, as recorded when they were first bought."""
     latency_s: float = 0.0
     """Wall-clock seconds spent in successful HTTP calls, summed."""
+    replayed_failures: int = 0
+    """Requests whose memoised failure was reproduced without a call (counted in `failures` too)."""
+    retried_failures: int = 0
+    """Memoised failures asked again because `llm.retry_failed` is set."""
 
     def add(self, other: StageUsage) -> None:
         for f in fields(self):

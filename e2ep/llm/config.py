@@ -96,6 +96,9 @@ class LLMConfig(Strict):
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
     """Per-attempt timeout; a timed-out attempt is retried."""
 
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """Longest wait for a connection to the provider (within `timeout_s`), so an unreachable host fails fast."""
+
     max_retries: Annotated[int, Field(ge=0)] = 4
     """Retries after the first attempt on rate limits, 5xx, timeouts and dropped connections."""
 
@@ -127,6 +130,24 @@ class LLMConfig(Strict):
     def without_caps(self) -> LLMConfig:
         """These settings minus the caps, which decide whether a call is sent, never what it answers."""
         return self.model_copy(update={"max_cost_usd": None, "max_calls": None})
+    preflight_call: bool = True
+    """Before any work, send one tiny request (a few tokens) so a wrong key, model or endpoint stops the run at
+    once. False: check the settings only (e.g. to reproduce a finished run from its memo with no provider)."""
+
+    max_consecutive_failures: Annotated[int, Field(ge=1)] = 5
+    """A stage stops after this many requests in a row failed (each after its retries)."""
+
+    max_outage_s: Annotated[float, Field(gt=0)] = 30.0
+    """A stage stops when every attempt (rate limits aside) has failed for this long: a dead server or closed
+    port fails within this many seconds of its first failure."""
+
+    max_fallback_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """A stage whose share of units falling back (template profile, base order) exceeds this fails the run; any
+    fallback at all is a warning on the console."""
+
+    retry_failed: bool = False
+    """Ask again the units whose failure is memoised (by default a rerun reproduces their fallback at no cost);
+    the number asked again is logged and counted per stage (`retried_failures`)."""
 
     def resolved_model(self) -> str | None:
         """`model`, else `$E2EP_LLM_MODEL`, else None (no LLM configured)."""

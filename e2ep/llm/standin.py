@@ -7,9 +7,10 @@
         ...
         assert stub.count == 4
 
-Faults are consumed one per request, in order: `429` (optional Retry-After), `500`, `503`, `401`, `400`, `404`,
+Faults are consumed one per request, in order: `429` (optional Retry-After), `500`, `503`, `401`, `403`, `400`, `404`,
 `hang` (sleep `hang_s` then drop the connection, for client timeouts), `malformed` (200 with a non-JSON body) and
-`drop` (close the connection without a reply). `reply` chooses the answer from the request's messages.
+`drop` (close the connection without a reply). `reply` chooses the answer from the request's messages; `inject`,
+when set, may choose a fault for a request with none queued (from its body and the number of requests so far).
 Usage: prompt_tokens = words in all messages, completion_tokens = words in the reply (totals in `stub.usage`).
 """
 
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Messages = list[dict[str, Any]]
-FAULTS = ("429", "500", "503", "401", "400", "404", "hang", "malformed", "drop")
+FAULTS = ("429", "500", "503", "401", "403", "400", "404", "hang", "malformed", "drop")
 
 
 def default_reply(messages: Messages) -> str:
@@ -56,6 +57,7 @@ class StubLLM:
     latency_s: float = 0.0
     reply: Callable[[Messages], str] = default_reply
     hang_s: float = 5.0
+    inject: Callable[[dict[str, Any], int], str | None] | None = None
     count: int = 0
     """Requests received on /v1/chat/completions (every attempt, faulty or not)."""
     usage: StubUsage = field(default_factory=StubUsage)
@@ -155,6 +157,9 @@ class StubLLM:
             self.count += 1
             self.requests.append(body)
             fault = self._faults.popleft() if self._faults else None
+            if fault is None and self.inject is not None:
+                kind = self.inject(body, self.count)
+                fault = Fault(kind) if kind else None
             generation, release = self._generation, self._release
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
