@@ -17,9 +17,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, TimeoutError
 from contextlib import contextmanager
 from typing import Any, TypeVar
+
+from e2ep.interrupt import RunInterrupted, stop_requested
 
 T = TypeVar("T")
 
@@ -79,11 +81,15 @@ def worker_pool(workers: int = 0, threads: int = 1) -> Iterator[int]:
                 _close(pool, kill=failed)
 
 
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
 def _close(pool: ProcessPoolExecutor, kill: bool) -> None:
     """Wait for the workers to finish; after a failure or an interrupt, stop them at once instead."""
     if kill:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
+        _terminate(pool)
     pool.shutdown(wait=not kill, cancel_futures=True)
 
 
@@ -93,4 +99,11 @@ def run_cpu_bound(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     pool = _active
     if pool is None:
         return fn(*args, **kwargs)
-    return pool.submit(fn, *args, **kwargs).result()
+    future = pool.submit(fn, *args, **kwargs)
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except TimeoutError:
+            if stop_requested():  # SIGINT/SIGTERM of the run: its workers stop now, mid-fit
+                _terminate(pool)
+                raise RunInterrupted("stop requested") from None

@@ -56,7 +56,8 @@ def stub(monkeypatch):
 
 def llm_config(stub, tmp_path, **kw) -> LLMConfig:
     settings = dict(model="openai/stub-model", api_base=stub.api_base, api_key_env=KEY_ENV,
-                    cache_dir=str(tmp_path / "llm-cache"), max_retries=0, concurrency=4)
+                    cache_dir=str(tmp_path / "llm-cache"), max_retries=0, concurrency=4,
+                    preflight_call=False)  # the probe request is not part of any stage's estimate
     return LLMConfig(**{**settings, **kw})
 
 
@@ -191,7 +192,7 @@ def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_
     ratings = write_planted_csv(tmp_path)
     base = ["--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", "1", "--models", "bpr-mf",
             "--set", f"llm.api_base={stub.api_base}", "--set", f"llm.api_key_env={KEY_ENV}",
-            "--set", "rerank.base_model=bpr-mf", "--set", "rerank.strategies=[\"relevancy\"]"]
+            "--set", "llm.preflight_call=false", "--set", "rerank.base_model=bpr-mf", "--set", "rerank.strategies=[\"relevancy\"]"]
     assert main(["estimate", *base, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     stages = [s["stage"] for s in table["stages"]]
@@ -231,7 +232,8 @@ def test_a_run_crossing_the_cap_midway_stops_with_its_answers_kept(stub, tmp_pat
     base = ["--dataset", "csv", "--ratings", str(ratings), "--items", str(items), "--n-folds", "3", "--folds", "1",
             "--models", "popularity",
             "--set", f"llm.api_base={stub.api_base}", "--set", f"llm.api_key_env={KEY_ENV}",
-            "--set", "llm.max_retries=0", "--set", "profiles.max_users=1", "--set", "rerank.strategies=[]"]
+            "--set", "llm.max_retries=0", "--set", "profiles.max_users=1", "--set", "rerank.strategies=[]",
+            "--set", "llm.preflight_call=false"]
     assert main(["estimate", *base, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     calls, n_items = table["total"]["calls"], table["stages"][0]["calls"]

@@ -117,6 +117,7 @@ def test_cold_start_protocol_retrains_on_the_truncated_fold_and_reports_per_n(tm
         assert part["user_idx"].n_unique() <= 30 // 2  # about half of the truncated users, per n
     n1 = set(metrics.filter(pl.col("segment") == "cold-start-n1")["user_idx"])
     assert not n1 & set(metrics.filter(pl.col("segment") == "cold-start-n3")["user_idx"])
+    summary = (run_dir / "summary.md").read_text()
     assert "NDCG@10 (new, n = 1)" in summary and "NDCG@10 (new, n = 3)" in summary
     report = (run_dir / "report.md").read_text()
     assert "## Cold-start protocol" in report and (run_dir / "figures" / "rerank-full.png").is_file()

@@ -108,6 +108,9 @@ def _read_items(path: Path, separator: str | None) -> tuple[pl.DataFrame, TextSo
 
 
 def _log_columns(src: TextSource, columns: dict[str, str]) -> None:
+    """Say how a file was read when that is not the obvious (comma-separated, columns named as ours)."""
+    if src.separator_name == "comma" and all(role == name for role, name in columns.items()):
+        return
     _log.info("%s: %s-separated; columns used: %s", src.label, src.separator_name,
               ", ".join(f"{role}={name}" for role, name in columns.items()))
 

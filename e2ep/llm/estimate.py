@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from e2ep.llm.config import LLMConfig, import_litellm
-from e2ep.llm.gateway import Messages, cache_key
+from e2ep.llm.gateway import Messages, cache_key, repair_messages
 
 MAX_COUNTED = 1000
 """Prompts token-counted per stage; beyond this a seeded sample is counted and scaled (the table says so).
@@ -173,13 +173,18 @@ class Estimator:
 
     def cached(self, messages: Messages, params: dict[str, Any] | None,
                validate: Callable[[str], Any] | None = None) -> dict[str, Any] | None:
-        """The memo's answer to exactly this request (and still valid), as the gateway would reuse it."""
+        """The memo's answer to exactly this request (and still valid), as the gateway would reuse it: an invalid
+        answer counts when the answer to its repair request is memoised too (a rerun replays both, free)."""
         hit = self.memo.get(self.key(messages, params))
         if hit is not None and validate is not None:
             try:
                 validate(hit["text"])
-            except ValueError:
-                return None
+            except ValueError as error:
+                repair = self.memo.get(self.key(repair_messages(messages, hit["text"], error), params))
+                if repair is None:
+                    return None
+                cost = float(hit.get("cost_usd") or 0.0) + float(repair.get("cost_usd") or 0.0)
+                return {**repair, "cost_usd": cost}
         return hit
 
     def mean_tokens(self, prompts: Sequence[Messages]) -> float:
