@@ -105,6 +105,10 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     features: dict[str | None, NodeFeatures | None] = {None: None}
     if semantic is not None:
         for key, side in semantic.variants.items():
+            if side.profiles.backend == "precomputed" and fold.number != side.profiles.precomputed_user_fold:
+                # only `precomputed-items` ablations get here (the config refuses the rest): items only
+                features[key] = NodeFeatures(items=side.item_embeddings.file)
+                continue
             users = user_profiles_task(dataset, fold, semantic.metadata, side.profiles, semantic.llm)
             vectors = embed_task(users, "user_idx", dataset.n_users, cfg.embedding)
             user_side[key] = (users, vectors)
