@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from e2ep.config import PAPER_GAT, ModelsConfig, TrainingConfig
@@ -35,8 +37,7 @@ def test_paper_network_reads_every_rating_with_its_value() -> None:
     assert sorted(set(graph.ratings.tolist())) == sorted(set(data.train["rating"].to_list()))
     g = torch.Generator().manual_seed(0)
     features = torch.randn(data.n_users + data.n_items, 12, generator=g)
-    fold = data.__class__(**{**data.__dict__, "user_features": features[:data.n_users],
-                             "item_features": features[data.n_users:]})
+    fold = dataclasses.replace(data, user_features=features[:data.n_users], item_features=features[data.n_users:])
     training = TrainingConfig(max_epochs=4, eval_every=2, patience=2, device="cpu")
     model = GATPaperRecommender(training=training).fit(fold)
     network = model.network

@@ -49,6 +49,14 @@ def sampled_softmax_loss(u: Tensor, i: Tensor, negatives: Tensor, temperature: f
     return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
 
 
+def full_softmax_loss(u: Tensor, items: Tensor, positive: Tensor, temperature: float, cosine: bool = False) -> Tensor:
+    """Cross-entropy of each user's positive item (`positive`, item indices) over every item's score / temperature
+    (`items`: `[n_items, d]`); the exact softmax `sampled_softmax_loss` estimates, affordable on small catalogues."""
+    if cosine:
+        u, items = F.normalize(u, dim=-1), F.normalize(items, dim=-1)
+    return F.cross_entropy(u @ items.T / temperature, positive)
+
+
 class HardNegatives:
     """Per-user explicit dislikes (`FoldData.negative_pairs`), to swap in for a share of the uniform negatives.
 

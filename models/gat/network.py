@@ -58,7 +58,8 @@ class GATNetwork(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.relations = relations
         self.layers = nn.ModuleList([
-            nn.ModuleDict({r: NormalisedAttention(cfg.hidden, cfg.heads, cfg.attention, cfg.attention_dropout)
+            nn.ModuleDict({r: NormalisedAttention(cfg.hidden, cfg.heads, cfg.attention, cfg.attention_dropout,
+                                                   cfg.attention_bound)
                            for r in relations})
             for _ in range(cfg.num_layers)
         ])

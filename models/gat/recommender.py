@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, ClassVar
 
 import torch
@@ -14,7 +15,8 @@ from models.base import FoldData, Recommender, dot_product_scores
 from models.gat.graph import build_rating_graph, build_signed_graph
 from models.gat.network import build_network
 from models.gat.train import train_gat
-from models.training import TrainingLog, resolve_device, seed_everything, validation_ndcg
+from models.training import (TrainingLog, grid_search, parameter_grid, resolve_device, seed_everything,
+                             validation_ndcg)
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +75,29 @@ class GATRecommender(Recommender):
         return torch.cat([users.float(), items.float()])
 
     def fit(self, data: FoldData) -> GATRecommender:
+        """Fit one network per point of `cfg.selection_grid` (one fit when empty) and keep the best on the fold's
+        validation NDCG@10 (`models.training.grid_search`)."""
+        started = time.perf_counter()
         features = self.node_features(data)
-        generator = seed_everything(self.training.seed)
         self.n_users = data.n_users
+        base = self.cfg
+        grid = parameter_grid(**base.selection_grid) if base.selection_grid else [{}]
+
+        def fit_one(**params: float) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
+            self.cfg = base.model_copy(update={k: type(getattr(base, k))(v) for k, v in params.items()})
+            self._fit_network(data, features)
+            assert self.network is not None and self._embedding is not None
+            return (self.network, self._embedding, self.cfg), self.training_log
+
+        (self.network, self._embedding, self.cfg), log = grid_search(grid, fit_one, started)
+        chosen = {k: getattr(self.cfg, k) for k in base.selection_grid}
+        log.hyperparameters = {**log.hyperparameters, "selected": chosen}
+        self.training_log = log
+        self.cfg = base
+        return self
+
+    def _fit_network(self, data: FoldData, features: Tensor | None) -> None:
+        generator = seed_everything(self.training.seed)
         cfg = self.cfg
         graph = build_rating_graph(data) if cfg.edge_ratings else build_signed_graph(data, cfg.negative_edges)
         graphs = graph.to_backend("torch" if cfg.layer == "normalised" else cfg.backend, self.device)
@@ -92,7 +114,6 @@ class GATRecommender(Recommender):
         with torch.no_grad():
             self._embedding = self._vectors(network(graphs).detach())  # the restored best state's vectors
         self.training_log.hyperparameters = {**self.hyperparameters(), **self.training_log.hyperparameters}
-        return self
 
     def _vectors(self, h: Tensor) -> Tensor:
         return torch.nn.functional.normalize(h, dim=1) if self.cfg.cosine_scores else h

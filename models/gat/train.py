@@ -9,7 +9,7 @@ from torch import Tensor
 
 from e2ep.config import GATConfig, TrainingConfig
 from models.base import FoldData
-from models.gat.loss import HardNegatives, bpr_cosine_loss, sampled_softmax_loss
+from models.gat.loss import HardNegatives, bpr_cosine_loss, full_softmax_loss, sampled_softmax_loss
 from models.training import TrainingLog, train_bpr
 
 
@@ -48,6 +48,9 @@ def train_gat(
         ids = getattr(network, "ids", None)
         if cfg.embedding_reg and ids is not None:  # LightGCN's L2 on the batch's layer-0 vectors
             penalty = cfg.embedding_reg * (ids[users].square().sum() + ids[pos + n_users].square().sum()) / len(users)
+        if cfg.loss == "softmax" and cfg.negatives >= n_items:  # the exact softmax over the whole catalogue
+            ranking = full_softmax_loss(u, h[n_users:], pos, cfg.temperature, cfg.cosine_scores)
+            return cfg.bpr_weight * ranking + alignment + penalty
         if cfg.loss == "softmax":
             sampled = torch.randint(n_items, (cfg.negatives,), generator=generator).to(h.device)
             ranking = sampled_softmax_loss(u, i, h[sampled + n_users], cfg.temperature, cfg.cosine_scores)
