@@ -99,8 +99,8 @@ def chunk_and_pool(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
     if limit and tokenizer is not None:
         window = limit - 2  # room for [CLS] and [SEP]
         pieces, owner, weight = [], [], []
-        for index, (text, ids) in enumerate(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"],
-                                                strict=True)):
+        token_ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        for index, (text, ids) in enumerate(zip(texts, token_ids, strict=True)):
             if len(ids) <= window:
                 pieces.append(text), owner.append(index), weight.append(1.0)
                 continue
