@@ -124,6 +124,7 @@ def test_flow_trains_and_reports_ablations(tmp_path):
     cfg = load_config(None, {
         "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3, "split.folds": [1],
         "models.names": ["gat", "gat-id"], "models.training.max_epochs": 10, "models.training.eval_every": 5,
+        "models.gat.cosine_weight": 0.5,  # so that `no-cosine` is a different model
         "evaluation.n_recommendations": 20, "rerank.strategies": [],
         "ablations": [{"name": "no-cosine", "cosine_weight": 0}, {"name": "integrated",
                                                                    "representation": "integrated"},
