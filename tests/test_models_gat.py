@@ -274,3 +274,18 @@ def test_vector_norms_carry_popularity() -> None:
     assert fitted > validation_ndcg(Popularity().fit(data), data) + 0.1
     model._embedding = torch.nn.functional.normalize(model._embedding, dim=1)
     assert validation_ndcg(model, data) < fitted - 0.04
+
+
+def test_selection_grid_keeps_the_best_fit_on_validation(planted: FoldData) -> None:
+    cfg = SMALL.model_copy(update={"selection_grid": {"attention_bound": [0.1, 1.0], "num_layers": [1, 2]}})
+    model = GATRecommender(cfg, FAST).fit(planted)
+    log = model.training_log
+    assert len(log.trials) == 4 and model.cfg == cfg  # the configured grid is kept, the chosen point logged
+    best = max(log.trials, key=lambda t: t["best_validation_ndcg10"])
+    assert log.best_validation_ndcg10 == best["best_validation_ndcg10"]
+    assert log.hyperparameters["selected"] == {"attention_bound": best["attention_bound"],
+                                               "num_layers": best["num_layers"]}
+    assert isinstance(log.hyperparameters["selected"]["num_layers"], int)
+    assert abs(validation_ndcg(model, planted) - log.best_validation_ndcg10) < 1e-6
+    with pytest.raises(ValueError, match="not numeric"):
+        GATConfig(selection_grid={"attention": [1.0]})
