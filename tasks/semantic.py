@@ -35,11 +35,18 @@ class StageRef(BaseModel, frozen=True):
 MAIN_VARIANT = "main"
 
 
+def backend_of(ablation: AblationConfig, main: ProfilesConfig) -> str:
+    """The profile backend an ablation's item side comes from (`precomputed-items`: the authors' items)."""
+    if ablation.features == "profiles":
+        return main.backend
+    return "precomputed" if ablation.features == "precomputed-items" else ablation.features
+
+
 def variant_of(ablation: AblationConfig, main: ProfilesConfig) -> str | None:
     """Which profile variant feeds an ablation: `main`, `<backend>-<representation>`, or None (no text)."""
     if ablation.features == "none":
         return None
-    backend = main.backend if ablation.features == "profiles" else ablation.features
+    backend = backend_of(ablation, main)
     representation = ablation.representation or main.representation
     if (backend, representation) == (main.backend, main.representation):
         return MAIN_VARIANT
@@ -53,7 +60,7 @@ def profile_variants(cfg: ExperimentConfig) -> tuple[dict[str, ProfilesConfig], 
     for ablation in cfg.ablations:
         key = variant_of(ablation, main)
         if key is not None and key not in variants:
-            backend = main.backend if ablation.features == "profiles" else ablation.features
+            backend = backend_of(ablation, main)
             variants[key] = main.model_copy(update={
                 "backend": backend, "representation": ablation.representation or main.representation})
     return variants, llm

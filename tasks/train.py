@@ -43,10 +43,11 @@ def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
 
 
 class NodeFeatures(BaseModel, frozen=True):
-    """Profile embeddings of the graph's nodes: `.npy` matrices `[n_items, d]` and `[n_users, d]`, row = node index."""
+    """Profile embeddings of the graph's nodes: `.npy` matrices `[n_items, d]` and `[n_users, d]`, row = node index
+    (no user matrix when the model derives user text from the items, `models.gat.user_text = "liked_items"`)."""
 
     items: FileRef
-    users: FileRef
+    users: FileRef | None = None
 
 
 class TrainJob(BaseModel, frozen=True):
@@ -73,6 +74,10 @@ def ablation_job(ablation: AblationConfig, models: ModelsConfig, features: NodeF
     if ablation.cosine_weight is not None:
         settings = settings.model_copy(update={
             "gat": settings.gat.model_copy(update={"cosine_weight": ablation.cosine_weight})})
+    if ablation.features == "precomputed-items" and features is not None:
+        # user text from the fold's own liked items: no user profile (the authors' saw fold 1's ratings only)
+        settings = settings.model_copy(update={"gat": settings.gat.model_copy(update={"user_text": "liked_items"})})
+        features = features.model_copy(update={"users": None})
     return TrainJob(label=f"gat/{ablation.name}", model=model, settings=settings,
                     features=None if model == "gat-id" else features)
 
@@ -87,8 +92,8 @@ def _load_matrix(ref: FileRef, rows: int) -> torch.Tensor:
 def with_features(data: FoldData, features: NodeFeatures | None) -> FoldData:
     if features is None:
         return data
-    return dataclasses.replace(data, item_features=_load_matrix(features.items, data.n_items),
-                               user_features=_load_matrix(features.users, data.n_users))
+    users = None if features.users is None else _load_matrix(features.users, data.n_users)
+    return dataclasses.replace(data, item_features=_load_matrix(features.items, data.n_items), user_features=users)
 
 
 def validation_ranking_frame(model: Any, data: FoldData, n: int) -> pl.DataFrame:

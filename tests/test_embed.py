@@ -96,3 +96,22 @@ def test_throughput_report():
     elapsed = time.perf_counter() - start
     assert vectors.shape == (n, 384)
     print(f"\nembedding throughput: {len(texts) / elapsed:.0f} texts/s ({elapsed:.1f} s for {len(texts)})")
+
+
+def test_long_texts_are_pooled_over_windows_not_truncated(cfg):
+    model = load_encoder(cfg)
+    limit = model.max_seq_length
+    long = " ".join([SCIFI] * 6 + [ROMANCE] * 6)  # well over the model's limit
+    ids = model.tokenizer(long, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 2 * limit
+    vector = embed_texts([long], cfg)[0]
+    truncated = embed_texts([model.tokenizer.decode(ids[: limit - 2])], cfg)[0]
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+    # the romance second half counts: the pooled vector is closer to ROMANCE than the truncated (sci-fi) one
+    romance = embed_texts([ROMANCE], cfg)[0]
+    assert float(vector @ romance) > float(truncated @ romance) + 0.05
+    windows = [model.tokenizer.decode(ids[s:s + limit - 2]) for s in range(0, len(ids), limit - 2)]
+    parts = embed_texts(windows, cfg)
+    weights = np.array([min(limit - 2, len(ids) - s) for s in range(0, len(ids), limit - 2)]) / (limit - 2)
+    pooled = (parts * weights[:, None]).sum(0)
+    assert np.allclose(vector, pooled / np.linalg.norm(pooled), atol=1e-4)

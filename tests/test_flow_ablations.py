@@ -48,10 +48,53 @@ def test_ablation_jobs_override_only_what_they_name(tmp_path):
     models = ModelsConfig(names=["gat"])
     no_cosine = ablation_job(AblationConfig(name="no-cosine", cosine_weight=0.0), models, features)
     assert (no_cosine.label, no_cosine.model) == ("gat/no-cosine", "gat")
-    assert no_cosine.settings.gat.cosine_weight == 0.0 and models.gat.cosine_weight > 0
+    assert no_cosine.settings.gat.cosine_weight == 0.0
     assert no_cosine.settings.gat.model_copy(update={"cosine_weight": models.gat.cosine_weight}) == models.gat
     no_text = ablation_job(AblationConfig(name="no-text", features="none"), models, features)
     assert (no_text.model, no_text.features) == ("gat-id", None)
+
+
+def test_authors_item_profiles_serve_every_fold_with_users_from_their_liked_items(tmp_path):
+    features = _features(tmp_path, 40, 60)
+    models = ModelsConfig(names=["gat"])
+    job = ablation_job(AblationConfig(name="llm-items", features="precomputed-items"), models, features)
+    assert job.model == "gat" and job.settings.gat.user_text == "liked_items"
+    assert job.features.items == features.items and job.features.users is None
+    # the authors' user profiles are refused beyond fold 1; their item profiles are not
+    cfg = load_config(None, {"ablations": [{"name": "llm-items", "features": "precomputed-items"}]})
+    assert cfg.split.folds is None and variant_of(cfg.ablations[0], cfg.profiles) == "precomputed-unified"
+    with pytest.raises(Exception, match="valid for fold 1 only"):
+        load_config(None, {"ablations": [{"name": "llm", "features": "precomputed"}]})
+
+
+def test_liked_item_user_text_reads_only_the_folds_training_likes():
+    import torch
+
+    from models.gat.recommender import GATRecommender, liked_item_mean
+
+    ratings = planted_ratings().rename({"user_id": "user_idx", "item_id": "item_idx"}).with_columns(
+        pl.col("user_idx") - 1, pl.col("item_idx") - 1, is_validation=pl.col("timestamp") % 5 == 0)
+    data = fold_data(ratings, 60, 40)
+    items = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    users = liked_item_mean(data.positive_pairs, items, 60)
+    train = data.train.filter(pl.col("rating") >= 4)
+    for u in (0, 7, 31):
+        liked = train.filter(pl.col("user_idx") == u)["item_idx"].to_list()
+        assert torch.allclose(users[u], items[liked].mean(0), atol=1e-6)
+    # validation (and, a fortiori, test) ratings never reach it: a fold without them gives the same text
+    held = data.validation.filter(pl.col("rating") >= 4)
+    assert held.height > 0
+    no_validation = fold_data(ratings.filter(~pl.col("is_validation")), 60, 40)
+    assert torch.equal(liked_item_mean(no_validation.positive_pairs, items, 60), users)
+    model = GATRecommender(models_gat_liked())
+    import dataclasses
+
+    features = model.node_features(dataclasses.replace(data, item_features=items))
+    assert torch.equal(features[:60], users) and torch.equal(features[60:], items)
+
+
+def models_gat_liked():
+    return ModelsConfig().gat.model_copy(update={"user_text": "liked_items"})
 
 
 def test_profile_variants_follow_the_ablations():
@@ -82,6 +125,7 @@ def test_flow_trains_and_reports_ablations(tmp_path):
     cfg = load_config(None, {
         "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3, "split.folds": [1],
         "models.names": ["gat", "gat-id"], "models.training.max_epochs": 10, "models.training.eval_every": 5,
+        "models.gat.cosine_weight": 0.5,  # so that `no-cosine` is a different model
         "evaluation.n_recommendations": 20, "rerank.strategies": [],
         "ablations": [{"name": "no-cosine", "cosine_weight": 0}, {"name": "integrated",
                                                                    "representation": "integrated"},

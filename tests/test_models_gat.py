@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -21,6 +22,7 @@ from models.gat.graph import build_signed_graph
 from models.gat.layers import SignedGATLayer
 from models.gat.loss import HardNegatives, bpr_cosine_loss
 from models.popularity import Popularity
+from models.training import validation_ndcg
 from models.registry import build_model
 from tasks.train import settings_for
 from tests.synthetic import planted_ratings
@@ -64,9 +66,14 @@ def own_half_share(model: Recommender, data: FoldData, k: int = 5) -> float:
     return float((in_first_half == liked_first_half).float().mean())
 
 
-@pytest.fixture(scope="module", params=["dgl", "pyg"])
+@pytest.fixture(scope="module", params=["normalised", "dgl", "pyg"])
 def fitted(request: pytest.FixtureRequest, planted: FoldData) -> GATRecommender:
-    cfg = SMALL.model_copy(update={"backend": request.param, "cosine_weight": 0.5, "hard_negative_share": 0.3})
+    """The default `normalised` layer (sampled softmax), and the library `conv` layer on each backend (BPR)."""
+    if request.param == "normalised":
+        cfg = SMALL.model_copy(update={"cosine_weight": 0.5})
+    else:
+        cfg = SMALL.model_copy(update={"layer": "conv", "backend": request.param, "cosine_weight": 0.5,
+                                       "loss": "bpr", "hard_negative_share": 0.3})
     return GATRecommender(cfg, FAST).fit(planted)
 
 
@@ -76,7 +83,8 @@ def test_both_backends_learn_the_planted_groups(fitted: GATRecommender, planted:
     assert own_half_share(fitted, planted) > 0.9
     log = fitted.training_log
     assert 0 < log.best_epoch <= log.epochs_run <= FAST.max_epochs and log.best_validation_ndcg10 > 0.3
-    assert log.hyperparameters["backend"] == fitted.cfg.backend and log.hyperparameters["features"] == "profiles"
+    assert log.hyperparameters["layer"] == fitted.cfg.layer and log.hyperparameters["backend"] == fitted.cfg.backend
+    assert log.hyperparameters["features"] == ("profiles+ids" if fitted.cfg.layer == "normalised" else "profiles")
 
 
 def test_recommend_excludes_seen_items_and_sorts(fitted: GATRecommender, planted: FoldData) -> None:
@@ -192,14 +200,92 @@ def test_mean_readout_averages_the_input_and_every_layer(planted: FoldData) -> N
     from models.gat.network import GATNetwork
 
     signed = build_signed_graph(planted)
-    graphs = signed.to_backend("pyg", torch.device("cpu"))
+    graphs = signed.to_backend("torch", torch.device("cpu"))
     features = torch.cat([planted.user_features, planted.item_features])
     torch.manual_seed(0)
-    net = GATNetwork(signed.n_nodes, SMALL.model_copy(update={"backend": "pyg", "readout": "mean"}),
-                     list(graphs), features).eval()
-    h0 = net.input_norm(net.projection(net.embedding))
-    h1 = net.layers[0](h0, graphs)
-    h2 = net.layers[1](h1, graphs)
+    net = GATNetwork(signed.n_nodes, SMALL.model_copy(update={"readout": "mean"}), list(graphs), features).eval()
+    with torch.no_grad():
+        net.negative_gate.fill_(0.5)
+    h0 = net.ids + net.projection(net.features)
+    layer = lambda i, h: net.layers[i]["positive"](h, graphs["positive"]) \
+        + 0.5 * net.layers[i]["negative"](h, graphs["negative"])  # noqa: E731
+    h1 = layer(0, h0)
+    h2 = layer(1, h1)
     assert torch.allclose(net(graphs), (h0 + h1 + h2) / 3, atol=1e-6)
     net.readout = "last"
     assert torch.allclose(net(graphs), h2, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["gatv2", "gat", "static"])
+def test_untrained_attention_is_lightgcn_propagation(planted: FoldData, attention: str) -> None:
+    """Attention starts uniform, so a layer starts as LightGCN's D^-1/2 A D^-1/2; nodes without neighbours get 0."""
+    from models.gat.attention import NormalisedAttention
+
+    signed = build_signed_graph(planted)
+    edges = signed.to_backend("torch", torch.device("cpu"))["negative"]
+    h = torch.randn(signed.n_nodes, 8)
+    out = NormalisedAttention(8, 2, attention)(h, edges)
+    degree = torch.bincount(edges.dst, minlength=signed.n_nodes).float()
+    norm = (degree[edges.src] * degree[edges.dst]).rsqrt()
+    expected = torch.zeros_like(h).index_add_(0, edges.dst, h[edges.src] * norm.unsqueeze(1))
+    assert torch.allclose(out, expected, atol=1e-5) and (degree == 0).any()
+    # trained attention moves away from it, and the per-edge and factorised forms of `static` agree
+    static = NormalisedAttention(8, 2, "static")
+    with torch.no_grad():
+        static.score.weight.normal_()
+    logits = static.score(h)[edges.src]
+    from models.gat.attention import edge_softmax
+
+    weights = edge_softmax(logits, edges.dst, signed.n_nodes) * edges.scale.unsqueeze(1)
+    per_edge = torch.zeros(signed.n_nodes, 2, 4).index_add_(0, edges.dst, h.view(-1, 2, 4)[edges.src]
+                                                          * weights.unsqueeze(-1)).view(-1, 8)
+    assert torch.allclose(static(h, edges), per_edge, atol=1e-5) and not torch.allclose(per_edge, expected)
+
+
+def popularity_fold(seed: int = 0, n_users: int = 80, n_items: int = 40) -> FoldData:
+    """Unequal halves: 3/4 of the users like the first half of the catalog, 1/4 the second; within a half, item k
+    is liked with a probability falling from 0.9 to 0.05, so popularity inside the user's half decides the rank."""
+    rng = np.random.default_rng(seed)
+    half = n_items // 2
+    train, validation = [], []
+    for u in range(n_users):
+        own = np.arange(0, half) if u < n_users * 3 // 4 else np.arange(half, n_items)
+        other = np.setdiff1d(np.arange(n_items), own)
+        likes = np.concatenate([own[rng.random(half) < np.linspace(0.9, 0.05, half)],
+                                other[rng.random(half) < 0.05]])
+        rng.shuffle(likes)
+        n_val = max(1, len(likes) // 5)
+        validation += [(u, int(i), 5.0) for i in likes[:n_val]]
+        train += [(u, int(i), 5.0) for i in likes[n_val:]]
+    frame = lambda rows: pl.DataFrame(rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64,  # noqa: E731
+                                                    "rating": pl.Float64}, orient="row")
+    return FoldData(n_users=n_users, n_items=n_items, train=frame(train), validation=frame(validation))
+
+
+def test_vector_norms_carry_popularity() -> None:
+    """On the planted popularity data `gat-id` beats popularity alone, and the same vectors scored by cosine (a
+    norm-free model, as LayerNorm'd vectors are) lose much of it: the norm carries the degree signal."""
+    data = popularity_fold()
+    training = TrainingConfig(max_epochs=60, eval_every=5, patience=3, device="cpu")
+    cfg = GATConfig(hidden=16, heads=2, num_layers=2, attention="static", negative_edges=False, learning_rate=0.01,
+                    batch_size=256)
+    model = GATIDRecommender(cfg, training).fit(data)
+    fitted = validation_ndcg(model, data)
+    assert fitted > validation_ndcg(Popularity().fit(data), data) + 0.1
+    model._embedding = torch.nn.functional.normalize(model._embedding, dim=1)
+    assert validation_ndcg(model, data) < fitted - 0.04
+
+
+def test_selection_grid_keeps_the_best_fit_on_validation(planted: FoldData) -> None:
+    cfg = SMALL.model_copy(update={"selection_grid": {"attention_bound": [0.1, 1.0], "num_layers": [1, 2]}})
+    model = GATRecommender(cfg, FAST).fit(planted)
+    log = model.training_log
+    assert len(log.trials) == 4 and model.cfg == cfg  # the configured grid is kept, the chosen point logged
+    best = max(log.trials, key=lambda t: t["best_validation_ndcg10"])
+    assert log.best_validation_ndcg10 == best["best_validation_ndcg10"]
+    assert log.hyperparameters["selected"] == {"attention_bound": best["attention_bound"],
+                                               "num_layers": best["num_layers"]}
+    assert isinstance(log.hyperparameters["selected"]["num_layers"], int)
+    assert abs(validation_ndcg(model, planted) - log.best_validation_ndcg10) < 1e-6
+    with pytest.raises(ValueError, match="not numeric"):
+        GATConfig(selection_grid={"attention": [1.0]})

@@ -6,9 +6,10 @@ and items update each other:
 * **positive**: training ratings :math:`r_{ui} \ge \tau_+` (`FoldData.positive_pairs`),
 * **negative**: training ratings :math:`r_{ui} \le \tau_-` (`FoldData.negative_pairs`, explicit dislikes).
 
-Neutral ratings are not edges. Each relation gets its own attention convolution in every layer (see
-`models.gat.layers.SignedGATLayer`), so what a disliked neighbour contributes is learned separately from what a
-liked one does instead of being averaged in with it.
+Neutral ratings are not edges. Each relation gets its own attention in every layer (see `models.gat.network`), so
+what a disliked neighbour contributes is learned separately from what a liked one does instead of being averaged in
+with it. The authors' graph (`build_rating_graph`, for `gat-paper`) is different: every training rating is an edge
+of one relation `rated`, with the rating as edge feature.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from models.base import FoldData
+from models.gat.attention import EdgeList
 
 Backend = Literal["dgl", "pyg"]
 
@@ -38,6 +40,8 @@ class SignedGraph:
     n_items: int
     positive: Tensor
     negative: Tensor | None
+    ratings: Tensor | None = None
+    """`[E]` rating of every `positive` edge when the graph is the paper's `rated` graph (`build_rating_graph`)."""
 
     @property
     def n_nodes(self) -> int:
@@ -45,14 +49,21 @@ class SignedGraph:
 
     def relations(self) -> dict[str, Tensor]:
         """Relation name → `[2, E]` edge index, positive first; the negative one only when it is used."""
+        if self.ratings is not None:
+            return {"rated": self.positive}
         out = {"positive": self.positive}
         if self.negative is not None:
             out["negative"] = self.negative
         return out
 
-    def to_backend(self, backend: Backend, device: torch.device) -> dict[str, Any]:
-        """Relation name → what the backend's convolution takes: a `DGLGraph` or a PyG `edge_index`."""
+    def to_backend(self, backend: Backend | Literal["torch"], device: torch.device) -> dict[str, Any]:
+        """Relation name → what the layer takes: an `EdgeList` (`torch`, the normalised layer), a `DGLGraph`, or a
+        PyG `edge_index` (an `(edge_index, ratings [E, 1])` pair on the rating graph)."""
+        if backend == "torch":
+            return {name: EdgeList.of(edges, self.n_nodes).to(device) for name, edges in self.relations().items()}
         if backend == "pyg":
+            if self.ratings is not None:
+                return {"rated": (self.positive.to(device), self.ratings.float().unsqueeze(1).to(device))}
             return {name: edges.to(device) for name, edges in self.relations().items()}
         from e2ep.dgl_compat import import_dgl
 
@@ -67,3 +78,10 @@ def build_signed_graph(data: FoldData, negative_edges: bool = True) -> SignedGra
     if negative_edges:
         negative = bidirectional_edges(data.negative_pairs, data.n_users)
     return SignedGraph(data.n_users, data.n_items, bidirectional_edges(data.positive_pairs, data.n_users), negative)
+
+
+def build_rating_graph(data: FoldData) -> SignedGraph:
+    """The authors' graph: every training rating (any value) as an edge in both directions, the rating as feature."""
+    ratings = torch.from_numpy(data.train["rating"].to_numpy().astype("float32"))
+    return SignedGraph(data.n_users, data.n_items, bidirectional_edges(data.train_pairs, data.n_users), None,
+                       ratings=torch.cat([ratings, ratings]))

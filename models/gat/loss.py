@@ -32,6 +32,31 @@ def bpr_cosine_loss(u: Tensor, i: Tensor, j: Tensor, bpr_weight: float, cosine_w
     return LossParts(total=total, bpr=bpr.detach(), alignment=alignment.detach())
 
 
+def sampled_softmax_loss(u: Tensor, i: Tensor, negatives: Tensor, temperature: float, cosine: bool = False) -> Tensor:
+    r"""Sampled softmax over a batch: each user's positive against `negatives` shared by the whole batch:
+
+    .. math::
+        \mathcal{L} = -\frac{1}{B}\sum_{b} \ln \frac{\exp(s(u_b, i_b)/\tau)}
+        {\exp(s(u_b, i_b)/\tau) + \sum_{n} \exp(s(u_b, j_n)/\tau)}
+
+    with :math:`s` the dot product (or the cosine when `cosine`). `u`, `i`: `[B, d]`; `negatives`: `[N, d]`.
+    Negatives drawn uniformly from the catalogue make this an estimate of the full softmax over items.
+    """
+    if cosine:
+        u, i, negatives = F.normalize(u, dim=-1), F.normalize(i, dim=-1), F.normalize(negatives, dim=-1)
+    positive = (u * i).sum(-1, keepdim=True)
+    logits = torch.cat([positive, u @ negatives.T], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
+
+
+def full_softmax_loss(u: Tensor, items: Tensor, positive: Tensor, temperature: float, cosine: bool = False) -> Tensor:
+    """Cross-entropy of each user's positive item (`positive`, item indices) over every item's score / temperature
+    (`items`: `[n_items, d]`); the exact softmax `sampled_softmax_loss` estimates, affordable on small catalogues."""
+    if cosine:
+        u, items = F.normalize(u, dim=-1), F.normalize(items, dim=-1)
+    return F.cross_entropy(u @ items.T / temperature, positive)
+
+
 class HardNegatives:
     """Per-user explicit dislikes (`FoldData.negative_pairs`), to swap in for a share of the uniform negatives.
 

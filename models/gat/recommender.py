@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from e2ep.config import GATConfig, TrainingConfig
+from e2ep.config import PAPER_GAT, GATConfig, TrainingConfig
 from e2ep.errors import ConfigError, DataError
 from models.base import FoldData, Recommender, dot_product_scores
-from models.gat.graph import build_signed_graph
-from models.gat.network import GATNetwork
+from models.gat.graph import build_rating_graph, build_signed_graph
+from models.gat.network import build_network
 from models.gat.train import train_gat
-from models.training import TrainingLog, resolve_device, seed_everything, validation_ndcg
+from models.training import (TrainingLog, grid_search, parameter_grid, resolve_device, seed_everything,
+                             validation_ndcg)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class GATRecommender(Recommender):
         self.cfg = cfg or GATConfig()
         self.training = training or TrainingConfig()
         self.device = self._device()
-        self.network: GATNetwork | None = None
+        self.network: torch.nn.Module | None = None
         self.n_users = 0
         self._embedding: Tensor | None = None
         self.training_log = TrainingLog()
@@ -56,11 +58,16 @@ class GATRecommender(Recommender):
         return device
 
     def node_features(self, data: FoldData) -> Tensor | None:
-        """`[n_users + n_items, d]` profile embeddings, users first; ConfigError/DataError when unusable."""
-        if data.user_features is None or data.item_features is None:
+        """`[n_users + n_items, d]` text embeddings, users first; ConfigError/DataError when unusable.
+
+        Users: their profile embeddings, or with `user_text = "liked_items"` the mean embedding of the items they
+        liked in the fold's training ratings (`FoldData.positive_pairs`; users with no like get zeros)."""
+        liked = self.cfg.user_text == "liked_items"
+        if data.item_features is None or (data.user_features is None and not liked):
             raise ConfigError("the GAT needs user and item profile embeddings (the experiment's semantic stage); "
                               "enable it or use gat-id")
-        users, items = data.user_features, data.item_features
+        items = data.item_features
+        users = liked_item_mean(data.positive_pairs, items.float(), data.n_users) if liked else data.user_features
         if users.shape[0] != data.n_users or items.shape[0] != data.n_items or users.ndim != 2 \
                 or items.ndim != 2 or users.shape[1] != items.shape[1]:
             raise DataError(f"profile embeddings do not fit the fold: users {tuple(users.shape)} for {data.n_users} "
@@ -68,27 +75,53 @@ class GATRecommender(Recommender):
         return torch.cat([users.float(), items.float()])
 
     def fit(self, data: FoldData) -> GATRecommender:
+        """Fit one network per point of `cfg.selection_grid` (one fit when empty) and keep the best on the fold's
+        validation NDCG@10 (`models.training.grid_search`)."""
+        started = time.perf_counter()
         features = self.node_features(data)
-        generator = seed_everything(self.training.seed)
         self.n_users = data.n_users
-        graph = build_signed_graph(data, self.cfg.negative_edges)
-        graphs = graph.to_backend(self.cfg.backend, self.device)
+        base = self.cfg
+        grid = parameter_grid(**base.selection_grid) if base.selection_grid else [{}]
+
+        def fit_one(**params: float) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
+            self.cfg = base.model_copy(update={k: type(getattr(base, k))(v) for k, v in params.items()})
+            self._fit_network(data, features)
+            assert self.network is not None and self._embedding is not None
+            return (self.network, self._embedding, self.cfg), self.training_log
+
+        (self.network, self._embedding, self.cfg), log = grid_search(grid, fit_one, started)
+        chosen = {k: getattr(self.cfg, k) for k in base.selection_grid}
+        log.hyperparameters = {**log.hyperparameters, "selected": chosen}
+        self.training_log = log
+        self.cfg = base
+        return self
+
+    def _fit_network(self, data: FoldData, features: Tensor | None) -> None:
+        generator = seed_everything(self.training.seed)
+        cfg = self.cfg
+        graph = build_rating_graph(data) if cfg.edge_ratings else build_signed_graph(data, cfg.negative_edges)
+        graphs = graph.to_backend("torch" if cfg.layer == "normalised" else cfg.backend, self.device)
         features = features.to(self.device) if features is not None else None
-        self.network = network = GATNetwork(graph.n_nodes, self.cfg, list(graphs), features).to(self.device)
+        self.network = network = build_network(graph.n_nodes, cfg, list(graphs), features,
+                                               ids=cfg.id_embeddings).to(self.device)
 
         def evaluate() -> float:
-            self._embedding = network(graphs).detach()
+            self._embedding = self._vectors(network(graphs).detach())
             return validation_ndcg(self, data)
 
         self.training_log = train_gat(network, lambda: network(graphs), evaluate, data, self.cfg, self.training,
                                       self.device, generator)
         with torch.no_grad():
-            self._embedding = network(graphs).detach()  # the restored best state's vectors
+            self._embedding = self._vectors(network(graphs).detach())  # the restored best state's vectors
         self.training_log.hyperparameters = {**self.hyperparameters(), **self.training_log.hyperparameters}
-        return self
+
+    def _vectors(self, h: Tensor) -> Tensor:
+        return torch.nn.functional.normalize(h, dim=1) if self.cfg.cosine_scores else h
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**self.cfg.model_dump(), "features": "profiles" if self.uses_features else "ids",
+        features = ("profiles+ids" if self.cfg.id_embeddings and self.cfg.layer == "normalised" else "profiles") \
+            if self.uses_features else "ids"
+        return {**self.cfg.model_dump(), "features": features,
                 "device": self.device.type}
 
     @torch.no_grad()
@@ -104,3 +137,22 @@ class GATIDRecommender(GATRecommender):
 
     def node_features(self, data: FoldData) -> Tensor | None:
         return None
+
+
+class GATPaperRecommender(GATRecommender):
+    """The authors' GAT as published (`e2ep.config.PAPER_GAT`, the `models.gat_paper` section): library GATv2
+    layers with heads [4, 4, 1] over every rating with the rating as edge feature, trainable text features, full
+    batch, 5 · BPR + 2 · cosine."""
+
+    name: ClassVar[str] = "gat-paper"
+
+    def __init__(self, cfg: GATConfig | None = None, training: TrainingConfig | None = None) -> None:
+        super().__init__(cfg or PAPER_GAT, training)
+
+
+def liked_item_mean(positive_pairs: Tensor, item_features: Tensor, n_users: int) -> Tensor:
+    """`[n_users, d]`: each user's mean item feature over their liked training items (zeros for none)."""
+    users, items = positive_pairs[0].long(), positive_pairs[1].long()
+    total = torch.zeros(n_users, item_features.shape[1]).index_add_(0, users, item_features[items])
+    count = torch.bincount(users, minlength=n_users).clamp_min(1).unsqueeze(1)
+    return total / count
