@@ -1,13 +1,15 @@
 """`make bench` target `run`: a cold `e2ep run` (the `make eval` experiment) in a fresh home, and its time budget
 per stage read back from the run's Prefect database.
 
-Each stage row sums the wall time of its task runs; tasks run side by side (folds at once, a worker pool per
-core), so the rows add up to more than the run's wall time. Peak memory is the largest sum of resident set sizes
+Each stage row sums the wall time of its task runs (a training stage: the seconds of each fit, without its wait
+for a worker); tasks run side by side (folds at once, a worker pool per core), so the rows add up to about the
+cores times the run's wall time. Peak memory is the largest sum of resident set sizes
 over the run's whole process tree (the flow process, its Prefect server and its workers), sampled every 50 ms.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -62,13 +64,23 @@ def _seconds(start: str | None, end: str | None) -> float:
     return (parse(end) - parse(start)).total_seconds()
 
 
-def stage_budget(database: Path) -> list[tuple[str, int, float, float]]:
-    """(stage, task runs, summed seconds, longest seconds) per stage of every run in a Prefect sqlite database."""
+def stage_budget(database: Path, training_log: Path | None = None) -> list[tuple[str, int, float, float]]:
+    """(stage, task runs, summed seconds, longest seconds) per stage of every run in a Prefect sqlite database.
+
+    A training task's wall time includes its wait for a free worker (every fold submits its models at once), so
+    training stages take each fit's own seconds from the run's `training.json` when given. The fold subflows'
+    wrapper tasks (`run-fold-N`) only wait and are left out."""
     with sqlite3.connect(database) as db:
         rows = db.execute("select name, start_time, end_time from task_run").fetchall()
     stages: dict[str, list[float]] = defaultdict(list)
+    fits = json.loads(training_log.read_text()) if training_log is not None and training_log.is_file() else []
+    for fit in fits:
+        stages[f"train {fit['model']}"].append(float(fit.get("seconds", 0.0)))
     for name, start, end in rows:
-        stages[stage_of(name)].append(_seconds(start, end))
+        stage = stage_of(name)
+        if stage.startswith(("run-fold", "fold-")) or (fits and stage.startswith("train ")):
+            continue
+        stages[stage].append(_seconds(start, end))
     return sorted(((s, len(t), sum(t), max(t)) for s, t in stages.items()), key=lambda r: -r[2])
 
 
@@ -95,7 +107,8 @@ def bench_run(run_args: Sequence[str]) -> int:
             print(f"  the run failed (exit {process.returncode}):", *tail, sep="\n    ", flush=True)
             return process.returncode
         print(f"  {'stage':32s}{'tasks':>6s}{'summed s':>11s}{'longest s':>11s}")
-        for stage, count, total, longest in stage_budget(home / "prefect" / "prefect.db"):
+        training = home / "artifacts" / "bench" / "training.json"
+        for stage, count, total, longest in stage_budget(home / "prefect" / "prefect.db", training):
             print(f"  {stage:32s}{count:6d}{total:11.1f}{longest:11.1f}")
         print(f"  wall {wall:.1f} s, peak RSS of the process tree {peak / 2**30:.2f} GiB "
               f"({os.cpu_count()} cores)", flush=True)

@@ -38,11 +38,16 @@ def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
             ("train-lightgcn-fold2", "2026-01-01 00:00:05.000000", "2026-01-01 00:00:45.500000"),
             ("evaluate-gat/no-cosine-fold1", "2026-01-01 00:01:00", "2026-01-01 00:01:02"),
             ("report-5e1", "2026-01-01 00:02:00", "2026-01-01 00:02:04"),
+            ("run-fold-1", "2026-01-01 00:00:00", "2026-01-01 00:03:00"),  # waits for its subflow only
             ("embed-user_idx", "2026-01-01 00:00:00", None),  # still running when the run was killed
         ])
     budget = {stage: (n, total, longest) for stage, n, total, longest in stage_budget(db)}
     assert budget["train lightgcn"] == (2, 70.5, 40.5)
+    # With the run's training log, a fit counts its own seconds, not its wait for a worker.
+    log = tmp_path / "training.json"
+    log.write_text('[{"model": "lightgcn", "fold": 1, "seconds": 12.0}, {"model": "lightgcn", "fold": 2, "seconds": 9.5}]')
+    assert {s: (n, t) for s, n, t, _ in stage_budget(db, log)}["train lightgcn"] == (2, 21.5)
     assert budget["evaluate gat/no-cosine"] == (1, 2.0, 2.0) and budget["report"] == (1, 4.0, 4.0)
     assert budget["embed user_idx"] == (1, 0.0, 0.0)
-    assert list(budget)[0] == "train lightgcn"  # the costliest stage first
+    assert list(budget)[0] == "train lightgcn" and "run-fold-1" not in budget  # the costliest stage first
     assert _tree_rss(os.getpid()) > 10 * 2**20
