@@ -12,6 +12,7 @@ are already in the memo and finished task results already persisted, so nothing 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import signal
@@ -118,7 +119,9 @@ def run_interruptibly(fn: Callable[[], T], grace_s: float = 3.0) -> T:
         request_stop(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    worker = threading.Thread(target=target, name="e2ep-run", daemon=True)
+    # In a copy of this thread's context: settings entered here (e.g. the run's Prefect API URL) hold there too.
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(target,), name="e2ep-run", daemon=True)
     try:
         worker.start()
         while worker.is_alive() and not STOP.is_set():

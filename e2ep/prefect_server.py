@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -84,19 +85,29 @@ def _drain_prefect_workers() -> None:
             pass
 
 
-def _wait_until_healthy(api_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def wait_for_api(api_url: str, timeout_s: float, alive: subprocess.Popen[Any] | None = None) -> None:
+    """Poll `<api_url>/health` until it answers 200; TimeoutError after `timeout_s`, RuntimeError if `alive` exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise E2EPError(f"the temporary Prefect server exited with status {process.returncode} at start")
+        if alive is not None and alive.poll() is not None:
+            raise RuntimeError(f"Prefect server exited with status {alive.returncode} before it was ready")
         try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{api_url.rstrip('/')}/health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.1)
-    raise E2EPError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
-                       "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+        time.sleep(0.3)
+    raise TimeoutError(f"Prefect API at {api_url} not ready after {timeout_s:.0f} s")
+
+
+def _wait_until_healthy(api_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    try:
+        wait_for_api(api_url, timeout_s, alive=process)
+    except RuntimeError:
+        raise E2EPError(f"the temporary Prefect server exited with status {process.returncode} at start") from None
+    except TimeoutError:
+        raise E2EPError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
+                        "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)") from None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import yaml
 
+from e2ep.prefect_server import wait_for_api
+
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
 
@@ -64,21 +66,6 @@ def flow_from_entrypoint(entrypoint: str) -> Any:
     path, _, name = entrypoint.partition(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     return getattr(module, name)
-
-
-def wait_for_api(api_url: str, timeout_s: float, alive: subprocess.Popen[Any] | None = None) -> None:
-    """Poll `<api_url>/health` until it answers 200; TimeoutError after `timeout_s`, RuntimeError if `alive` exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if alive is not None and alive.poll() is not None:
-            raise RuntimeError(f"Prefect server exited with status {alive.returncode} before it was ready")
-        try:
-            if httpx.get(f"{api_url.rstrip('/')}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"Prefect API at {api_url} not ready after {timeout_s:.0f} s")
 
 
 class ServerProcess:
