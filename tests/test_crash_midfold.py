@@ -19,6 +19,7 @@ def _args(ratings, artifacts, lightgcn_rates: str) -> list[str]:
             "--folds", "1", "--models", "popularity,lightgcn", "--no-semantic", "--max-epochs", "2",
             "--parallel-folds", "1", "--k", "5", "--set", "evaluation.n_recommendations=10",
             "--set", "models.lightgcn.num_layers=[1]", "--set", f"models.lightgcn.learning_rate={lightgcn_rates}",
+            "--set", "models.lightgcn.n_trials=400", "--set", "models.training.tuning.pruning=false",
             "--artifacts-dir", str(artifacts), "--run-name", "midfold"]
 
 

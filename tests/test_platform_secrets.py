@@ -57,7 +57,8 @@ def test_a_planted_key_reaches_the_llm_and_no_output(tmp_path, monkeypatch, capf
                 "split.folds": [1], "split.official": False, "models.names": ["popularity"],
                 "evaluation.n_recommendations": 20, "evaluation.protocols": ["full"],
                 "llm.model": "openai/stub-model", "llm.api_base": stub.api_base, "llm.api_key_env": KEY_ENV,
-                "profiles.backend": "llm", "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "leak",
+                "profiles.backend": "llm", "rerank.strategies": [],
+                "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "leak",
             })
             state = experiment(cfg, return_state=True)
             assert state.is_completed(), state
