@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import polars as pl
 
@@ -54,18 +54,9 @@ class TextSource:
     header: bool
 
     @classmethod
-    def open(
-        cls,
-        path: Path,
-        *,
-        separator: str,
-        separator_name: str,
-        encoding: str = "utf-8",
-        quoted: bool = False,
-        header: bool = False,
-    ) -> TextSource:
-        return cls.from_bytes(path.name, read_bytes(path), separator=separator, separator_name=separator_name,
-                              encoding=encoding, quoted=quoted, header=header)
+    def open(cls, path: Path, **options: Any) -> TextSource:
+        """The file at `path`, labelled by its name; `options` as for :meth:`from_bytes`."""
+        return cls.from_bytes(path.name, read_bytes(path), **options)
 
     @classmethod
     def from_bytes(
