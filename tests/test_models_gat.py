@@ -20,7 +20,7 @@ from models.base import FoldData, Recommender
 from models.gat import GATIDRecommender, GATRecommender
 from models.gat.graph import build_signed_graph
 from models.gat.layers import SignedGATLayer
-from models.gat.loss import HardNegatives, bpr_cosine_loss
+from models.gat.loss import HardNegatives, bpr_cosine_loss, full_softmax_loss
 from models.popularity import Popularity
 from models.training import validation_ndcg
 from models.registry import build_model
@@ -155,6 +155,26 @@ def test_cosine_weight_adds_the_alignment_term() -> None:
     bpr_cosine_loss(u, i, j, bpr_weight=0.0, cosine_weight=1.0).total.backward()
     step = u - 0.1 * u.grad
     assert torch.nn.functional.cosine_similarity(step, i).mean() > cos
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_full_softmax_per_distinct_user_equals_the_per_pair_softmax(cosine: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(5, 8, generator=g)
+    users = torch.tensor([3, 0, 3, 3, 1, 0, 4])
+    items = torch.randn(11, 8, generator=g, requires_grad=True)
+    positive = torch.randint(11, (len(users),), generator=g)
+    grads = []
+    for grouped in (None, users):
+        u = table.clone().requires_grad_(True)
+        loss = full_softmax_loss(u[users], items, positive, 0.2, cosine, users=grouped)
+        expected = torch.nn.functional.cross_entropy(
+            (torch.nn.functional.normalize(u[users], dim=-1) @ torch.nn.functional.normalize(items, dim=-1).T
+             if cosine else u[users] @ items.T) / 0.2, positive)
+        assert torch.isclose(loss, expected, atol=1e-5)
+        grads.append(torch.autograd.grad(loss, [u, items]))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_hard_negatives_swap_in_the_users_dislikes() -> None:

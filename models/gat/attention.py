@@ -29,11 +29,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from models.propagation import symmetric_spmm
+
 
 @dataclass(frozen=True)
 class EdgeList:
     """One relation as index tensors: messages flow `src[e] → dst[e]`; `scale[e] = sqrt(d_dst / d_src)`;
-    `adjacency`: the binary `[N, N]` matrix (row = destination) as sparse CSR, `degree` its row sums."""
+    `adjacency`: the binary `[N, N]` matrix (row = destination) as sparse CSR, `degree` its row sums. Every edge is
+    present in both directions, so `adjacency` is symmetric (its products' gradients reuse the forward kernel)."""
 
     src: Tensor
     dst: Tensor
@@ -127,7 +130,7 @@ class NormalisedAttention(nn.Module):
         weights = (logits - logits.detach().max()).exp()  # a global shift leaves every softmax unchanged
         inv_sqrt_degree = edges.degree.clamp_min(1.0).rsqrt().unsqueeze(1)
         weighted = (h.view(-1, H, D) * weights.unsqueeze(-1)).view(-1, H * D) * inv_sqrt_degree
-        numerator = torch.sparse.mm(edges.adjacency, torch.cat([weighted, weights], dim=1))
+        numerator = symmetric_spmm(edges.adjacency, torch.cat([weighted, weights], dim=1))
         message, normaliser = numerator[:, : H * D].view(-1, H, D), numerator[:, H * D:]
         scale = edges.degree.sqrt().unsqueeze(1) / normaliser.clamp_min(1e-16)
         return (message * scale.unsqueeze(-1)).view(-1, H * D)

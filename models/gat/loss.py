@@ -49,12 +49,26 @@ def sampled_softmax_loss(u: Tensor, i: Tensor, negatives: Tensor, temperature: f
     return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
 
 
-def full_softmax_loss(u: Tensor, items: Tensor, positive: Tensor, temperature: float, cosine: bool = False) -> Tensor:
-    """Cross-entropy of each user's positive item (`positive`, item indices) over every item's score / temperature
-    (`items`: `[n_items, d]`); the exact softmax `sampled_softmax_loss` estimates, affordable on small catalogues."""
+def full_softmax_loss(u: Tensor, items: Tensor, positive: Tensor, temperature: float, cosine: bool = False,
+                      users: Tensor | None = None) -> Tensor:
+    r"""Cross-entropy of each user's positive item (`positive`, item indices) over every item's score / temperature
+    (`items`: `[n_items, d]`); the exact softmax `sampled_softmax_loss` estimates, affordable on small catalogues:
+
+    .. math::
+        \mathcal{L} = \frac{1}{B}\sum_{b} \Big(\log\sum_{j} e^{s(u_b, j)/\tau} - s(u_b, i_b)/\tau\Big)
+
+    `users` (the batch's user ids, one per row of `u`): the log-normaliser depends on the user only, so it is
+    computed once per distinct user of the batch instead of once per positive pair (~4x fewer item scores on
+    ML-100K at 4,096 pairs per batch; the same loss up to float rounding)."""
     if cosine:
         u, items = F.normalize(u, dim=-1), F.normalize(items, dim=-1)
-    return F.cross_entropy(u @ items.T / temperature, positive)
+    if users is None:
+        return F.cross_entropy(u @ items.T / temperature, positive)
+    distinct, row = torch.unique(users, return_inverse=True)
+    first = torch.zeros(len(distinct), dtype=torch.long, device=u.device).scatter_(
+        0, row, torch.arange(len(users), device=u.device))  # one batch row of each distinct user
+    normaliser = torch.logsumexp(u[first] @ items.T / temperature, dim=1)
+    return (normaliser[row] - (u * items[positive]).sum(-1) / temperature).mean()
 
 
 class HardNegatives:

@@ -33,6 +33,8 @@ def train_gat(
     `no_grad`; the best state is restored at the end.
     """
     n_users, n_items = data.n_users, data.n_items
+    if cfg.patience is not None:
+        training = training.model_copy(update={"patience": cfg.patience})
     hard = HardNegatives(data.negative_pairs, n_users)
     optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_factor,
@@ -49,7 +51,7 @@ def train_gat(
         if cfg.embedding_reg and ids is not None:  # LightGCN's L2 on the batch's layer-0 vectors
             penalty = cfg.embedding_reg * (ids[users].square().sum() + ids[pos + n_users].square().sum()) / len(users)
         if cfg.loss == "softmax" and cfg.negatives >= n_items:  # the exact softmax over the whole catalogue
-            ranking = full_softmax_loss(u, h[n_users:], pos, cfg.temperature, cfg.cosine_scores)
+            ranking = full_softmax_loss(u, h[n_users:], pos, cfg.temperature, cfg.cosine_scores, users)
             return cfg.bpr_weight * ranking + alignment + penalty
         if cfg.loss == "softmax":
             sampled = torch.randint(n_items, (cfg.negatives,), generator=generator).to(h.device)
