@@ -30,7 +30,7 @@ from tests.synthetic import planted_ratings
 N_USERS, N_ITEMS = 60, 40
 FAST = TrainingConfig(max_epochs=30, eval_every=5, patience=2, device="cpu")
 SMALL = GATConfig(hidden=16, heads=2, num_layers=2, learning_rate=0.01, batch_size=256, dropout=0.0,
-                  feature_dropout=0.0)
+                  feature_dropout=0.0, selection_grid={})
 
 
 def _features(n: int, group: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
