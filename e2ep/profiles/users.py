@@ -4,7 +4,7 @@ A user is described by up to `n_liked` highest-rated (>= 4) and `n_disliked` low
 ties go to the most recent rating, then the lower item_idx. The LLM backend feeds them in turns of `batch_size`
 (liked first, then disliked); each turn's prompt carries the profile written so far and asks for a refined one, so
 a turn's request depends only on its movies and the previous profile, and the gateway's cache memoises it.
-`Fold.test` is never read. Whether the validation slice counts as training is `include_validation` (default yes).
+`Fold.test` is never read. Whether the validation slice counts as training is `include_validation` (default no).
 """
 
 from __future__ import annotations
