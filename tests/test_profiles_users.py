@@ -43,12 +43,12 @@ def test_test_ratings_are_never_used():
     assert gateway_a.requests == gateway_b.requests
 
 
-def test_validation_slice_counts_as_training_unless_excluded():
+def test_validation_slice_is_left_out_unless_included():
     train = fold(TRAIN).train.with_columns(is_validation=pl.col("item_idx") == 5)
     f = type(fold(TRAIN))(1, train, fold(TRAIN).test)
-    assert 5 in select_rated(training_ratings(f, ProfilesConfig()), ProfilesConfig())["item_idx"].to_list()
-    cfg = ProfilesConfig(include_validation=False)
-    assert 5 not in select_rated(training_ratings(f, cfg), cfg)["item_idx"].to_list()
+    assert 5 not in select_rated(training_ratings(f, ProfilesConfig()), ProfilesConfig())["item_idx"].to_list()
+    cfg = ProfilesConfig(include_validation=True)
+    assert 5 in select_rated(training_ratings(f, cfg), cfg)["item_idx"].to_list()
 
 
 def test_template_user_profile_from_rating_statistics():
