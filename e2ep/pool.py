@@ -163,9 +163,23 @@ def run_cpu_bound(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                     raise _interrupted(pool) from None
 
 
+def _mmap_large_blocks(threshold: int = 1 << 20) -> None:
+    """Serve every allocation of `threshold` bytes or more from its own mapping, returned to the system when freed.
+    glibc otherwise raises that threshold to 32 MB as blocks are freed, and a job's many tensors of varying size
+    fragment the heap: encoding the 943 user profiles of a fold peaked at 1.19-1.24 GB RSS, with this at 0.91 GB
+    (the same vectors, bit for bit)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD (a fixed one: no dynamic growth)
+        libc.mallopt(-1, threshold)  # M_TRIM_THRESHOLD: give back the heap's free top as well
+    except (AttributeError, OSError):  # not glibc
+        pass
+
+
 def _run_alone(conn: Any, threads: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> None:
     _init_worker(threads, parent)
+    _mmap_large_blocks()
     try:
         outcome: tuple[bool, Any] = (True, fn(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
