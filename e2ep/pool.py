@@ -130,7 +130,8 @@ def _slot(pool: ProcessPoolExecutor, slots: threading.Semaphore) -> Iterator[Non
 
 
 def _release_memory() -> None:
-    """Hand freed heap back to the system after a job, so an idle worker does not hold its last job's peak."""
+    """Hand freed heap back to the system after a job, so an idle worker does not hold its last job's peak (ease,
+    bpr-mf, lightgcn and als fitted one after another in one process: 651 instead of 699 MB afterwards)."""
     gc.collect()
     try:
         ctypes.CDLL(None).malloc_trim(0)  # glibc only
