@@ -11,9 +11,7 @@ calls, tests, Dask workers, which already isolate work in their own processes).
 
 :func:`run_isolated` runs a job whose memory should not outlive it (embedding: MiniLM and its encoding heap take a
 process from ~250 to ~870 MB, which a long-lived worker would keep for the rest of the run) in a fresh process that
-exits afterwards. Both kinds of job take one of the pool's `workers` slots, so no more jobs run at once than cores,
-and isolated jobs run one at a time: two encodings side by side peaked at 2 x 0.9 GB, where one beside a training
-worker (~0.7 GB) costs less and the other slot still works.
+exits afterwards. Both kinds of job take one of the pool's `workers` slots, so no more jobs run at once than cores.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ _active: ProcessPoolExecutor | None = None
 _slots: threading.Semaphore | None = None
 """One permit per worker, taken by every job of the pool, pooled or isolated."""
 _threads = 1
-_one_isolated = threading.Semaphore(1)
 _isolated: set[multiprocessing.process.BaseProcess] = set()
 _lock = threading.Lock()
 
@@ -205,7 +202,7 @@ def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if pool is None or slots is None:
         return fn(*args, **kwargs)
     context = multiprocessing.get_context("spawn")
-    with _slot(pool, _one_isolated), _slot(pool, slots):
+    with _slot(pool, slots):
         receive, send = context.Pipe(duplex=False)
         process = context.Process(target=_run_alone, args=(send, _threads, os.getpid(), fn, args, kwargs),
                                   name=f"isolated-{getattr(fn, '__name__', 'job')}")

@@ -55,12 +55,6 @@ def test_isolated_and_pooled_jobs_share_the_pool_s_slots(tmp_path):
         assert [r.result() for r in runs] == [True] * 4
 
 
-def test_isolated_jobs_run_one_at_a_time(tmp_path, two_workers):
-    marker = str(tmp_path / "busy")
-    with ThreadPoolExecutor(2) as threads:
-        assert list(threads.map(lambda _: run_isolated(alone, marker), range(2))) == [True, True]
-
-
 def test_a_stop_request_ends_an_isolated_job_at_once(two_workers):
     with ThreadPoolExecutor(1) as thread:
         job = thread.submit(run_isolated, wait_forever)
