@@ -22,6 +22,7 @@ import polars as pl
 import torch
 
 from e2ep.errors import ConfigError, DataError
+from e2ep.pool import pool_active, run_isolated
 from e2ep.profiles.config import EmbeddingConfig
 from e2ep.runtime import e2ep_home
 
@@ -138,6 +139,9 @@ def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.
             if blob is not None:
                 found[t] = np.frombuffer(blob, dtype=np.float32)
     todo = [t for t in unique if t not in found]
+    if (todo or not unique) and pool_active():
+        # The model and its encoding heap (~600 MB) stay in a process that exits afterwards, not in this one.
+        return run_isolated(embed_texts, texts, cfg)
     if todo or not unique:
         model = load_encoder(cfg)
         # Chunks are stored as they finish: a killed run keeps them, and the log shows progress.

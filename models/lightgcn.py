@@ -3,14 +3,16 @@ validation NDCG@10."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from e2ep.config import LightGCNConfig, TrainingConfig
 from models.propagation import BatchLoss, PropagationRecommender, symmetric_spmm
+
+if TYPE_CHECKING:
+    from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 
 class LightGCNRecommender(PropagationRecommender):
@@ -29,6 +31,9 @@ class LightGCNRecommender(PropagationRecommender):
         super().__init__(cfg or LightGCNConfig(), training)
 
     def build_module(self, n_nodes: int, num_layers: int) -> PyGLightGCN:
+        # imported here: torch_geometric (with the transformers and pandas it loads) costs ~185 MB in each process
+        from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
         return PyGLightGCN(n_nodes, self.training.embedding_dim, num_layers, normalize=False)
 
     def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:

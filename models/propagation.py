@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from e2ep.config import TrainingConfig
 from models.base import FoldData, Recommender, dot_product_scores
@@ -29,6 +28,8 @@ def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> T
     Normalising once here, instead of inside every `LGConv` call, is the same operator and saves the per-batch
     degree computation.
     """
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm  # only when needed: torch_geometric costs ~185 MB
+
     users, items = positive_pairs[0].long(), positive_pairs[1].long() + n_users
     edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
     n = n_users + n_items

@@ -1,6 +1,7 @@
 """Module-level jobs for the worker-pool tests (a spawned worker imports them by name)."""
 
 import os
+import time
 
 import torch
 
@@ -20,3 +21,20 @@ def noisy_fit(seed: int) -> torch.Tensor:
 
 def worker_pid() -> int:
     return os.getpid()
+
+
+def alone(marker: str) -> bool:
+    """Claim `marker` for a moment: False if another job holds it (two jobs ran at once)."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    time.sleep(0.3)
+    os.close(fd)
+    os.remove(marker)
+    return True
+
+
+def wait_forever() -> None:
+    while True:
+        time.sleep(0.1)

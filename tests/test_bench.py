@@ -51,3 +51,22 @@ def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
     assert budget["embed user_idx"] == (1, 0.0, 0.0)
     assert list(budget)[0] == "train lightgcn" and "run-fold-1" not in budget  # the costliest stage first
     assert _tree_rss(os.getpid()) > 10 * 2**20
+
+
+def test_the_tree_s_pss_counts_pages_its_processes_share_once():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from e2ep.bench_run import _pss, _tree_pss, _tree_rss
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        time.sleep(0.5)  # the child has mapped its interpreter
+        rss, pss = _tree_rss(os.getpid()), _tree_pss(os.getpid())
+        # both interpreters map the same files: summed RSS counts those pages twice, PSS once
+        assert 0 < _pss(child.pid) < pss < rss
+    finally:
+        child.communicate(b"")
+    assert _pss(child.pid) == 0  # a process that is gone counts nothing

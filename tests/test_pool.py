@@ -1,13 +1,16 @@
 """CPU-bound work in worker processes: the same numbers as inline, whatever the pool size."""
 
+import multiprocessing
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
-from e2ep.pool import run_cpu_bound, worker_pool
-from tests.pool_jobs import noisy_fit, worker_pid
+from e2ep.interrupt import STOP, RunInterrupted
+from e2ep.pool import run_cpu_bound, run_isolated, worker_pool
+from tests.pool_jobs import alone, noisy_fit, wait_forever, worker_pid
 
 
 def test_without_a_pool_jobs_run_inline():
@@ -33,3 +36,34 @@ def test_jobs_side_by_side_in_workers_compute_what_one_inline_job_does(two_worke
 def test_an_error_in_a_job_reaches_the_caller(two_workers):
     with pytest.raises(ZeroDivisionError):
         run_cpu_bound(divmod, 1, 0)
+
+
+def test_an_isolated_job_runs_in_a_process_of_its_own_that_is_gone_afterwards(two_workers):
+    pooled = {run_cpu_bound(worker_pid) for _ in range(4)}
+    pid = run_isolated(worker_pid)
+    assert pid != os.getpid() and pid not in pooled
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert torch.equal(run_isolated(noisy_fit, 7), noisy_fit(7))
+    with pytest.raises(ZeroDivisionError):
+        run_isolated(divmod, 1, 0)
+
+
+def test_isolated_and_pooled_jobs_share_the_pool_s_slots(tmp_path):
+    marker = str(tmp_path / "busy")
+    with worker_pool(workers=1), ThreadPoolExecutor(4) as threads:
+        runs = [threads.submit(run, alone, marker) for run in (run_cpu_bound, run_isolated) * 2]
+        assert [r.result() for r in runs] == [True] * 4
+
+
+def test_a_stop_request_ends_an_isolated_job_at_once(two_workers):
+    with ThreadPoolExecutor(1) as thread:
+        job = thread.submit(run_isolated, wait_forever)
+        time.sleep(1.0)
+        STOP.set()
+        try:
+            with pytest.raises(RunInterrupted):
+                job.result(timeout=10)
+        finally:
+            STOP.clear()
+    assert not multiprocessing.active_children() or all(
+        not p.name.startswith("isolated-") for p in multiprocessing.active_children())
