@@ -82,7 +82,8 @@ def summarize(per_user: pl.DataFrame, catalog: pl.DataFrame | None = None) -> pl
     if catalog is not None and catalog.height:
         cat = catalog.select(KEY + RUN + ["value"]).cast({"k": pl.Int64})
         parts.append(cat.with_columns(user_metric=pl.lit(False)).select(parts[0].columns).cast(parts[0].schema))
-    out = pl.concat(parts).group_by(KEY).agg(
+    # sorted first: a group's values are summed in row order, so the same input gives the same last bits
+    out = pl.concat(parts).sort(KEY + RUN).group_by(KEY).agg(
         mean=pl.col("value").mean(),
         std=pl.when(pl.len() > 1).then(pl.col("value").std(ddof=1)),
         n_runs=pl.len().cast(pl.Int64),
