@@ -36,8 +36,6 @@ _active: ProcessPoolExecutor | None = None
 _slots: threading.Semaphore | None = None
 """One permit per worker, taken by every job of the pool, pooled or isolated."""
 _threads = 1
-_urgent_waiting = 0
-"""Isolated jobs waiting for a permit: pooled jobs leave free permits to them (see :func:`_slot`)."""
 _isolated: set[multiprocessing.process.BaseProcess] = set()
 _lock = threading.Lock()
 
@@ -118,35 +116,14 @@ def _interrupted(pool: ProcessPoolExecutor) -> RunInterrupted:
 
 
 @contextmanager
-def _slot(pool: ProcessPoolExecutor, slots: threading.Semaphore, urgent: bool = False) -> Iterator[None]:
-    """Hold one permit for the block. `urgent` jobs (the isolated embeddings, which a fold's feature-reading
-    models wait for) go before pooled ones: a pooled job takes a permit only while no urgent job waits, so a
-    fold's embedding no longer queues behind other folds' fits (in a cold ML-100K run one waited 426 s)."""
-    global _urgent_waiting
-    if urgent:
-        with _lock:
-            _urgent_waiting += 1
-    try:
-        while not _take(slots, urgent):
-            if stop_requested():
-                raise _interrupted(pool)
-    finally:
-        if urgent:
-            with _lock:
-                _urgent_waiting -= 1
+def _slot(pool: ProcessPoolExecutor, slots: threading.Semaphore) -> Iterator[None]:
+    while not slots.acquire(timeout=0.2):
+        if stop_requested():
+            raise _interrupted(pool)
     try:
         yield
     finally:
         slots.release()
-
-
-def _take(slots: threading.Semaphore, urgent: bool) -> bool:
-    if urgent:
-        return slots.acquire(timeout=0.2)
-    if _urgent_waiting == 0 and slots.acquire(blocking=False):
-        return True
-    time.sleep(0.05)  # polling, so a permit released while an urgent job waits reaches that job
-    return False
 
 
 def _release_memory() -> None:
@@ -225,7 +202,7 @@ def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if pool is None or slots is None:
         return fn(*args, **kwargs)
     context = multiprocessing.get_context("spawn")
-    with _slot(pool, slots, urgent=True):
+    with _slot(pool, slots):
         receive, send = context.Pipe(duplex=False)
         process = context.Process(target=_run_alone, args=(send, _threads, os.getpid(), fn, args, kwargs),
                                   name=f"isolated-{getattr(fn, '__name__', 'job')}")

@@ -38,10 +38,3 @@ def alone(marker: str) -> bool:
 def wait_forever() -> None:
     while True:
         time.sleep(0.1)
-
-
-def started_at(seconds: float) -> float:
-    """When this job started (wall clock), after which it holds its slot for `seconds`."""
-    start = time.time()
-    time.sleep(seconds)
-    return start
