@@ -10,7 +10,7 @@ import torch
 
 from e2ep.interrupt import STOP, RunInterrupted
 from e2ep.pool import run_cpu_bound, run_isolated, worker_pool
-from tests.pool_jobs import alone, noisy_fit, wait_forever, worker_pid
+from tests.pool_jobs import noisy_fit, wait_forever, worker_pid
 
 
 def test_without_a_pool_jobs_run_inline():
@@ -46,13 +46,6 @@ def test_an_isolated_job_runs_in_a_process_of_its_own_that_is_gone_afterwards(tw
     assert torch.equal(run_isolated(noisy_fit, 7), noisy_fit(7))
     with pytest.raises(ZeroDivisionError):
         run_isolated(divmod, 1, 0)
-
-
-def test_isolated_and_pooled_jobs_share_the_pool_s_slots(tmp_path):
-    marker = str(tmp_path / "busy")
-    with worker_pool(workers=1), ThreadPoolExecutor(4) as threads:
-        runs = [threads.submit(run, alone, marker) for run in (run_cpu_bound, run_isolated) * 2]
-        assert [r.result() for r in runs] == [True] * 4
 
 
 def test_a_stop_request_ends_an_isolated_job_at_once(two_workers):
