@@ -595,6 +595,11 @@ class ColdStartProtocolConfig(_Strict):
     seed: int = 0
     """Seed of the user draw (combined with the fold number)."""
 
+    search: Literal["reuse", "again"] = "reuse"
+    """`reuse`: each model is fitted once on the truncated fold with the hyperparameters it chose on the full
+    fold's validation slice (training-side data only, never test; it includes the drawn users' later ratings, a
+    small share of the validation users). `again`: every search runs again on the truncated fold's validation."""
+
     @field_validator("n")
     @classmethod
     def _distinct(cls, v: list[int]) -> list[int]:

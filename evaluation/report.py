@@ -66,7 +66,7 @@ def hyperparameter_table(logs: list[dict[str, Any]], models: list[str]) -> str:
     lines = ["| model | fold | chosen on validation | validation NDCG@10 | trials (pruned) | sampler | search s |",
              "|---|---:|---|---:|---:|---|---:|"]
     for log in rows:
-        chosen = ", ".join(f"{k}={_value(v)}" for k, v in log.get("hyperparameters", {}).items())
+        chosen = ", ".join(f"{k}={_value(v)}" for k, v in (log.get("selected") or log.get("hyperparameters", {})).items())
         search = log["search"]
         lines.append(f"| {log['model']} | {log['fold']} | {chosen} | {log.get('best_validation_ndcg10', float('nan')):.4f}"
                      f" | {search.get('trials', 0)} ({search.get('pruned', 0)}) | {search.get('sampler', '')}"

@@ -13,6 +13,7 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
 
 # No `from __future__ import annotations`: on a Dask worker the subflow arrives pickled by value, and Prefect
 # validates its parameters from real annotation objects (string ones name globals the copy does not carry).
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,7 +56,8 @@ from tasks.semantic import (
     user_profiles_task,
     variant_of,
 )
-from tasks.train import NodeFeatures, TrainedRef, TrainJob, ablation_job, model_job, train_and_recommend_task
+from tasks.train import (NodeFeatures, TrainedRef, TrainJob, ablation_job, model_job, pinned_job,
+                         train_and_recommend_task)
 
 
 class ItemSide(BaseModel, frozen=True):
@@ -90,6 +92,7 @@ class FoldResult(BaseModel, frozen=True):
     user_embeddings: StageRef | None = None
     reranked: list[RerankedRef] = []
     base_choice: dict = {}
+    cold_start_trained: list[TrainedRef] = []
     cold_start_reranked: list[RerankedRef] = []
 
 
@@ -138,21 +141,25 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     bases, base_choice = rerank_bases(cfg, fold, trained) if cfg.rerank.strategies else ([], {})
     reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors, bases)
     evaluated += evaluate_reranked(cfg, dataset, fold, bases, reranked)
+    cold_trained: list[TrainedRef] = []
     cold_reranked: list[RerankedRef] = []
     if cfg.evaluation.cold_start_protocol.enabled:
-        cold_evaluated, cold_reranked = cold_start_protocol(cfg, dataset, fold, semantic, [b.model for b in bases])
+        cold_trained, cold_evaluated, cold_reranked = cold_start_protocol(cfg, dataset, fold, semantic,
+                                                                          [b.model for b in bases], trained)
         evaluated += cold_evaluated
     return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
                       user_embeddings=user_vectors, reranked=reranked, base_choice=base_choice,
-                      cold_start_reranked=cold_reranked)
+                      cold_start_trained=cold_trained, cold_start_reranked=cold_reranked)
 
 
 def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef, semantic: SemanticResult | None,
-                        bases: list[str]) -> tuple[list[EvaluatedRef], list[RerankedRef]]:
+                        bases: list[str], full: list[TrainedRef],
+                        ) -> tuple[list[TrainedRef], list[EvaluatedRef], list[RerankedRef]]:
     """The fold again with the cold-start protocol's users truncated: their user profiles rebuilt from the kept
     ratings (other users' profiles are the same texts, so their LLM answers and embeddings come from the caches),
     every model of `models.names` retrained, the same base models reranked, and only the truncated users
-    evaluated, per n. Ablations are not repeated."""
+    evaluated, per n. Ablations are not repeated. With `search = "reuse"` each model is fitted once with the
+    hyperparameters it chose on the full fold's validation slice (`full`), instead of searching again."""
     truncated = cold_start_split_task(fold, cfg.evaluation.cold_start_protocol)
     features, users, vectors = None, None, None
     if semantic is not None:
@@ -160,27 +167,36 @@ def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRe
         users = user_profiles_task(dataset, truncated, semantic.metadata, side.profiles, semantic.llm)
         vectors = embed_task(users, "user_idx", dataset.n_users, cfg.embedding)
         features = NodeFeatures(items=side.item_embeddings.file, users=vectors.file)
+    selections = {(t.model, t.seed): t.log.get("selected", {}) for t in full} \
+        if cfg.evaluation.cold_start_protocol.search == "reuse" else None
     trained = train_distinct([model_job(name, cfg.models, features) for name in cfg.models.names], cfg, dataset,
-                             truncated)
+                             truncated, selections)
     by_label = {t.model: t for t in trained}
     reranked = rerank_fold(cfg, truncated, trained, semantic, users, vectors, [by_label[b] for b in bases]) \
         if bases else []
     evaluated = [evaluate_task(t, truncated, dataset, cfg.evaluation, cfg.relevance) for t in [*trained, *reranked]]
-    return evaluated, reranked
+    return trained, evaluated, reranked
 
 
-def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: DatasetRef,
-                   fold: FoldRef) -> list[TrainedRef]:
+def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
+                   selections: dict[tuple[str, int], dict] | None = None) -> list[TrainedRef]:
     """Fit each distinct (model, settings, features) once per seed of `models.training.seeds`: an ablation that
     equals a model of the run (e.g. `features = "none"` beside `gat-id`, or the run's own profiles beside `gat`)
     reuses its lists under its label. A seed that reproduces a method's lists exactly (a deterministic model such
-    as popularity) is not a replicate and is dropped, so it does not shrink that method's spread."""
+    as popularity) is not a replicate and is dropped, so it does not shrink that method's spread. `selections`
+    (label, seed) → hyperparameters pins each job's search to what that fit chose (a seed dropped as a replicate
+    takes the label's first seed's choice)."""
     runs = []  # (label, seed, key) in table order
     distinct: dict[str, TrainJob] = {}
+    first_choice: dict[str, dict] = {}
+    for label_seed, chosen in (selections or {}).items():
+        first_choice.setdefault(label_seed[0], chosen)
     for seed in cfg.models.training.run_seeds():
         for job in jobs:
             training = job.settings.training.for_seed(seed)
             job = job.model_copy(update={"settings": job.settings.model_copy(update={"training": training})})
+            if selections is not None:
+                job = pinned_job(job, selections.get((job.label, seed), first_choice.get(job.label, {})))
             key = stable_hash(job.model, job.settings, job.features)
             distinct.setdefault(key, job)
             runs.append((job.label, seed, key))
@@ -286,6 +302,8 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
                 .select("model", "fold", "seed", "user_id", "item_id", "rank", "score")
                 .sort("model", "fold", "seed", "user_id", "rank"))
     logs = [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for r in results for t in r.trained]
+    cold_logs = [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for r in results
+                 for t in r.cold_start_trained]
     profiles: dict[str, StageRef] = {}
     if semantic is not None:
         profiles = {"items": semantic.item_profiles, **{f"users-fold{r.fold}": r.user_profiles for r in results
@@ -304,6 +322,8 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
     report = write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
                               {name: ref.file.read_parquet() for name, ref in profiles.items()},
                               explanations=explanations, rerank_cost=cost, item_titles=item_titles(data))
+    if cold_logs:  # the cold-start protocol's fits: what each used and cost, beside the full folds' training.json
+        write_text(json.dumps(cold_logs, indent=2), run_dir / "training-cold-start.json")
     if explanations is not None and cost is not None:
         report = with_rerank_section(cfg, report, cost, {r.fold: r.base_choice for r in results})
     return report

@@ -194,6 +194,9 @@ class TrainingLog:
     """Hyperparameter search only: one entry (hyperparameters + the fields above) per configuration tried."""
     search: dict[str, Any] = field(default_factory=dict)
     """Hyperparameter search only: sampler, budget, trials run and pruned, seconds (see models/tuning.py)."""
+    selected: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameter search only: the value chosen on validation for every searched axis (what a later fit on a
+    variant of the fold pins instead of searching again)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,21 +215,24 @@ def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted,
     """Fit `fit_one(**params)` for every grid point and keep the best validation NDCG@10 (a NaN score loses to any
     number; ties keep the earlier point). Returns the winner and a log of it, with every trial and the total time
     since `started` (a `time.perf_counter()` reading)."""
-    best: tuple[float, Fitted, TrainingLog] | None = None
+    best: tuple[float, Fitted, TrainingLog, dict[str, Any]] | None = None
     trials = []
     for params in grid:
         fitted, log = fit_one(**params)
         trials.append({**params, **{k: v for k, v in log.as_dict().items() if k != "trials"}})
         score = log.best_validation_ndcg10
         if best is None or score > best[0] or (math.isnan(best[0]) and not math.isnan(score)):
-            best = (score, fitted, log)
+            best = (score, fitted, log, params)
     if best is None:
         raise ValueError("empty hyperparameter grid")
-    _, fitted, log = best
+    _, fitted, log, params = best
+    seconds = time.perf_counter() - started
     return fitted, TrainingLog(epochs_run=log.epochs_run, best_epoch=log.best_epoch,
                                best_validation_ndcg10=log.best_validation_ndcg10,
-                               seconds=time.perf_counter() - started, hyperparameters=log.hyperparameters,
-                               trials=trials)
+                               seconds=seconds, hyperparameters=log.hyperparameters, trials=trials,
+                               search={"sampler": "grid", "budget": len(grid), "trials": len(grid), "pruned": 0,
+                                       "seconds": round(seconds, 3)} if len(grid) > 1 else {},
+                               selected=dict(params))
 
 
 def train_bpr(

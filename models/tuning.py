@@ -165,4 +165,4 @@ def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne, data: FoldData,
     return best["fitted"], TrainingLog(
         epochs_run=log.epochs_run, best_epoch=log.best_epoch, best_validation_ndcg10=log.best_validation_ndcg10,
         seconds=time.perf_counter() - started, final_training_loss=log.final_training_loss,
-        hyperparameters=log.hyperparameters, trials=trials, search=search)
+        hyperparameters=log.hyperparameters, trials=trials, search=search, selected=dict(winner.params))

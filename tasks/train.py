@@ -35,9 +35,14 @@ class TrainedRef(BaseModel, frozen=True):
     choose the rerankers' base model and fusion on validation, never on test."""
 
 
+def config_section(name: str) -> str:
+    """The `models` section holding registered model `name`'s settings (`gat-id` shares the GAT's)."""
+    return "gat" if name == "gat-id" else name.replace("-", "_")
+
+
 def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
     """The part of the models config `name` depends on, so tuning one model never retrains another."""
-    section = "gat" if name == "gat-id" else name.replace("-", "_")
+    section = config_section(name)
     keep = {"training"} | ({section} if section in ModelsConfig.model_fields else set())
     return ModelsConfig(names=[name]).model_copy(update={k: getattr(cfg, k) for k in keep})
 
@@ -65,6 +70,23 @@ def model_job(name: str, models: ModelsConfig, features: NodeFeatures | None) ->
     the profiles never retrains a model that ignores them."""
     uses = build_model(name, models).uses_features
     return TrainJob(label=name, model=name, settings=settings_for(name, models), features=features if uses else None)
+
+
+def pinned_job(job: TrainJob, selected: dict[str, Any]) -> TrainJob:
+    """`job` with its hyperparameter search replaced by the values another fit chose on validation (`selected`,
+    from `TrainingLog.selected`): one fit instead of a search. The GAT's `selection_grid` is emptied and its
+    fields set; every other model's searched axes become one-value lists, with a budget of one trial."""
+    section = config_section(job.model)
+    current = getattr(job.settings, section, None)
+    if not selected or current is None:
+        return job
+    if section == "gat":
+        update: dict[str, Any] = {**{k: type(getattr(current, k))(v) for k, v in selected.items()},
+                                  "selection_grid": {}}
+    else:
+        update = {**{k: [v] for k, v in selected.items()}, "n_trials": 1}
+    pinned = type(current).model_validate({**current.model_dump(), **update})
+    return job.model_copy(update={"settings": job.settings.model_copy(update={section: pinned})})
 
 
 def ablation_job(ablation: AblationConfig, models: ModelsConfig, features: NodeFeatures | None) -> TrainJob:

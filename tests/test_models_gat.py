@@ -303,9 +303,8 @@ def test_selection_grid_keeps_the_best_fit_on_validation(planted: FoldData) -> N
     assert len(log.trials) == 4 and model.cfg == cfg  # the configured grid is kept, the chosen point logged
     best = max(log.trials, key=lambda t: t["best_validation_ndcg10"])
     assert log.best_validation_ndcg10 == best["best_validation_ndcg10"]
-    assert log.hyperparameters["selected"] == {"attention_bound": best["attention_bound"],
-                                               "num_layers": best["num_layers"]}
-    assert isinstance(log.hyperparameters["selected"]["num_layers"], int)
+    assert log.selected == {"attention_bound": best["attention_bound"], "num_layers": best["num_layers"]}
+    assert isinstance(log.selected["num_layers"], int)
     assert abs(validation_ndcg(model, planted) - log.best_validation_ndcg10) < 1e-6
     with pytest.raises(ValueError, match="not numeric"):
         GATConfig(selection_grid={"attention": [1.0]})

@@ -1,6 +1,7 @@
 """Reranking inside the experiment flow on a tiny planted dataset: every strategy is evaluated beside its base model,
 and the run folder gets explanations, costs and the Reranking section."""
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -115,6 +116,10 @@ def test_cold_start_protocol_retrains_on_the_truncated_fold_and_reports_per_n(tm
         part = metrics.filter(pl.col("segment") == segment)
         assert set(part["model"]) == methods
         assert part["user_idx"].n_unique() <= 30 // 2  # about half of the truncated users, per n
+    full, cold = (json.loads((run_dir / name).read_text()) for name in ("training.json", "training-cold-start.json"))
+    searched, pinned = (next(log for log in logs if log["model"] == "bpr-mf") for logs in (full, cold))
+    assert len(searched["trials"]) == 3 and len(pinned["trials"]) == 1  # one fit with the full fold's choice
+    assert pinned["selected"] == searched["selected"]
     n1 = set(metrics.filter(pl.col("segment") == "cold-start-n1")["user_idx"])
     assert not n1 & set(metrics.filter(pl.col("segment") == "cold-start-n3")["user_idx"])
     summary = (run_dir / "summary.md").read_text()

@@ -90,8 +90,7 @@ class GATRecommender(Recommender):
             return (self.network, self._embedding, self.cfg), self.training_log
 
         (self.network, self._embedding, self.cfg), log = grid_search(grid, fit_one, started)
-        chosen = {k: getattr(self.cfg, k) for k in base.selection_grid}
-        log.hyperparameters = {**log.hyperparameters, "selected": chosen}
+        log.selected = {k: getattr(self.cfg, k) for k in base.selection_grid}
         self.training_log = log
         self.cfg = base
         return self
