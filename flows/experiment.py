@@ -160,7 +160,16 @@ def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRe
     every model of `models.names` retrained, the same base models reranked, and only the truncated users
     evaluated, per n. Ablations are not repeated. With `search = "reuse"` each model is fitted once with the
     hyperparameters it chose on the full fold's validation slice (`full`), instead of searching again."""
+    if semantic is not None and semantic.variants[MAIN_VARIANT].profiles.backend == "precomputed":
+        get_run_logger().warning("fold %d: the cold-start protocol is skipped: published user profiles were written "
+                                 "from whole histories and cannot be rebuilt from a truncated one", fold.number)
+        return [], [], []
     truncated = cold_start_split_task(fold, cfg.evaluation.cold_start_protocol)
+    plan = truncated.cold_start_plan()
+    if plan is None or plan.is_empty():
+        get_run_logger().warning("fold %d: no test user has more than %d training ratings; the cold-start protocol "
+                                 "is skipped on this fold", fold.number, max(cfg.evaluation.cold_start_protocol.n))
+        return [], [], []
     features, users, vectors = None, None, None
     if semantic is not None:
         side = semantic.variants[MAIN_VARIANT]
