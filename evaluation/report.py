@@ -19,7 +19,8 @@ from evaluation.plots import (is_ablation, is_reranked, metrics_figure, rerank_b
                               save_png)
 from evaluation.llm_cost import estimate_vs_actual
 from evaluation.reference import choose_reference
-from evaluation.tables import difference_table, headline_table, markdown_tables, runs_phrase
+from evaluation.tables import (cold_start_protocol_table, difference_table, headline_table, in_segment_order,
+                               markdown_tables, runs_phrase, simulated_segments)
 from rerank.report import cost_table
 
 TABLE_METRICS = ("precision", "recall", "ndcg", "map")
@@ -199,16 +200,15 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         md += ["No cold-start users were evaluated in this run.", ""]
     else:
         md.append(tables(summary.filter(pl.col("segment") == cold), tests, reference, methods))
-    simulated = sorted((s for s in segments if s.startswith("cold-start-n")), key=lambda s: int(s.rsplit("n", 1)[1]))
+    simulated = simulated_segments(segments)
     if simulated:
         cs = ev.cold_start_protocol
         md += ["## Cold-start protocol (simulated new users)", "",
                f"Per fold, {cs.share:.0%} of the test users with more than {max(cs.n)} training ratings keep only "
                f"their first n by time (one group of users per n ∈ {cs.n}); every model is retrained on that "
-               "truncated training set and evaluated on those users only.", ""]
-        order = {s: i for i, s in enumerate(simulated)}  # by n, not alphabetically
-        part = summary.filter(pl.col("segment").is_in(simulated)).sort(
-            "protocol", pl.col("segment").replace_strict(order, return_dtype=pl.Int64))
+               "truncated training set and evaluated on those users only.", "",
+               cold_start_protocol_table(summary, tests, reference=reference, models=methods, k=k10), ""]
+        part = in_segment_order(summary.filter(pl.col("segment").is_in(simulated)))
         md.append(tables(part, tests, reference, methods))
 
     md += ["## Figure 3: LLM reranking", ""]
@@ -237,8 +237,8 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
                 base += SAMPLE_SUFFIX
             group = [base, *members]
             frame = per_user.filter(pl.col("model").is_in(group))
-            md.append(tables(summary.filter(pl.col("model").is_in(group)), paired_tests(frame, base), base,
-                             group, k=[k10]))
+            md.append(tables(in_segment_order(summary.filter(pl.col("model").is_in(group))),
+                             paired_tests(frame, base), base, group, k=[k10]))
 
     ablations = [m for m in methods if is_ablation(m)]
     md += ["## Ablations", ""]
@@ -308,8 +308,8 @@ def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFr
         f"{cfg.evaluation.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
         f"reference `{reference}` ({reason}).\n"
     )
-    tables = markdown_tables(summary, tests, metrics=TABLE_METRICS, k=cfg.evaluation.k, reference=reference,
-                             models=models)
+    tables = markdown_tables(in_segment_order(summary), tests, metrics=TABLE_METRICS, k=cfg.evaluation.k,
+                             reference=reference, models=models)
     training = training_table(log_frame, models)
     markdown = (header + "\n" + headline + "\n\n" + tables
                 + ("\n\n## Training (mean over folds and seeds)\n\n" + training if training else "") + "\n")
@@ -352,6 +352,10 @@ def console_summary(directory: Path, summary: pl.DataFrame, tests: pl.DataFrame,
     paired = tests.filter((pl.col("protocol") == "full") & (pl.col("segment") == "all"))["n_users"].max()
     users = f"{paired} users paired, " if paired else ""
     table = headline_table(summary, tests, reference=reference, models=methods, k=k)
+    new_users = cold_start_protocol_table(summary, tests, reference=reference, models=methods, k=k)
+    if new_users:
+        table += ("\n\nCold-start protocol (simulated new users keeping their first n training ratings), full "
+                  f"protocol:\n\n{new_users}")
     return "\n".join([
         f"{title}. Full protocol, all users ({users}{pairs} (fold, user) pairs); {runs_phrase(summary)}.", "",
         table, "",

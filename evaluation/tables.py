@@ -10,6 +10,23 @@ import polars as pl
 SEGMENT_TITLES = {"all": "all users", "cold-start": "cold-start users", "cold_start": "cold-start users"}
 
 
+def simulated_segments(segments: Sequence[str]) -> list[str]:
+    """The cold-start protocol's segments (`cold-start-n<n>`), by n rather than alphabetically."""
+    return sorted((s for s in segments if s.startswith("cold-start-n")), key=lambda s: int(s.rsplit("n", 1)[1]))
+
+
+def in_segment_order(summary: pl.DataFrame) -> pl.DataFrame:
+    """`summary` grouped by protocol (in order of appearance), its segments in reading order within each: all,
+    the others as they appear, then the cold-start protocol's by n (rows stable within a segment)."""
+    protocols = {p: i for i, p in enumerate(summary["protocol"].unique(maintain_order=True).to_list())}
+    segments = summary["segment"].unique(maintain_order=True).to_list()
+    natural = [s for s in segments if not s.startswith("cold-start-n")]
+    order = {s: i for i, s in enumerate(sorted(natural, key=lambda s: s != "all") + simulated_segments(segments))}
+    return summary.with_row_index("_row").sort(pl.col("protocol").replace_strict(protocols, return_dtype=pl.Int64),
+                                               pl.col("segment").replace_strict(order, return_dtype=pl.Int64),
+                                               "_row").drop("_row")
+
+
 def _cell(mean: float | None, std: float | None, mark: str) -> str:
     """`mean ± std`, or the mean alone when there is no spread to show (one fold and one seed)."""
     if mean is None:
@@ -150,11 +167,44 @@ def headline_table(summary: pl.DataFrame, tests: pl.DataFrame | None, *, referen
         ndcg = tests_at.get((model, protocol, segment, "ndcg", k))
         cells += ["–", "–"] if model == reference else [_diff(ndcg), format_p(ndcg and ndcg["p_holm"])]
         body.append(cells)
-    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    return _padded([head, *body])
+
+
+def cold_start_protocol_table(summary: pl.DataFrame, tests: pl.DataFrame | None, *, reference: str,
+                              models: Sequence[str], metric: str = "ndcg", title: str = "NDCG", k: int = 10,
+                              protocol: str = "full", alpha: float = 0.05) -> str:
+    """The cold-start protocol at a glance: per method, `metric@k` of the simulated new users for each n (mean ±
+    std over runs, ▲/▼ where the Holm-adjusted user-level test vs `reference` has p < alpha); empty when the run
+    has no such segment. The last row counts the (fold, user) pairs behind each n."""
+    chosen = summary.filter((pl.col("protocol") == protocol) & (pl.col("metric") == metric) & (pl.col("k") == k))
+    segments = simulated_segments(chosen["segment"].unique().to_list())
+    if not segments:
+        return ""
+    means = {(r["model"], r["segment"]): r for r in chosen.iter_rows(named=True)}
+    tests_at = _test_rows(tests)
+    head = ["method", *(f"{title}@{k} n = {s.rsplit('n', 1)[1]}" for s in segments)]
+    body = []
+    for model in models:
+        if not any((model, s) in means for s in segments):
+            continue
+        cells = [f"{model} (ref.)" if model == reference else model]
+        for segment in segments:
+            r, test = means.get((model, segment)), tests_at.get((model, protocol, segment, metric, k))
+            mark = ("▲" if test["mean_diff"] > 0 else "▼") if model != reference and significant(test, alpha) else ""
+            cells.append(_cell(r and r["mean"], r and r["std"], mark))
+        body.append(cells)
+    users = [max((r["n_users"] for (m, s), r in means.items() if s == segment), default=0) for segment in segments]
+    body.append(["(fold, user) pairs", *(str(n) for n in users)])
+    return _padded([head, *body])
+
+
+def _padded(rows: list[list[str]]) -> str:
+    """Markdown table whose columns are padded so it also reads as plain text (first column left-aligned)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                                  enumerate(zip(cells, widths))) + " |"
 
     rule = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(head), rule, *(line(row) for row in body)])
+    return "\n".join([line(rows[0]), rule, *(line(row) for row in rows[1:])])

@@ -128,3 +128,30 @@ def test_end_to_end_table():
     one_fold = summarize(pu.filter(pl.col("fold") == 1), cat.filter(pl.col("fold") == 1))
     assert "±" not in "".join(l for l in markdown_tables(one_fold, None, k=[5], reference="good").splitlines()
                               if l.startswith("| "))
+
+
+def test_cold_start_protocol_table_orders_n_numerically_and_marks_tested_differences():
+    from evaluation.tables import cold_start_protocol_table, in_segment_order
+
+    rng = np.random.default_rng(0)
+    rs = []
+    for fold in (1, 2):
+        for segment in ("all", "cold-start-n10", "cold-start-n3"):
+            ref = rng.uniform(0.2, 0.4, 40)
+            rs += rows("ref", fold, ref, metric="ndcg", k=10, segment=segment)
+            # `text` beats the reference for n = 3 users only
+            rs += rows("text", fold, ref + (0.3 if segment == "cold-start-n3" else 0.0), metric="ndcg", k=10,
+                       segment=segment)
+    pu = per_user(rs)
+    summary, tests = summarize(pu), paired_tests(pu, "ref")
+    ordered = in_segment_order(summary)["segment"].unique(maintain_order=True).to_list()
+    assert ordered == ["all", "cold-start-n3", "cold-start-n10"]
+    table = cold_start_protocol_table(summary, tests, reference="ref", models=["ref", "text"])
+    head, _, ref_row, text_row, pairs = table.splitlines()
+    assert head.index("n = 3") < head.index("n = 10")
+    assert "(ref.)" in ref_row and "▲" not in ref_row
+    n3, n10 = [c.strip() for c in text_row.strip("|").split("|")][1:]
+    assert n3.endswith("▲") and not n10.endswith(("▲", "▼"))
+    assert pairs.split("|")[2].strip() == "80"  # 2 folds × 40 users
+    assert cold_start_protocol_table(summary.filter(pl.col("segment") == "all"), tests, reference="ref",
+                                     models=["ref"]) == ""
