@@ -17,7 +17,7 @@ from e2ep.config import AblationConfig, ExperimentConfig, resolve_semantic_setti
 from e2ep.embed import embed_frame_counts
 from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share, report_retried
 from e2ep.metadata import MetadataConfig, enrich_items
-from e2ep.pool import run_isolated
+from e2ep.pool import run_cpu_bound, run_isolated
 from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
@@ -161,8 +161,16 @@ def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, p
     return _logged(f"fold {fold.number} user profiles", build_user_profiles(dataset, fold, metadata, profiles, llm))
 
 
+SMALL_EMBEDDING_STAGE = 256
+"""Rows (items or users) up to which an embedding stage runs in the worker pool rather than a process of its own;
+ML-100K's 943 users and 1,682 items are above it."""
+
+
 @task(name="embed", cache_policy=code_and_inputs("e2ep.embed"), persist_result=True,
       task_run_name="embed-{id_col}")
 def embed_task(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
-    # in a process of its own that exits afterwards: a long-lived worker would keep the encoder's ~600 MB
-    return _logged(f"{id_col} embeddings", run_isolated(embed_profiles, profiles, id_col, n, cfg))
+    # In a process of its own that exits afterwards: a long-lived worker would keep the encoder's ~600 MB. A small
+    # stage is a pooled job instead: a fresh process spends ~8 s importing torch and sentence-transformers per
+    # stage, while the heap it would give back is small (the worker keeps the loaded encoder for the next stage).
+    run = run_isolated if n > SMALL_EMBEDDING_STAGE else run_cpu_bound
+    return _logged(f"{id_col} embeddings", run(embed_profiles, profiles, id_col, n, cfg))

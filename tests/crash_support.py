@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from e2ep.llm.gateway import PROBE, cache_key
+from tests.prefect_db import seed_prefect_home
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "openai/stub-model"
@@ -46,6 +47,8 @@ def run_env(home: Path, api_base: str) -> dict[str, str]:
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    if args[:3] == ["-m", "e2ep.cli", "run"]:  # the run's own Prefect server starts on a migrated database
+        seed_prefect_home(Path(env["E2EP_HOME"]) / "prefect")
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

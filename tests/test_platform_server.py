@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.serve import ServerProcess, start_serving, stop_process
+from tests.prefect_db import seed_prefect_home
 from tests.synthetic import write_planted_csv
 
 SERVER_START_S = 60.0
@@ -39,6 +40,7 @@ def test_a_served_deployment_runs_on_a_real_server(tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "E2EP_HOME": str(tmp_path / "e2ep"),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "INFO"}  # fmt: skip
     server_log, serving_log = tmp_path / "server.log", tmp_path / "serving.log"
+    seed_prefect_home(tmp_path / "prefect")
     with server_log.open("wb") as slog, serving_log.open("wb") as rlog:
         server = ServerProcess(home=tmp_path / "prefect", log=slog, extra_args=("--no-ui", "--no-services"))
         serving = None
