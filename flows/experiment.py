@@ -167,8 +167,9 @@ def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRe
     truncated = cold_start_split_task(fold, cfg.evaluation.cold_start_protocol)
     plan = truncated.cold_start_plan()
     if plan is None or plan.is_empty():
-        get_run_logger().warning("fold %d: no test user has more than %d training ratings; the cold-start protocol "
-                                 "is skipped on this fold", fold.number, max(cfg.evaluation.cold_start_protocol.n))
+        get_run_logger().warning("fold %d: the cold-start protocol is skipped: no test user has more than %d "
+                                 "training ratings, or the ratings have no timestamps to order them by", fold.number,
+                                 max(cfg.evaluation.cold_start_protocol.n))
         return [], [], []
     features, users, vectors = None, None, None
     if semantic is not None:

@@ -49,6 +49,13 @@ def test_chosen_users_keep_exactly_their_first_n_ratings_and_others_are_untouche
     assert not cold_start_plan(fold, 0.5, NS, seed=4).equals(plan)
 
 
+def test_ratings_without_timestamps_truncate_nobody():
+    fold = _fold()
+    undated = Fold(1, fold.train.with_columns(timestamp=pl.lit(None, pl.Int64)), fold.test)
+    truncated, plan = cold_start_fold(undated, 0.5, NS, seed=3)
+    assert plan.is_empty() and truncated.train.equals(undated.train)
+
+
 def test_truncated_users_profiles_see_only_their_kept_ratings():
     fold = _fold()
     truncated, plan = cold_start_fold(fold, 0.5, NS, seed=3)

@@ -175,7 +175,10 @@ def cold_start_plan(fold: Fold, share: float, ns: list[int], seed: int) -> pl.Da
 
     Candidates are the fold's test users with more than max(ns) training ratings (so every n truncates). A seeded
     `share` of them is drawn and dealt round-robin, in random order, into len(ns) groups, group g keeping its first
-    ns[g] ratings: one truncated training set per fold serves every n."""
+    ns[g] ratings: one truncated training set per fold serves every n. A fold without timestamps has no "first"
+    ratings to keep, so its plan is empty."""
+    if fold.train["timestamp"].null_count() == fold.train.height:
+        return pl.DataFrame(schema={"user_idx": fold.train.schema["user_idx"], "n": pl.Int64})
     counts = fold.train.group_by("user_idx").len()
     test_users = fold.test.select("user_idx").unique()
     eligible = np.sort(counts.join(test_users, on="user_idx").filter(pl.col("len") > max(ns))["user_idx"]
