@@ -14,6 +14,7 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
 # No `from __future__ import annotations`: on a Dask worker the subflow arrives pickled by value, and Prefect
 # validates its parameters from real annotation objects (string ones name globals the copy does not carry).
 import json
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -311,9 +312,8 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
                 .join(data.items.select("item_idx", "item_id"), on="item_idx")
                 .select("model", "fold", "seed", "user_id", "item_id", "rank", "score")
                 .sort("model", "fold", "seed", "user_id", "rank"))
-    logs = [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for r in results for t in r.trained]
-    cold_logs = [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for r in results
-                 for t in r.cold_start_trained]
+    logs = training_rows(t for r in results for t in r.trained)
+    cold_logs = training_rows(t for r in results for t in r.cold_start_trained)
     profiles: dict[str, StageRef] = {}
     if semantic is not None:
         profiles = {"items": semantic.item_profiles, **{f"users-fold{r.fold}": r.user_profiles for r in results
@@ -337,6 +337,11 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
     if explanations is not None and cost is not None:
         report = with_rerank_section(cfg, report, cost, {r.fold: r.base_choice for r in results})
     return report
+
+
+def training_rows(trained: Iterable[TrainedRef]) -> list[dict]:
+    """One row per fit for `training.json`: the method, fold and seed, then its training log."""
+    return [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for t in trained]
 
 
 def item_titles(data: Dataset) -> pl.DataFrame | None:

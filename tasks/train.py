@@ -80,12 +80,9 @@ def pinned_job(job: TrainJob, selected: dict[str, Any]) -> TrainJob:
     current = getattr(job.settings, section, None)
     if not selected or current is None:
         return job
-    if section == "gat":
-        update: dict[str, Any] = {**{k: type(getattr(current, k))(v) for k, v in selected.items()},
-                                  "selection_grid": {}}
-    else:
-        update = {**{k: [v] for k, v in selected.items()}, "n_trials": 1}
-    pinned = type(current).model_validate({**current.model_dump(), **update})
+    update = {**selected, "selection_grid": {}} if section == "gat" else \
+        {**{k: [v] for k, v in selected.items()}, "n_trials": 1}
+    pinned = type(current).model_validate({**current.model_dump(), **update})  # validation restores field types
     return job.model_copy(update={"settings": job.settings.model_copy(update={section: pinned})})
 
 
