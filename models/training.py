@@ -197,6 +197,9 @@ class TrainingLog:
     selected: dict[str, Any] = field(default_factory=dict)
     """Hyperparameter search only: the value chosen on validation for every searched axis (what a later fit on a
     variant of the fold pins instead of searching again)."""
+    curve: list[float] = field(default_factory=list)
+    """Iterative fits: the validation NDCG@10 of every evaluation, in order (every `training.eval_every` epochs),
+    so early-stopping and pruning rules can be judged from a run's `training.json`."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -266,6 +269,7 @@ def train_bpr(
     optimizer = optimizer or torch.optim.Adam(module.parameters(), lr=learning_rate)
     stopper = EarlyStopping(cfg.patience)
     epoch, epoch_loss = 0, float("nan")
+    curve: list[float] = []
     for epoch in range(1, cfg.max_epochs + 1):
         module.train()
         total = 0.0
@@ -282,6 +286,7 @@ def train_bpr(
             module.eval()
             with torch.no_grad():
                 score = evaluate()
+            curve.append(round(score, 6))
             if after_evaluation is not None:
                 after_evaluation(score)
             if report is not None:
@@ -296,4 +301,5 @@ def train_bpr(
         best_validation_ndcg10=stopper.best_score if stopper.best_state is not None else float("nan"),
         seconds=time.perf_counter() - start,
         final_training_loss=epoch_loss,
+        curve=curve,
     )
