@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import torch
 
-from e2ep.config import GATConfig, ModelsConfig, TrainingConfig
+from e2ep.config import GATConfig, ModelsConfig, TrainingConfig, TuningConfig
 from e2ep.errors import ConfigError, DataError
 from models.base import FoldData, Recommender
 from models.gat import GATIDRecommender, GATRecommender
@@ -301,10 +301,27 @@ def test_selection_grid_keeps_the_best_fit_on_validation(planted: FoldData) -> N
     model = GATRecommender(cfg, FAST).fit(planted)
     log = model.training_log
     assert len(log.trials) == 4 and model.cfg == cfg  # the configured grid is kept, the chosen point logged
-    best = max(log.trials, key=lambda t: t["best_validation_ndcg10"])
+    best = max((t for t in log.trials if t["state"] == "complete"), key=lambda t: t["best_validation_ndcg10"])
     assert log.best_validation_ndcg10 == best["best_validation_ndcg10"]
     assert log.selected == {"attention_bound": best["attention_bound"], "num_layers": best["num_layers"]}
     assert isinstance(log.selected["num_layers"], int)
     assert abs(validation_ndcg(model, planted) - log.best_validation_ndcg10) < 1e-6
     with pytest.raises(ValueError, match="not numeric"):
         GATConfig(selection_grid={"attention": [1.0]})
+
+
+def test_a_grid_point_trailing_the_first_is_abandoned_without_changing_the_choice(planted: FoldData) -> None:
+    # a learning rate too small to learn anything trails the first point's validation curve from the start
+    cfg = SMALL.model_copy(update={"selection_grid": {"learning_rate": [0.01, 1e-7]}, "patience": None})
+    pruning = FAST.model_copy(update={"max_epochs": 60, "patience": 8})
+    raced = GATIDRecommender(cfg, pruning).fit(planted)
+    full = GATIDRecommender(cfg, pruning.model_copy(update={"tuning": TuningConfig(pruning=False)})).fit(planted)
+    first, second = raced.training_log.trials
+    assert first["state"] == "complete" and second["state"] == "pruned"
+    warmup = pruning.tuning.pruning_warmup
+    assert len(second["curve"]) == warmup + 1  # abandoned at the first evaluation after the warm-up
+    assert [t["state"] for t in full.training_log.trials] == ["complete", "complete"]
+    assert len(full.training_log.trials[1]["curve"]) > warmup + 1
+    assert raced.training_log.selected == full.training_log.selected == {"learning_rate": 0.01}
+    assert raced.training_log.search["pruned"] == 1 and full.training_log.search["pruned"] == 0
+    assert torch.equal(raced.recommend(torch.arange(N_USERS), 5)[0], full.recommend(torch.arange(N_USERS), 5)[0])

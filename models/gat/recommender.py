@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -82,20 +83,24 @@ class GATRecommender(Recommender):
         self.n_users = data.n_users
         base = self.cfg
         grid = parameter_grid(**base.selection_grid) if base.selection_grid else [{}]
+        tuning = self.training.tuning
+        pruning = tuning.pruning_warmup if tuning.pruning else None
 
-        def fit_one(**params: float) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
+        def fit_one(report: Callable[[float], None], **params: float,
+                    ) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
             self.cfg = base.model_copy(update={k: type(getattr(base, k))(v) for k, v in params.items()})
-            self._fit_network(data, features)
+            self._fit_network(data, features, report)
             assert self.network is not None and self._embedding is not None
             return (self.network, self._embedding, self.cfg), self.training_log
 
-        (self.network, self._embedding, self.cfg), log = grid_search(grid, fit_one, started)
+        (self.network, self._embedding, self.cfg), log = grid_search(grid, fit_one, started, pruning)
         log.selected = {k: getattr(self.cfg, k) for k in base.selection_grid}
         self.training_log = log
         self.cfg = base
         return self
 
-    def _fit_network(self, data: FoldData, features: Tensor | None) -> None:
+    def _fit_network(self, data: FoldData, features: Tensor | None,
+                     report: Callable[[float], None] | None = None) -> None:
         generator = seed_everything(self.training.seed)
         cfg = self.cfg
         graph = build_rating_graph(data) if cfg.edge_ratings else build_signed_graph(data, cfg.negative_edges)
@@ -109,7 +114,7 @@ class GATRecommender(Recommender):
             return validation_ndcg(self, data)
 
         self.training_log = train_gat(network, lambda: network(graphs), evaluate, data, self.cfg, self.training,
-                                      self.device, generator)
+                                      self.device, generator, report)
         with torch.no_grad():
             self._embedding = self._vectors(network(graphs).detach())  # the restored best state's vectors
         self.training_log.hyperparameters = {**self.hyperparameters(), **self.training_log.hyperparameters}

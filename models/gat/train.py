@@ -22,6 +22,7 @@ def train_gat(
     training: TrainingConfig,
     device: torch.device,
     generator: torch.Generator,
+    report: Callable[[float], None] | None = None,
 ) -> TrainingLog:
     """AdamW on the configured loss, ReduceLROnPlateau and early stopping on `evaluate()` (validation NDCG@10).
 
@@ -30,7 +31,8 @@ def train_gat(
     `cfg.negatives` items drawn uniformly for the batch; `bpr`: against one fresh negative per positive (uniform
     among the user's non-positive items, or with probability `cfg.hard_negative_share` one of the user's explicit
     dislikes). `evaluate` runs every `training.eval_every` epochs (and after the last) in eval mode under
-    `no_grad`; the best state is restored at the end.
+    `no_grad`, then `report(score)` (a search's pruning hook, which may raise); the best state is restored at the
+    end.
     """
     n_users, n_items = data.n_users, data.n_items
     if cfg.patience is not None:
@@ -62,6 +64,7 @@ def train_gat(
     log = train_bpr(network, batch_loss, evaluate, data, training, cfg.learning_rate, device, generator,
                     optimizer=optimizer, batch_size=cfg.batch_size,
                     after_evaluation=lambda score: schedule.step(score if score == score else 0.0),
-                    negatives=lambda users, neg: hard.mix(users, neg, cfg.hard_negative_share, generator))
+                    negatives=lambda users, neg: hard.mix(users, neg, cfg.hard_negative_share, generator),
+                    report=report)
     log.hyperparameters = {"final_learning_rate": optimizer.param_groups[0]["lr"]}
     return log
