@@ -4,10 +4,11 @@ per stage read back from the run's Prefect database.
 Each stage row sums the wall time of its task runs (a training stage: the seconds of each fit, without its wait
 for a worker); tasks run side by side (folds at once, a worker pool per core), so the rows add up to about the
 cores times the run's wall time. Peak memory is the largest sum of resident set sizes
-over the run's whole process tree (the flow process, its Prefect server and its workers), sampled every 50 ms.
+over the run's whole process tree (the flow process, its Prefect server and its workers), sampled every 0.25 s (a
+50 ms sampler walking /proc itself used ~12 % of a core, slowing the run it measured).
 That sum counts pages the processes share (the libraries' files) once per process; the peak of the tree's summed
 proportional set size (PSS: each shared page split among its sharers, so counted once in all) is printed beside
-it, sampled every 0.5 s (reading it walks each process's page tables).
+it, sampled every second (reading it walks each process's page tables).
 """
 
 from __future__ import annotations
@@ -90,21 +91,31 @@ def _seconds(start: str | None, end: str | None) -> float:
     return (parse(end) - parse(start)).total_seconds()
 
 
-def stage_budget(database: Path, training_log: Path | None = None) -> list[tuple[str, int, float, float]]:
+def stage_budget(database: Path, run_dir: Path | None = None) -> list[tuple[str, int, float, float]]:
     """(stage, task runs, summed seconds, longest seconds) per stage of every run in a Prefect sqlite database.
 
-    A training task's wall time includes its wait for a free worker (every fold submits its models at once), so
-    training stages take each fit's own seconds from the run's `training.json` when given. The fold subflows'
-    wrapper tasks (`run-fold-N`) only wait and are left out."""
+    A training or embedding task's wall time includes its wait for a free worker (every fold submits its jobs at
+    once), so with the run's folder (`run_dir`) those stages take each job's own seconds instead: fits from
+    `training.json` and the cold-start protocol's from `training-cold-start.json` (as `… (cold-start)` rows),
+    embeddings from `semantic.json`. The fold subflows' wrapper tasks (`run-fold-N`) only wait and are left out."""
     with sqlite3.connect(database) as db:
         rows = db.execute("select name, start_time, end_time from task_run").fetchall()
     stages: dict[str, list[float]] = defaultdict(list)
-    fits = json.loads(training_log.read_text()) if training_log is not None and training_log.is_file() else []
-    for fit in fits:
-        stages[f"train {fit['model']}"].append(float(fit.get("seconds", 0.0)))
+    own: set[str] = set()  # verbs whose rows come from the run's folder
+    for name, suffix in (("training.json", ""), ("training-cold-start.json", " (cold-start)")):
+        path = run_dir / name if run_dir is not None else None
+        for fit in json.loads(path.read_text()) if path is not None and path.is_file() else []:
+            stages[f"train {fit['model']}{suffix}"].append(float(fit.get("seconds", 0.0)))
+            own.add("train ")
+    semantic = run_dir / "semantic.json" if run_dir is not None else None
+    embeddings = json.loads(semantic.read_text()).get("embeddings", {}) if semantic and semantic.is_file() else {}
+    if embeddings and all("seconds" in report for report in embeddings.values()):
+        for name, report in embeddings.items():
+            stages["embed item_idx" if name == "items" else "embed user_idx"].append(float(report["seconds"]))
+        own.add("embed ")
     for name, start, end in rows:
         stage = stage_of(name)
-        if stage.startswith(("run-fold", "fold-")) or (fits and stage.startswith("train ")):
+        if stage.startswith(("run-fold", "fold-", *own)):
             continue
         stages[stage].append(_seconds(start, end))
     return sorted(((s, len(t), sum(t), max(t)) for s, t in stages.items()), key=lambda r: -r[2])
@@ -128,17 +139,16 @@ def bench_run(run_args: Sequence[str]) -> int:
                 if process.poll() is not None:
                     break
                 peak = max(peak, _tree_rss(process.pid))
-                if tick % 10 == 0:
+                if tick % 4 == 0:
                     peak_pss = max(peak_pss, _tree_pss(process.pid))
-                time.sleep(0.05)
+                time.sleep(0.25)
         wall = time.perf_counter() - started
         if process.returncode:
             tail = (home / "run.log").read_text(errors="replace").splitlines()[-15:]
             print(f"  the run failed (exit {process.returncode}):", *tail, sep="\n    ", flush=True)
             return process.returncode
         print(f"  {'stage':32s}{'tasks':>6s}{'summed s':>11s}{'longest s':>11s}")
-        training = home / "artifacts" / "bench" / "training.json"
-        for stage, count, total, longest in stage_budget(home / "prefect" / "prefect.db", training):
+        for stage, count, total, longest in stage_budget(home / "prefect" / "prefect.db", home / "artifacts" / "bench"):
             print(f"  {stage:32s}{count:6d}{total:11.1f}{longest:11.1f}")
         print(f"  wall {wall:.1f} s, peak RSS of the process tree {peak / 2**30:.2f} GiB "
               f"({os.cpu_count()} cores)", flush=True)

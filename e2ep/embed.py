@@ -125,6 +125,11 @@ _CHUNK = 512
 
 def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.ndarray:
     """float32 [len(texts), dim], unit rows, in input order. Duplicates are encoded once; cached texts not at all."""
+    return embed_texts_counted(texts, cfg)[0]
+
+
+def embed_texts_counted(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> tuple[np.ndarray, int]:
+    """`embed_texts` and how many distinct texts were encoded (the rest came from the cache)."""
     cfg = cfg or EmbeddingConfig()
     _, model_id = model_source(cfg)
     model_id += "+windows"  # long texts are pooled over windows (earlier cached vectors were truncated)
@@ -141,7 +146,7 @@ def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.
     todo = [t for t in unique if t not in found]
     if (todo or not unique) and pool_active():
         # The model and its encoding heap (~600 MB) stay in a process that exits afterwards, not in this one.
-        return run_isolated(embed_texts, texts, cfg)
+        return run_isolated(embed_texts_counted, texts, cfg)
     if todo or not unique:
         model = load_encoder(cfg)
         # Chunks are stored as they finish: a killed run keeps them, and the log shows progress.
@@ -155,16 +160,16 @@ def embed_texts(texts: Sequence[str], cfg: EmbeddingConfig | None = None) -> np.
                         store.set(keys[t], vector.tobytes())
             log.info("encoded %d/%d text(s)", min(start + _CHUNK, len(todo)), len(todo))
         if not unique:
-            return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+            return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32), 0
     log.info("embedded %d text(s): %d from cache, %d encoded", len(unique), len(unique) - len(todo), len(todo))
-    return np.stack([found[t] for t in full]).astype(np.float32)
+    return np.stack([found[t] for t in full]).astype(np.float32), len(todo)
 
 
 def embed_frame_counts(
     frame: pl.DataFrame, id_col: str, n: int, cfg: EmbeddingConfig | None = None, text_col: str = "text"
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """[n, dim] float tensor whose row i embeds the text of `frame[id_col] == i`; ids without a (non-empty) text get
-    zeros. counts: `embedded`, `missing` (rows left zero)."""
+    zeros. counts: `embedded`, `missing` (rows left zero), `encoded` (distinct texts not found in the cache)."""
     if frame[id_col].is_duplicated().any():
         raise DataError(f"embed_frame: duplicate {id_col} values")
     rows = frame.select(id_col, text_col).filter(
@@ -173,11 +178,11 @@ def embed_frame_counts(
     ids = rows[id_col].to_numpy().astype(np.int64)
     if len(ids) and (ids.min() < 0 or ids.max() >= n):
         raise DataError(f"embed_frame: {id_col} values must lie in [0, {n})")
-    vectors = embed_texts(rows[text_col].to_list(), cfg)
+    vectors, encoded = embed_texts_counted(rows[text_col].to_list(), cfg)
     dim = vectors.shape[1]
     out = np.zeros((n, dim), dtype=np.float32)
     out[ids] = vectors
-    counts = {"embedded": len(ids), "missing": n - len(ids)}
+    counts = {"embedded": len(ids), "missing": n - len(ids), "encoded": encoded}
     if counts["missing"]:
         log.warning("embed_frame: %d of %d %s row(s) have no text and stay zero", counts["missing"], n, id_col)
     return torch.from_numpy(out), counts

@@ -95,6 +95,16 @@ class FoldResult(BaseModel, frozen=True):
     base_choice: dict = {}
     cold_start_trained: list[TrainedRef] = []
     cold_start_reranked: list[RerankedRef] = []
+    cold_start_user_embeddings: StageRef | None = None
+
+
+class ColdStartResult(BaseModel, frozen=True):
+    """What the cold-start protocol adds to a fold (nothing when it is skipped)."""
+
+    trained: list[TrainedRef] = []
+    evaluated: list[EvaluatedRef] = []
+    reranked: list[RerankedRef] = []
+    user_embeddings: StageRef | None = None
 
 
 SMALL_DATA = 500  # fewer users or items than this: check each fold's size before training
@@ -142,20 +152,16 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     bases, base_choice = rerank_bases(cfg, fold, trained) if cfg.rerank.strategies else ([], {})
     reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors, bases)
     evaluated += evaluate_reranked(cfg, dataset, fold, bases, reranked)
-    cold_trained: list[TrainedRef] = []
-    cold_reranked: list[RerankedRef] = []
-    if cfg.evaluation.cold_start_protocol.enabled:
-        cold_trained, cold_evaluated, cold_reranked = cold_start_protocol(cfg, dataset, fold, semantic,
-                                                                          [b.model for b in bases], trained)
-        evaluated += cold_evaluated
-    return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated, user_profiles=users,
+    cold = cold_start_protocol(cfg, dataset, fold, semantic, [b.model for b in bases], trained) \
+        if cfg.evaluation.cold_start_protocol.enabled else ColdStartResult()
+    return FoldResult(fold=fold.number, trained=trained, evaluated=evaluated + cold.evaluated, user_profiles=users,
                       user_embeddings=user_vectors, reranked=reranked, base_choice=base_choice,
-                      cold_start_trained=cold_trained, cold_start_reranked=cold_reranked)
+                      cold_start_trained=cold.trained, cold_start_reranked=cold.reranked,
+                      cold_start_user_embeddings=cold.user_embeddings)
 
 
 def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef, semantic: SemanticResult | None,
-                        bases: list[str], full: list[TrainedRef],
-                        ) -> tuple[list[TrainedRef], list[EvaluatedRef], list[RerankedRef]]:
+                        bases: list[str], full: list[TrainedRef]) -> ColdStartResult:
     """The fold again with the cold-start protocol's users truncated: their user profiles rebuilt from the kept
     ratings (other users' profiles are the same texts, so their LLM answers and embeddings come from the caches),
     every model of `models.names` retrained, the same base models reranked, and only the truncated users
@@ -164,14 +170,14 @@ def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRe
     if semantic is not None and semantic.variants[MAIN_VARIANT].profiles.backend == "precomputed":
         get_run_logger().warning("fold %d: the cold-start protocol is skipped: published user profiles were written "
                                  "from whole histories and cannot be rebuilt from a truncated one", fold.number)
-        return [], [], []
+        return ColdStartResult()
     truncated = cold_start_split_task(fold, cfg.evaluation.cold_start_protocol)
     plan = truncated.cold_start_plan()
     if plan is None or plan.is_empty():
         get_run_logger().warning("fold %d: the cold-start protocol is skipped: no test user has more than %d "
                                  "training ratings, or the ratings have no timestamps to order them by", fold.number,
                                  max(cfg.evaluation.cold_start_protocol.n))
-        return [], [], []
+        return ColdStartResult()
     features, users, vectors = None, None, None
     if semantic is not None:
         side = semantic.variants[MAIN_VARIANT]
@@ -186,7 +192,7 @@ def cold_start_protocol(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRe
     reranked = rerank_fold(cfg, truncated, trained, semantic, users, vectors, [by_label[b] for b in bases]) \
         if bases else []
     evaluated = [evaluate_task(t, truncated, dataset, cfg.evaluation, cfg.relevance) for t in [*trained, *reranked]]
-    return trained, evaluated, reranked
+    return ColdStartResult(trained=trained, evaluated=evaluated, reranked=reranked, user_embeddings=vectors)
 
 
 def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
@@ -322,7 +328,9 @@ def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[Fo
         "metadata": semantic.metadata.report,
         "profiles": {name: ref.report for name, ref in profiles.items()},
         "embeddings": {"items": semantic.item_embeddings.report,
-                       **{f"users-fold{r.fold}": r.user_embeddings.report for r in results if r.user_embeddings}},
+                       **{f"users-fold{r.fold}": r.user_embeddings.report for r in results if r.user_embeddings},
+                       **{f"users-fold{r.fold}-cold-start": r.cold_start_user_embeddings.report for r in results
+                          if r.cold_start_user_embeddings}},
     }
     if semantic_report is not None and estimate is not None:
         semantic_report["llm_estimate"] = estimate  # the report sets it beside what each stage used

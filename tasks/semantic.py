@@ -7,6 +7,7 @@ skipped without even reading the LLM cache.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -129,11 +130,15 @@ def build_user_profiles(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, 
 
 
 def embed_profiles(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
-    """`[n, 384]` float32 matrix aligned with node ids, saved as .npy (rows without a profile are zero)."""
+    """`[n, 384]` float32 matrix aligned with node ids, saved as .npy (rows without a profile are zero). The report
+    has the counts and the stage's own `seconds` (loading the encoder included; starting its process and waiting
+    for a worker not)."""
+    started = time.perf_counter()
     vectors, counts = embed_frame_counts(profiles.file.read_parquet(), id_col, n, cfg)
     path = work_dir() / "semantic" / f"embeddings-{stable_hash(profiles.file.digest, cfg)}.npy"
     atomic_write(path, lambda tmp: np.save(tmp.open("wb"), vectors.numpy().astype(np.float32)))
-    return StageRef(file=FileRef(path=str(path), digest=file_digest(path)), report={"counts": counts})
+    return StageRef(file=FileRef(path=str(path), digest=file_digest(path)),
+                    report={"counts": counts, "seconds": round(time.perf_counter() - started, 1)})
 
 
 def _logged(stage: str, ref: StageRef) -> StageRef:

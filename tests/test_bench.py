@@ -43,10 +43,18 @@ def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
         ])
     budget = {stage: (n, total, longest) for stage, n, total, longest in stage_budget(db)}
     assert budget["train lightgcn"] == (2, 70.5, 40.5)
-    # With the run's training log, a fit counts its own seconds, not its wait for a worker.
-    log = tmp_path / "training.json"
-    log.write_text('[{"model": "lightgcn", "fold": 1, "seconds": 12.0}, {"model": "lightgcn", "fold": 2, "seconds": 9.5}]')
-    assert {s: (n, t) for s, n, t, _ in stage_budget(db, log)}["train lightgcn"] == (2, 21.5)
+    # With the run's folder, a fit or an embedding counts its own seconds, not its wait for a worker; the
+    # cold-start protocol's fits get rows of their own.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training.json").write_text('[{"model": "lightgcn", "fold": 1, "seconds": 12.0}, '
+                                       '{"model": "lightgcn", "fold": 2, "seconds": 9.5}]')
+    (run / "training-cold-start.json").write_text('[{"model": "lightgcn", "fold": 1, "seconds": 7.0}]')
+    (run / "semantic.json").write_text('{"embeddings": {"items": {"seconds": 3.0}, "users-fold1": {"seconds": 2.0}, '
+                                       '"users-fold1-cold-start": {"seconds": 0.5}}}')
+    own = {s: (n, t) for s, n, t, _ in stage_budget(db, run)}
+    assert own["train lightgcn"] == (2, 21.5) and own["train lightgcn (cold-start)"] == (1, 7.0)
+    assert own["embed user_idx"] == (2, 2.5) and own["embed item_idx"] == (1, 3.0)
     assert budget["evaluate gat/no-cosine"] == (1, 2.0, 2.0) and budget["report"] == (1, 4.0, 4.0)
     assert budget["embed user_idx"] == (1, 0.0, 0.0)
     assert list(budget)[0] == "train lightgcn" and "run-fold-1" not in budget  # the costliest stage first

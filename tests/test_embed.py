@@ -76,7 +76,8 @@ def test_embed_frame_aligns_rows_with_ids(cfg):
     )
     tensor, counts = embed_frame_counts(frame, "item_idx", 6, cfg)
     assert isinstance(tensor, torch.Tensor) and tensor.shape == (6, 384)
-    assert counts == {"embedded": 2, "missing": 4}
+    assert counts == {"embedded": 2, "missing": 4, "encoded": 2}
+    assert embed_frame_counts(frame, "item_idx", 6, cfg)[1]["encoded"] == 0  # both texts now come from the cache
     assert torch.all(tensor[2:] == 0)
     expected = embed_texts(profiles["text"].to_list()[:2], cfg)
     np.testing.assert_allclose(tensor[:2].numpy(), expected, atol=1e-6)
