@@ -226,7 +226,7 @@ class _Challenger:
         self.leader, self.warmup, self.curve = leader, warmup, []
 
     def __call__(self, score: float) -> None:
-        self.curve.append(score)
+        self.curve.append(round(score, 6))  # rounded as the leader's `TrainingLog.curve` is
         step = len(self.curve) - 1
         if step < self.warmup or step >= len(self.leader) or math.isnan(score):
             return
@@ -254,7 +254,7 @@ def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted,
         try:
             fitted, log = fit_one(report, **params)
         except Pruned:
-            trials.append({**params, "state": "pruned", "curve": [round(s, 6) for s in report.curve]})
+            trials.append({**params, "state": "pruned", "evaluations": len(report.curve), "curve": report.curve})
             continue
         trials.append({**params, "state": "complete", **{k: v for k, v in log.as_dict().items() if k != "trials"}})
         score = log.best_validation_ndcg10

@@ -319,7 +319,8 @@ def test_a_grid_point_trailing_the_first_is_abandoned_without_changing_the_choic
     first, second = raced.training_log.trials
     assert first["state"] == "complete" and second["state"] == "pruned"
     warmup = pruning.tuning.pruning_warmup
-    assert len(second["curve"]) == warmup + 1  # abandoned at the first evaluation after the warm-up
+    # abandoned at the first evaluation after the warm-up
+    assert second["evaluations"] == len(second["curve"]) == warmup + 1
     assert [t["state"] for t in full.training_log.trials] == ["complete", "complete"]
     assert len(full.training_log.trials[1]["curve"]) > warmup + 1
     assert raced.training_log.selected == full.training_log.selected == {"learning_rate": 0.01}
