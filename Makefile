@@ -36,8 +36,10 @@ eval: install
 ablations: install
 	$(BIN)/e2ep run --config configs/ablations.toml $(if $(E2EP_ML100K_METADATA),--metadata $(E2EP_ML100K_METADATA)) $(ARGS)
 
+## make test [TEST_WORKERS=0]: the suite, spread over one process per core (at most 4; 0: all in this process)
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 $(ARGS)
 
 ## make bench: wall time and peak memory per stage on ML-100K and the 800k-rating ML-1M split
 bench: install

@@ -176,27 +176,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"e2ep: nothing this run reads changed since {earlier}; its results are copied to {run_dir} "
               "(--rerun runs the flow anyway)", file=sys.stderr)
         return 0
-    from tasks.semantic import preflight_llm
-
-    preflight_llm(cfg)  # a missing API key or unknown model, and one tiny request the provider must answer
-    from e2ep.llm.budget import BudgetExceeded
-    from tasks.estimate import check_caps, estimate_run
-
-    estimate = estimate_run(cfg)  # what the LLM stages will cost (the flow logs it); over llm.max_*: no call sent
-    try:
-        check_caps(cfg, estimate)
-    except BudgetExceeded:
-        print(estimate.markdown() if estimate is not None else "", flush=True)
-        raise
     from e2ep.errors import E2EPError
     from e2ep.interrupt import leave_if_busy, run_interruptibly
     from e2ep.prefect_server import temporary_server
-    from flows.experiment import experiment
 
     # The flow runs in a worker thread so that SIGINT/SIGTERM stop it within seconds (see e2ep.interrupt); with no
-    # PREFECT_API_URL, on a local server that ends with this process, even on kill -9.
+    # PREFECT_API_URL, on a local server that ends with this process, even on kill -9. The server starts first:
+    # its start-up overlaps the checks and imports below.
     try:
-        with temporary_server():
+        with temporary_server() as server_ready:
+            from tasks.semantic import preflight_llm
+
+            preflight_llm(cfg)  # a missing API key or unknown model, and one tiny request the provider must answer
+            from e2ep.llm.budget import BudgetExceeded
+            from tasks.estimate import check_caps, estimate_run
+
+            estimate = estimate_run(cfg)  # what the LLM stages will cost (the flow logs it); over llm.max_*: no call
+            try:
+                check_caps(cfg, estimate)
+            except BudgetExceeded:
+                print(estimate.markdown() if estimate is not None else "", flush=True)
+                raise
+            from flows.experiment import experiment
+
+            server_ready()
             console = run_interruptibly(lambda: experiment(cfg))
     except E2EPError as exc:  # e.g. a stopped LLM stage: one line, and no wait for calls still in flight
         print(f"e2ep: error: {exc}", file=sys.stderr)

@@ -21,8 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
@@ -44,32 +44,42 @@ def _startup_timeout_s() -> float:
 
 
 @contextmanager
-def temporary_server() -> Iterator[str | None]:
-    """Start a local Prefect server tied to this process and point Prefect at it for the duration; yields its API
-    URL. With `PREFECT_API_URL` already set (a real server, a deployment run) nothing is started (yields None).
+def temporary_server() -> Iterator[Callable[[], str | None]]:
+    """Start a local Prefect server tied to this process; yields `ready`, which waits until the server answers,
+    points Prefect at it for the rest of the block and returns its API URL. The server starts on entry, so its
+    start-up (seconds: uvicorn and Prefect's app) overlaps whatever the caller does before calling `ready`. With
+    `PREFECT_API_URL` already set (a real server, a deployment run) nothing is started (`ready` returns None).
 
     Must be entered from the main thread: the kernel's parent-death signal follows the thread that started the
     child.
     """
     if os.environ.get("PREFECT_API_URL"):
-        yield None
+        yield lambda: None
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     process = subprocess.Popen([sys.executable, "-m", "e2ep.prefect_server", str(os.getpid()), str(port)], env=env,
                                stdin=subprocess.DEVNULL)
+    settings = ExitStack()
+
+    def ready() -> str:
+        if os.environ.get("PREFECT_API_URL") != api_url:
+            _wait_until_healthy(api_url, process, _startup_timeout_s())
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            # The environment too: processes the run starts (Dask workers) report to the same server.
+            os.environ["PREFECT_API_URL"] = api_url
+            settings.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
+        return api_url
+
     try:
-        _wait_until_healthy(api_url, process, _startup_timeout_s())
-        # The environment too: processes the run starts (Dask workers) report to the same server.
-        os.environ["PREFECT_API_URL"] = api_url
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            yield api_url
+        yield ready
     finally:
-        _drain_prefect_workers()
-        os.environ.pop("PREFECT_API_URL", None)
+        settings.close()
+        if os.environ.get("PREFECT_API_URL") == api_url:  # the run reached the server: send what it still holds
+            _drain_prefect_workers()
+            del os.environ["PREFECT_API_URL"]
         _stop(process)
 
 

@@ -10,6 +10,8 @@ os.environ["E2EP_HOME"] = str(_HOME)
 for _key in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "PREFECT_API_URL"):
     os.environ.pop(_key, None)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: one torch thread each, no oversubscription
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from e2ep.runtime import configure_environment  # noqa: E402
 

@@ -1,6 +1,3 @@
-import os
-import time
-
 import numpy as np
 import polars as pl
 import pytest
@@ -83,20 +80,6 @@ def test_embed_frame_aligns_rows_with_ids(cfg):
     np.testing.assert_allclose(tensor[:2].numpy(), expected, atol=1e-6)
     with pytest.raises(DataError):
         embed_frame_counts(frame, "item_idx", 1, cfg)
-
-
-def test_throughput_report():
-    """Reported, not asserted (run with -s): template item profiles, cache off. E2EP_EMBED_BENCH_N=1600 measures an
-    ML-100K-sized catalogue; the default keeps the test suite fast."""
-    n = int(os.environ.get("E2EP_EMBED_BENCH_N", "160"))
-    cfg = EmbeddingConfig(cache=False, device="cpu")
-    texts = item_profiles(items_frame(n), ProfilesConfig()).frame["text"].to_list()
-    load_encoder(cfg)
-    start = time.perf_counter()
-    vectors = embed_texts(texts, cfg)
-    elapsed = time.perf_counter() - start
-    assert vectors.shape == (n, 384)
-    print(f"\nembedding throughput: {len(texts) / elapsed:.0f} texts/s ({elapsed:.1f} s for {len(texts)})")
 
 
 def test_long_texts_are_pooled_over_windows_not_truncated(cfg):

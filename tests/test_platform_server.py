@@ -108,3 +108,41 @@ def test_served_ui_is_told_the_chosen_port(tmp_path, monkeypatch):
     assert server.env["PREFECT_UI_API_URL"] == "http://127.0.0.1:4242/api" == server.api_url
     monkeypatch.setenv("PREFECT_UI_API_URL", "https://proxy.example/api")  # one set by hand is kept
     assert ServerProcess(port=4242, home=tmp_path / "prefect").env["PREFECT_UI_API_URL"] == "https://proxy.example/api"
+
+
+def _run_servers() -> list:
+    import psutil
+
+    return [p for p in psutil.Process().children() if "e2ep.prefect_server" in " ".join(p.cmdline())]
+
+
+def test_the_run_s_own_server_starts_on_entry_and_is_gone_after_the_block(tmp_path, monkeypatch):
+    """`e2ep run` enters `temporary_server` before its checks and imports, so the server's start-up overlaps them:
+    the process exists at once, `ready()` waits for it and points Prefect (and processes the run starts) at it, and
+    leaving the block, normally or on an error before `ready()`, stops it and forgets its address."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from e2ep.errors import E2EPError
+    from e2ep.prefect_server import temporary_server
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    seed_prefect_home(tmp_path / "prefect")
+    with temporary_server() as ready:
+        servers = _run_servers()
+        assert len(servers) == 1 and "PREFECT_API_URL" not in os.environ  # started, not waited for
+        url = ready()
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        assert os.environ["PREFECT_API_URL"] == url == PREFECT_API_URL.value() and ready() == url
+    assert "PREFECT_API_URL" not in os.environ and PREFECT_API_URL.value() != url
+    assert not servers[0].is_running()
+
+    with pytest.raises(E2EPError), temporary_server():  # e.g. the LLM preflight fails before the flow
+        servers = _run_servers()
+        raise E2EPError("refused")
+    assert len(servers) == 1 and not servers[0].is_running() and not _run_servers()
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a server of the user's: none is started
+    with temporary_server() as ready:
+        assert ready() is None and not _run_servers()
