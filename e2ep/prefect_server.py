@@ -61,25 +61,28 @@ def temporary_server() -> Iterator[Callable[[], str | None]]:
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     process = subprocess.Popen([sys.executable, "-m", "e2ep.prefect_server", str(os.getpid()), str(port)], env=env,
                                stdin=subprocess.DEVNULL)
-    settings = ExitStack()
+    settings = ExitStack()  # Prefect pointed at the server, from `ready()` to the end of the block
+    reached = False
 
     def ready() -> str:
-        if os.environ.get("PREFECT_API_URL") != api_url:
+        nonlocal reached
+        if not reached:
             _wait_until_healthy(api_url, process, _startup_timeout_s())
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             # The environment too: processes the run starts (Dask workers) report to the same server.
             os.environ["PREFECT_API_URL"] = api_url
             settings.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
+            reached = True
         return api_url
 
     try:
         yield ready
     finally:
         settings.close()
-        if os.environ.get("PREFECT_API_URL") == api_url:  # the run reached the server: send what it still holds
+        if reached:  # send the logs and events the run still holds, while the server is up
             _drain_prefect_workers()
-            del os.environ["PREFECT_API_URL"]
+            os.environ.pop("PREFECT_API_URL", None)
         _stop(process)
 
 
