@@ -4,12 +4,13 @@ The default model is all-MiniLM-L6-v2 (384-d, mean pooling) as bundled in the `g
 nothing is downloaded. The model reads at most `max_seq_length` word pieces (256); a longer text is never truncated
 silently: it is cut into consecutive windows of that length, each window is embedded, and the text's vector is the
 token-weighted mean of the window vectors, renormalised (chunk-and-pool; `chunk_and_pool`). Each text's vector is
-stored under sha256(model id, prefix + text) in a disk cache (`<E2EP_HOME>/embeddings`), so unchanged texts are
-never encoded again, across runs and folds.
+stored under sha256(model id and precision, prefix + text) in a disk cache (`<E2EP_HOME>/embeddings`), so
+unchanged texts are never encoded again, across runs and folds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -91,9 +92,26 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def chunk_and_pool(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
+def _autocast(model: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The context the encoder runs in: bf16 autocast on the model's device for `bfloat16`, else nothing."""
+    if precision != "bfloat16":
+        return contextlib.nullcontext()
+    device = getattr(getattr(model, "device", None), "type", "cpu")
+    if device == "cpu" and not _cpu_has_bf16():
+        log.warning("embedding.precision = bfloat16 on a CPU without bf16 instructions: emulated, likely slower "
+                    "than float32")
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def _cpu_has_bf16() -> bool:
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
+
+
+def chunk_and_pool(model: Any, texts: list[str], batch_size: int, precision: str = "float32") -> np.ndarray:
     """Unit vectors `[len(texts), dim]`; texts longer than the model's `max_seq_length` word pieces are embedded
-    window by window and pooled (token-weighted mean, renormalised) instead of being truncated."""
+    window by window and pooled (token-weighted mean, renormalised) instead of being truncated. `precision`
+    (`float32`, `bfloat16`) is the arithmetic of the forward pass."""
     limit = getattr(model, "max_seq_length", None)
     tokenizer = getattr(model, "tokenizer", None)
     pieces: list[str] = list(texts)
@@ -113,7 +131,8 @@ def chunk_and_pool(model: Any, texts: list[str], batch_size: int) -> np.ndarray:
             long = len(texts) - sum(1 for n in np.bincount(owner) if n == 1)
             log.info("%d of %d text(s) exceed the model's %d tokens: embedded in %d windows and pooled",
                      long, len(texts), limit, len(pieces))
-    encoded = model.encode(pieces, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    with _autocast(model, precision):
+        encoded = model.encode(pieces, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
     encoded = _normalise(np.asarray(encoded, dtype=np.float32))
     pooled = np.zeros((len(texts), encoded.shape[1]), dtype=np.float32)
     np.add.at(pooled, np.asarray(owner), encoded * np.asarray(weight, dtype=np.float32)[:, None])
@@ -133,6 +152,8 @@ def embed_texts_counted(texts: Sequence[str], cfg: EmbeddingConfig | None = None
     cfg = cfg or EmbeddingConfig()
     _, model_id = model_source(cfg)
     model_id += "+windows"  # long texts are pooled over windows (earlier cached vectors were truncated)
+    if cfg.precision != "float32":
+        model_id += f"+{cfg.precision}"
     full = [cfg.prefix + t for t in texts]
     unique = list(dict.fromkeys(full))
     keys = {t: text_key(model_id, t) for t in unique}
@@ -152,7 +173,7 @@ def embed_texts_counted(texts: Sequence[str], cfg: EmbeddingConfig | None = None
         # Chunks are stored as they finish: a killed run keeps them, and the log shows progress.
         for start in range(0, len(todo), _CHUNK):
             chunk = todo[start : start + _CHUNK]
-            encoded = chunk_and_pool(model, chunk, cfg.batch_size)
+            encoded = chunk_and_pool(model, chunk, cfg.batch_size, cfg.precision)
             found.update(zip(chunk, encoded, strict=True))
             if store is not None:
                 with store.transact():

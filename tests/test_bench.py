@@ -28,7 +28,7 @@ def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
     import os
     import sqlite3
 
-    from e2ep.bench_run import _tree_rss, stage_budget
+    from e2ep.bench_run import _tree_rss, compute_floor, stage_budget
 
     db = tmp_path / "prefect.db"
     with sqlite3.connect(db) as con:
@@ -59,6 +59,9 @@ def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
     assert budget["embed user_idx"] == (1, 0.0, 0.0)
     assert list(budget)[0] == "train lightgcn" and "run-fold-1" not in budget  # the costliest stage first
     assert _tree_rss(os.getpid()) > 10 * 2**20
+    # The floor counts the jobs' own compute only: fits 21.5 + 7.0 s, embeddings 2.5 + 3.0 s, not the report.
+    floor = compute_floor(stage_budget(db, run), workers=2)
+    assert "34.0 s of one core's work" in floor and "under 17.0 s" in floor
 
 
 def test_the_tree_s_pss_counts_pages_its_processes_share_once():

@@ -66,6 +66,18 @@ def test_second_call_is_served_from_the_cache(cfg, monkeypatch):
     assert calls == [2, 1, 1]
 
 
+def test_bfloat16_encoding_is_close_to_float32_and_cached_apart(cfg):
+    texts = ["space adventure sci-fi", SCIFI, ROMANCE]
+    full = embed_texts(texts, cfg)
+    half_cfg = cfg.model_copy(update={"precision": "bfloat16"})
+    half = embed_texts(texts, half_cfg)  # not the float32 vectors from the cache: the key names the precision
+    assert not np.array_equal(half, full)
+    np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
+    assert (half * full).sum(1).min() > 0.999
+    uncached = embed_texts(texts, half_cfg.model_copy(update={"cache": False}))
+    np.testing.assert_array_equal(uncached, half)  # the same vectors on every encoding
+
+
 def test_embed_frame_aligns_rows_with_ids(cfg):
     profiles = item_profiles(items_frame(4), ProfilesConfig()).frame
     frame = profiles.filter(pl.col("item_idx") != 2).with_columns(

@@ -85,6 +85,13 @@ class EmbeddingConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` uses CUDA when present."""
 
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Arithmetic of the encoder's forward pass (vectors are stored as float32 either way; part of the cache key).
+    `bfloat16` runs it under torch autocast: on a CPU with bf16 instructions (AVX512-BF16 or AMX) it encodes ~2.2x
+    faster (ML-100K user profiles, one thread, one text per pass: 34.5 against 15.8 texts/s on an AMD EPYC) with
+    vectors within cosine 0.99997 of float32's, still the same on every repeat; elsewhere bf16 is emulated and
+    slower. float32 by default, so a run's vectors do not depend on the CPU's instruction set."""
+
     prefix: str = ""
     """Prepended to every text before encoding (the authors used "clustering: "); part of the cache key."""
 
