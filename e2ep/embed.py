@@ -97,15 +97,18 @@ def _autocast(model: Any, precision: str) -> contextlib.AbstractContextManager[A
     if precision != "bfloat16":
         return contextlib.nullcontext()
     device = getattr(getattr(model, "device", None), "type", "cpu")
-    if device == "cpu" and not _cpu_has_bf16():
-        log.warning("embedding.precision = bfloat16 on a CPU without bf16 instructions: emulated, likely slower "
-                    "than float32")
+    if device == "cpu":
+        _check_cpu_bf16()
     return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
 
-def _cpu_has_bf16() -> bool:
+@lru_cache(maxsize=1)
+def _check_cpu_bf16() -> None:
+    """Warn once per process (not per chunk) when bf16 would be emulated."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(probe() for probe in probes if probe is not None)
+    if not any(probe() for probe in probes if probe is not None):
+        log.warning("embedding.precision = bfloat16 on a CPU without bf16 instructions: emulated, likely slower "
+                    "than float32")
 
 
 def chunk_and_pool(model: Any, texts: list[str], batch_size: int, precision: str = "float32") -> np.ndarray:
