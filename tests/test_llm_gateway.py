@@ -300,3 +300,20 @@ def test_killed_run_resumes_without_repeating_completed_calls(stub, tmp_path):
     assert stub.count == 20 - completed
     assert [r.text for r in results] == [f"echo: crash {i}" for i in range(20)]
     assert sum(r.cached for r in results) == completed
+
+
+@pytest.mark.parametrize("cut", [0, 40], ids=["headers-only", "half-a-body"])
+def test_a_request_cut_off_by_a_dying_client_is_not_recorded(stub, tmp_path, cut):
+    """A client killed mid-send leaves a body shorter than its Content-Length: the stand-in records no request
+    (crash tests compare the prompts it received before and after a kill)."""
+    import socket
+
+    body = json.dumps({"model": "stub-model", "messages": [{"role": "user", "content": "never finished"}]}).encode()
+    with socket.create_connection(("127.0.0.1", stub.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:cut])
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(1024) == b""  # closed without an answer
+    assert stub.count == 0 and stub.requests == []
+    whole = gateway(stub, tmp_path).complete("finished", stage="cut")
+    assert whole.text == "echo: finished" and stub.count == 1

@@ -114,7 +114,14 @@ class StubLLM:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = self.rfile.read(length)
+                except ConnectionResetError:
+                    return
+                if len(body) < length:  # the client died mid-request: nothing was asked, nothing is recorded
+                    self.close_connection = True
+                    return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
