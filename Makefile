@@ -49,7 +49,7 @@ bench: install
 ## `PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/prefect deployment run 'experiment/ml-100k'`. Ctrl-C stops both.
 PREFECT_PORT ?= 4200
 serve: install
-	$(BIN)/python -m flows.serve --host 127.0.0.1 --port $(PREFECT_PORT)
+	$(BIN)/python -m app.serve --host 127.0.0.1 --port $(PREFECT_PORT)
 
 clean-cache:
 	rm -rf .e2ep

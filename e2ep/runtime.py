@@ -28,7 +28,7 @@ def configure_environment() -> None:
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # Stage progress logged by e2ep's own modules (LLM batches, embeddings) shows in the flow run's logs.
-        "PREFECT_LOGGING_EXTRA_LOGGERS": "e2ep",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "e2ep,data,semantic,models,rerank,evaluation,tasks,flows",
         # Prefect's temporary local server (no PREFECT_API_URL) gets 20 s to start by default: too few on a busy
         # machine, where the run would then fail before any work.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",

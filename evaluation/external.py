@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from e2ep.data.files import read_bytes
+from data.files import read_bytes
 from e2ep.errors import ConfigError, DataError
 from evaluation.metrics import check_k, cold_start_users, evaluate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from e2ep.config import EvaluationConfig
+from evaluation.config import EvaluationConfig
 from evaluation.metrics import cold_start_users, evaluate
 
 SEGMENTS = ("all", "cold-start")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from evaluation.metrics import (CATALOG_SCHEMA, EvaluationResult, dense_flags, ideal_dcg, long_frame,
+from evaluation.ranking import (CATALOG_SCHEMA, EvaluationResult, dense_flags, ideal_dcg, long_frame,
                                 normalize_recs)
 
 PAPER_METRICS = ("precision", "recall", "ndcg", "map", "mrr")

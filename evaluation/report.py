@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 from matplotlib.figure import Figure
 
-from e2ep.config import ExperimentConfig
+from flows.config import ExperimentConfig
 from e2ep.store import write_parquet, write_text
 from evaluation.aggregate import paired_tests, summarize
 from evaluation.paired import paired_intervals

@@ -25,14 +25,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel
 
-from e2ep.config import ExperimentConfig
-from e2ep.data import Dataset
-from e2ep.data.splits import small_fold_warnings
+from flows.config import ExperimentConfig
+from data import Dataset
+from data.splits import small_fold_warnings
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig
 from e2ep.llm.budget import spend_cap
 from e2ep.pool import worker_pool
-from e2ep.profiles import ProfilesConfig
+from semantic.profiles import ProfilesConfig
 from e2ep.runtime import work_dir
 from e2ep.store import stable_hash, write_text
 from evaluation.report import SAMPLE_SUFFIX, RunReport, write_run_report

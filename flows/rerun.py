@@ -22,8 +22,8 @@ from pathlib import Path
 import polars as pl
 
 from e2ep.codehash import code_digest
-from e2ep.config import ExperimentConfig, resolve_semantic_settings
-from e2ep.data import Dataset, make_folds
+from flows.config import ExperimentConfig, resolve_semantic_settings
+from data import Dataset, make_folds
 from e2ep.runtime import e2ep_home
 from e2ep.store import atomic_write, file_digest, stable_hash
 
@@ -32,7 +32,7 @@ NOT_RESULTS = {"run_name": True, "artifacts_dir": True, "parallel_folds": True, 
                "task_runner": True, "dask_address": True, "dask_processes": True}
 LIBRARIES = ("torch", "numpy", "scipy", "polars", "implicit", "cornac", "optuna", "dgl", "torch_geometric",
              "sentence-transformers", "litellm")
-FLOW_CODE = ("flows.experiment", "models.registry", "e2ep.cli")
+FLOW_CODE = ("flows.experiment", "models.registry", "app.cli")
 
 
 def _frame_digest(frame: pl.DataFrame) -> str:

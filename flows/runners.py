@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.client.orchestration import get_client
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from e2ep.config import ExperimentConfig
+from flows.config import ExperimentConfig
 
 
 def current_api_url() -> str:

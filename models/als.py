@@ -12,7 +12,8 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from e2ep.config import ALSConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import ALSConfig, TrainingConfig
 from models.base import FoldData, Recommender
 from models.training import EarlyStopping, TrainingLog, validation_ndcg
 from models.tuning import Axis, Report, tune
@@ -76,6 +77,8 @@ class ALSRecommender(Recommender):
     """
 
     name: ClassVar[str] = "als"
+    config_field: ClassVar[str | None] = "als"
+    config_class: ClassVar[type[Strict] | None] = ALSConfig
 
     def __init__(self, cfg: ALSConfig | None = None, training: TrainingConfig | None = None) -> None:
         self.cfg = cfg or ALSConfig()

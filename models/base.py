@@ -9,11 +9,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
 import torch
+
+from e2ep.configbase import Strict
+
+if TYPE_CHECKING:
+    from models.config import ModelsConfig
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,32 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    """What runs, tables and the command line call it (`models.names`)."""
+    config_field: ClassVar[str | None] = None
+    """The `models.<config_field>` section holding its settings (None: it has none)."""
+    config_class: ClassVar[type[Strict] | None] = None
+    """The class of that section."""
     uses_features: ClassVar[bool] = False
     """Whether `fit` reads `FoldData.item_features` / `user_features` (profile embeddings)."""
+
+    @classmethod
+    def from_config(cls, models: ModelsConfig) -> Recommender:
+        """A fresh, unfitted instance with its own section of `models` and the shared `models.training`."""
+        if cls.config_field is None:
+            return cls()
+        return cls(getattr(models, cls.config_field), models.training)  # type: ignore[call-arg]
+
+    @classmethod
+    def pin(cls, section: Strict, selected: dict[str, Any]) -> Strict:
+        """`section` with its search replaced by the values a fit chose on validation (`TrainingLog.selected`):
+        every searched axis becomes a one-value list, with a budget of one trial. Models searching otherwise
+        override it."""
+        update = {**{k: [v] for k, v in selected.items()}, "n_trials": 1}
+        return type(section).model_validate({**section.model_dump(), **update})  # validation restores field types
+
+    def space(self) -> dict[str, Any]:
+        """The hyperparameter axes searched per fold on validation (models/tuning.py); none by default."""
+        return {}
 
     @abstractmethod
     def fit(self, data: FoldData) -> Recommender:

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from e2ep.config import BPRMFConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import BPRMFConfig, TrainingConfig
 from models.base import FoldData, Recommender
 from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
 from models.tuning import Axis, Report, tune
@@ -54,6 +55,8 @@ class BPRMF(Recommender):
     and weight decay are searched per fold on validation NDCG@10 (models/tuning.py)."""
 
     name: ClassVar[str] = "bpr-mf"
+    config_field: ClassVar[str | None] = "bpr_mf"
+    config_class: ClassVar[type[Strict] | None] = BPRMFConfig
 
     def __init__(self, cfg: BPRMFConfig | None = None, training: TrainingConfig | None = None) -> None:
         self.cfg = cfg or BPRMFConfig()

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from e2ep.config import EASEConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import EASEConfig, TrainingConfig
 from models.item_similarity import ItemSimilarityRecommender
 from models.tuning import Axis
 
@@ -25,6 +26,8 @@ class EASERecommender(ItemSimilarityRecommender):
     """
 
     name: ClassVar[str] = "ease"
+    config_field: ClassVar[str | None] = "ease"
+    config_class: ClassVar[type[Strict] | None] = EASEConfig
 
     def __init__(self, cfg: EASEConfig | None = None, training: TrainingConfig | None = None) -> None:
         super().__init__(cfg or EASEConfig(), training)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from e2ep.config import TrainingConfig
+from models.config import TrainingConfig
 from models.base import FoldData, Recommender
 from models.training import TrainingLog, validation_ndcg
 from models.tuning import Axis, Report, tune

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from e2ep.config import ItemKNNConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import ItemKNNConfig, TrainingConfig
 from models.item_similarity import ItemSimilarityRecommender
 from models.tuning import Axis
 
@@ -22,6 +23,8 @@ class ItemKNNRecommender(ItemSimilarityRecommender):
     """
 
     name: ClassVar[str] = "itemknn"
+    config_field: ClassVar[str | None] = "itemknn"
+    config_class: ClassVar[type[Strict] | None] = ItemKNNConfig
     conditions = {"bm25_k1": ("similarity", "bm25"), "bm25_b": ("similarity", "bm25")}
 
     def __init__(self, cfg: ItemKNNConfig | None = None, training: TrainingConfig | None = None) -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor, nn
 
-from e2ep.config import LightGCNConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import LightGCNConfig, TrainingConfig
 from models.propagation import BatchLoss, PropagationRecommender, symmetric_spmm
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ class LightGCNRecommender(PropagationRecommender):
     """
 
     name: ClassVar[str] = "lightgcn"
+    config_field: ClassVar[str | None] = "lightgcn"
+    config_class: ClassVar[type[Strict] | None] = LightGCNConfig
 
     def __init__(self, cfg: LightGCNConfig | None = None, training: TrainingConfig | None = None) -> None:
         super().__init__(cfg or LightGCNConfig(), training)

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from e2ep.config import NGCFConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import NGCFConfig, TrainingConfig
 from models.propagation import BatchLoss, PropagationRecommender, symmetric_spmm
 
 LEAKY_SLOPE = 0.2  # the reference implementation's LeakyReLU slope
@@ -83,6 +84,8 @@ class NGCFRecommender(PropagationRecommender):
     """
 
     name: ClassVar[str] = "ngcf"
+    config_field: ClassVar[str | None] = "ngcf"
+    config_class: ClassVar[type[Strict] | None] = NGCFConfig
 
     def __init__(self, cfg: NGCFConfig | None = None, training: TrainingConfig | None = None) -> None:
         super().__init__(cfg or NGCFConfig(), training)

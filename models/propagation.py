@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from e2ep.config import TrainingConfig
+from models.config import TrainingConfig
 from models.base import FoldData, Recommender, dot_product_scores
 from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
 from models.tuning import Axis, Report, tune

@@ -1,14 +1,12 @@
-"""Build a recommender from its name and the models config (names as in `e2ep.config.KNOWN_MODELS`)."""
+"""Every recommender a run may ask for, derived from the classes: a model's name, config section and search space
+are declared on its class (`models.base.Recommender`), so adding a model is adding its class to `MODELS`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from e2ep.config import KNOWN_MODELS, ModelsConfig
-from e2ep.errors import ConfigError
 from models.als import ALSRecommender
 from models.base import Recommender
 from models.bpr_mf import BPRMF
+from models.config import ModelsConfig
 from models.ease import EASERecommender
 from models.gat import GATIDRecommender, GATPaperRecommender, GATRecommender
 from models.itemknn import ItemKNNRecommender
@@ -16,33 +14,33 @@ from models.lightgcn import LightGCNRecommender
 from models.ngcf import NGCFRecommender
 from models.popularity import Popularity
 from models.rp3beta import RP3betaRecommender
+from e2ep.errors import ConfigError
 
-_BUILDERS: dict[str, Callable[[ModelsConfig], Recommender]] = {
-    Popularity.name: lambda cfg: Popularity(),
-    EASERecommender.name: lambda cfg: EASERecommender(cfg.ease, cfg.training),
-    ItemKNNRecommender.name: lambda cfg: ItemKNNRecommender(cfg.itemknn, cfg.training),
-    RP3betaRecommender.name: lambda cfg: RP3betaRecommender(cfg.rp3beta, cfg.training),
-    BPRMF.name: lambda cfg: BPRMF(cfg.bpr_mf, cfg.training),
-    LightGCNRecommender.name: lambda cfg: LightGCNRecommender(cfg.lightgcn, cfg.training),
-    NGCFRecommender.name: lambda cfg: NGCFRecommender(cfg.ngcf, cfg.training),
-    ALSRecommender.name: lambda cfg: ALSRecommender(cfg.als, cfg.training),
-    GATRecommender.name: lambda cfg: GATRecommender(cfg.gat, cfg.training),
-    GATIDRecommender.name: lambda cfg: GATIDRecommender(cfg.gat, cfg.training),
-    GATPaperRecommender.name: lambda cfg: GATPaperRecommender(cfg.gat_paper, cfg.training),
-}
+MODELS: tuple[type[Recommender], ...] = (
+    Popularity, EASERecommender, ItemKNNRecommender, RP3betaRecommender, BPRMF, LightGCNRecommender,
+    NGCFRecommender, ALSRecommender, GATRecommender, GATIDRecommender, GATPaperRecommender,
+)
+REGISTRY: dict[str, type[Recommender]] = {cls.name: cls for cls in MODELS}
 
-assert tuple(_BUILDERS) == KNOWN_MODELS, "registry and e2ep.config.KNOWN_MODELS disagree"
+
+def model_names() -> tuple[str, ...]:
+    """Every name `models.names` accepts, in registry order."""
+    return tuple(REGISTRY)
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The recommender class called `name`; raises `ConfigError` (listing known names) otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}") from None
 
 
 def build_model(name: str, cfg: ModelsConfig | None = None) -> Recommender:
-    """A fresh, unfitted recommender called `name`; raises `ConfigError` (listing known names) otherwise."""
-    try:
-        builder = _BUILDERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(KNOWN_MODELS)}") from None
-    return builder(cfg if cfg is not None else ModelsConfig())
+    """A fresh, unfitted recommender called `name`, configured from `cfg` (defaults when None)."""
+    return model_class(name).from_config(cfg if cfg is not None else ModelsConfig())
 
 
 def model_module(name: str) -> str:
     """The module defining the recommender called `name`: the code its training runs (for cache keys)."""
-    return type(build_model(name)).__module__
+    return model_class(name).__module__

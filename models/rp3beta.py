@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from e2ep.config import RP3betaConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import RP3betaConfig, TrainingConfig
 from models.item_similarity import ItemSimilarityRecommender, keep_top_k_per_row
 from models.tuning import Axis
 
@@ -45,6 +46,8 @@ class RP3betaRecommender(ItemSimilarityRecommender):
     popular destinations penalised by :math:`\mathrm{deg}(j)^{-\beta}`)."""
 
     name: ClassVar[str] = "rp3beta"
+    config_field: ClassVar[str | None] = "rp3beta"
+    config_class: ClassVar[type[Strict] | None] = RP3betaConfig
 
     def __init__(self, cfg: RP3betaConfig | None = None, training: TrainingConfig | None = None) -> None:
         super().__init__(cfg or RP3betaConfig(), training)

@@ -29,7 +29,7 @@ import torch
 from e2ep.interrupt import check_stop
 
 if TYPE_CHECKING:
-    from e2ep.config import TrainingConfig
+    from models.config import TrainingConfig
     from models.base import FoldData, Recommender
 
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import optuna
 
-from e2ep.config import FloatRange, IntRange
+from models.config import FloatRange, IntRange
 from models.training import TrainingLog
 
 if TYPE_CHECKING:
-    from e2ep.config import TrainingConfig
+    from models.config import TrainingConfig
     from models.base import FoldData
 
 Axis = list[Any] | FloatRange | IntRange

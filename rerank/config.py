@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from e2ep.settings import Strict
+from e2ep.configbase import Strict
 
 Strategy = Literal["prompt", "bst", "batch", "relevancy"]
 STRATEGIES: tuple[Strategy, ...] = ("prompt", "bst", "batch", "relevancy")

@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 
 from e2ep.errors import DataError
-from e2ep.profiles.config import EmbeddingConfig
-from e2ep.profiles.schema import NAME, parse_profile
+from semantic.profiles.config import EmbeddingConfig
+from semantic.profiles.schema import NAME, parse_profile
 
 _PEOPLE = re.compile(r"(?:Directed by|Starring)\s+([^.]+)\.")
 _LIST_LINE = re.compile(r"^\s*[-*+]?\s*\**\s*(Genres?|Tags?)\s*\**\s*:\s*\**\s*(.*)$", re.I | re.M)
@@ -102,7 +102,7 @@ def liked_items(train: pl.DataFrame, min_rating: float, limit: int = 50) -> dict
 def dislike_vectors(profiles: pl.DataFrame, id_col: str, n: int, cfg: EmbeddingConfig | None,
                     rows: set[int] | None = None) -> np.ndarray:
     """`[n, dim]` embeddings of each profile's Dislikes section (zero where empty or not in `rows`)."""
-    from e2ep.embed import embed_texts
+    from semantic.embed import embed_texts
 
     ids, texts = [], []
     for idx, profile in profiles.select(id_col, "profile").iter_rows():

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from e2ep.profiles.schema import strip_fences
+from semantic.profiles.schema import strip_fences
 
 ID = re.compile(r"\bM(\d+)\b")
 SCORE = re.compile(r"\bM(\d+)\b[\"']?\s*[:=]\s*\"?(-?\d+(?:\.\d+)?)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from e2ep.profiles.schema import NAME
+from semantic.profiles.schema import NAME
 from rerank.inputs import RerankInputs, UserContext, profile_sections
 from rerank.parsing import label
 

@@ -14,10 +14,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from e2ep.config import ColdStartProtocolConfig, DatasetConfig, SplitConfig
-from e2ep.data import Dataset, Fold, load_dataset, make_folds, read_dataset, read_fold, save_dataset, save_fold
-from e2ep.data.files import atomic_directory
-from e2ep.data.splits import cold_start_fold
+from data.config import DatasetConfig, SplitConfig
+from evaluation.config import ColdStartProtocolConfig
+from data import Dataset, Fold, load_dataset, make_folds, read_dataset, read_fold, save_dataset, save_fold
+from data.files import atomic_directory
+from data.splits import cold_start_fold
 from e2ep.runtime import work_dir
 from e2ep.store import file_digest, stable_hash
 

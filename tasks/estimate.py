@@ -12,14 +12,14 @@ import logging
 
 import polars as pl
 
-from e2ep.config import ExperimentConfig
-from e2ep.data import Dataset, load_dataset
-from e2ep.data.splits import Fold, make_folds
+from flows.config import ExperimentConfig
+from data import Dataset, load_dataset
+from data.splits import Fold, make_folds
 from e2ep.llm.budget import BudgetExceeded
 from e2ep.llm.estimate import Estimator, RunEstimate, StageEstimate
-from e2ep.metadata import enrich_items
-from e2ep.profiles import item_profiles, user_profiles
-from e2ep.profiles.estimate import item_profiles_estimate, user_profiles_estimate
+from semantic.metadata import enrich_items
+from semantic.profiles import item_profiles, user_profiles
+from semantic.profiles.estimate import item_profiles_estimate, user_profiles_estimate
 from e2ep.sampling import user_sample
 from rerank.estimate import REPRESENTATIVE_USERS, rerank_estimate
 from rerank.selection import relevant_items, requests_per_user, validation_users_per_fold

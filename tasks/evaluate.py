@@ -6,7 +6,8 @@ import polars as pl
 from prefect import task
 from pydantic import BaseModel
 
-from e2ep.config import EvaluationConfig, RelevanceConfig
+from data.config import RelevanceConfig
+from evaluation.config import EvaluationConfig
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
 from evaluation.fold import evaluate_fold

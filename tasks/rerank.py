@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 from prefect import get_run_logger, task
 
-from e2ep.config import ExperimentConfig
+from flows.config import ExperimentConfig
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig, check_fallback_share, report_retried
-from e2ep.profiles import EmbeddingConfig
+from semantic.profiles import EmbeddingConfig
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
 from rerank.config import RerankConfig

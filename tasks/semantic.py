@@ -14,12 +14,12 @@ import numpy as np
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
-from e2ep.config import AblationConfig, ExperimentConfig, resolve_semantic_settings
-from e2ep.embed import embed_frame_counts
+from flows.config import AblationConfig, ExperimentConfig, resolve_semantic_settings
+from semantic.embed import embed_frame_counts
 from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share, report_retried
-from e2ep.metadata import MetadataConfig, enrich_items
+from semantic.metadata import MetadataConfig, enrich_items
 from e2ep.pool import run_cpu_bound, run_isolated
-from e2ep.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
+from semantic.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
 from tasks.caching import code_and_inputs, retry_unless_user_error
@@ -146,19 +146,19 @@ def _logged(stage: str, ref: StageRef) -> StageRef:
     return ref
 
 
-@task(name="item-metadata", cache_policy=code_and_inputs("e2ep.metadata"), persist_result=True, retries=1)
+@task(name="item-metadata", cache_policy=code_and_inputs("semantic.metadata"), persist_result=True, retries=1)
 def item_metadata_task(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
     return _logged("item metadata", build_item_metadata(dataset, cfg))
 
 
-@task(name="item-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
+@task(name="item-profiles", cache_policy=code_and_inputs("semantic.profiles", "e2ep.llm"), persist_result=True,
       retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error)
 def item_profiles_task(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
                        llm: LLMConfig) -> StageRef:
     return _logged("item profiles", build_item_profiles(dataset, metadata, profiles, llm))
 
 
-@task(name="user-profiles", cache_policy=code_and_inputs("e2ep.profiles", "e2ep.llm"), persist_result=True,
+@task(name="user-profiles", cache_policy=code_and_inputs("semantic.profiles", "e2ep.llm"), persist_result=True,
       retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error,
       task_run_name="user-profiles-fold{fold.number}")
 def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
@@ -171,7 +171,7 @@ SMALL_EMBEDDING_STAGE = 256
 ML-100K's 943 users and 1,682 items are above it."""
 
 
-@task(name="embed", cache_policy=code_and_inputs("e2ep.embed"), persist_result=True,
+@task(name="embed", cache_policy=code_and_inputs("semantic.embed"), persist_result=True,
       task_run_name="embed-{id_col}")
 def embed_task(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
     # In a process of its own that exits afterwards: a long-lived worker would keep the encoder's ~600 MB. A small

@@ -12,13 +12,15 @@ import torch
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
-from e2ep.config import AblationConfig, ModelsConfig, RelevanceConfig
+from data.config import RelevanceConfig
+from flows.config import AblationConfig
+from models.config import ModelsConfig
 from e2ep.errors import DataError
 from e2ep.pool import run_cpu_bound
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
 from models.base import FoldData, fold_data, recommendations_frame
-from models.registry import build_model
+from models.registry import build_model, model_class
 from tasks.caching import ModelCode, code_and_inputs
 from tasks.data import DatasetRef, FoldRef
 
@@ -35,15 +37,11 @@ class TrainedRef(BaseModel, frozen=True):
     choose the rerankers' base model and fusion on validation, never on test."""
 
 
-def config_section(name: str) -> str:
-    """The `models` section holding registered model `name`'s settings (`gat-id` shares the GAT's)."""
-    return "gat" if name == "gat-id" else name.replace("-", "_")
-
-
 def settings_for(name: str, cfg: ModelsConfig) -> ModelsConfig:
-    """The part of the models config `name` depends on, so tuning one model never retrains another."""
-    section = config_section(name)
-    keep = {"training"} | ({section} if section in ModelsConfig.model_fields else set())
+    """The part of the models config `name` depends on (its own section and `training`), so tuning one model never
+    retrains another."""
+    section = model_class(name).config_field
+    keep = {"training"} | ({section} if section else set())
     return ModelsConfig(names=[name]).model_copy(update={k: getattr(cfg, k) for k in keep})
 
 
@@ -68,7 +66,7 @@ class TrainJob(BaseModel, frozen=True):
 def model_job(name: str, models: ModelsConfig, features: NodeFeatures | None) -> TrainJob:
     """The job for a model of `models.names`; features are attached only if the model reads them, so changing
     the profiles never retrains a model that ignores them."""
-    uses = build_model(name, models).uses_features
+    uses = model_class(name).uses_features
     return TrainJob(label=name, model=name, settings=settings_for(name, models), features=features if uses else None)
 
 
@@ -76,13 +74,11 @@ def pinned_job(job: TrainJob, selected: dict[str, Any]) -> TrainJob:
     """`job` with its hyperparameter search replaced by the values another fit chose on validation (`selected`,
     from `TrainingLog.selected`): one fit instead of a search. The GAT's `selection_grid` is emptied and its
     fields set; every other model's searched axes become one-value lists, with a budget of one trial."""
-    section = config_section(job.model)
-    current = getattr(job.settings, section, None)
-    if not selected or current is None:
+    cls = model_class(job.model)
+    section = cls.config_field
+    if not selected or section is None:
         return job
-    update = {**selected, "selection_grid": {}} if section == "gat" else \
-        {**{k: [v] for k, v in selected.items()}, "n_trials": 1}
-    pinned = type(current).model_validate({**current.model_dump(), **update})  # validation restores field types
+    pinned = cls.pin(getattr(job.settings, section), selected)
     return job.model_copy(update={"settings": job.settings.model_copy(update={section: pinned})})
 
 

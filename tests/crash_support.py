@@ -47,7 +47,7 @@ def run_env(home: Path, api_base: str) -> dict[str, str]:
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    if args[:3] == ["-m", "e2ep.cli", "run"]:  # the run's own Prefect server starts on a migrated database
+    if args[:3] == ["-m", "app.cli", "run"]:  # the run's own Prefect server starts on a migrated database
         seed_prefect_home(Path(env["E2EP_HOME"]) / "prefect")
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,

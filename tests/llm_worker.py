@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from e2ep.llm import LLMConfig, LLMGateway
-from e2ep.profiles import ProfilesConfig, item_profiles
+from semantic.profiles import ProfilesConfig, item_profiles
 from tests.profiles_fakes import items_frame
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from e2ep.data.splits import Fold
+from data.splits import Fold
 from e2ep.llm import LLMOutputError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from e2ep.profiles.schema import render_profile
+from semantic.profiles.schema import render_profile
 from rerank.inputs import RerankInputs
 
 GENRES = ["Drama", "Comedy", "Horror", "Sci-Fi"]

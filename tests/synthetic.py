@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from e2ep.config import TrainingConfig
+from models.config import TrainingConfig
 from models.base import FoldData, Recommender
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 import e2ep.prefect_server
-from e2ep.cli import main
-from e2ep.config import DatasetConfig
-from e2ep.data import load_dataset
-from e2ep.profiles.items import template_item_profile
+from app.cli import main
+from data.config import DatasetConfig
+from data import load_dataset
+from semantic.profiles.templates import template_item_profile
 
 RATINGS = "userId,movieId,rating,timestamp\n1,10,4.5,100\n1,20,2.5,101\n2,10,3,102\n2,30,5,103\n"
 
@@ -136,7 +136,7 @@ def test_evaluate_warns_on_tied_ranks(tmp_path, capsys):
 
 
 def test_summary_states_the_rating_thresholds():
-    from e2ep.config import load_config
+    from flows.config import load_config
     from evaluation.report import thresholds
 
     line = thresholds(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": "r.csv"}))

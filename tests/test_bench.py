@@ -1,7 +1,8 @@
 """`make bench` measures every stage with real work (tiny data here; the figures come from real data)."""
 
-from e2ep.bench import bench_dataset
-from e2ep.config import DatasetConfig, ModelsConfig, SplitConfig
+from app.bench import bench_dataset
+from data.config import DatasetConfig, SplitConfig
+from models.config import ModelsConfig
 from tests.synthetic import write_planted_csv
 
 
@@ -28,7 +29,7 @@ def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
     import os
     import sqlite3
 
-    from e2ep.bench_run import _tree_rss, compute_floor, stage_budget
+    from app.bench_run import _tree_rss, compute_floor, stage_budget
 
     db = tmp_path / "prefect.db"
     with sqlite3.connect(db) as con:
@@ -70,7 +71,7 @@ def test_the_tree_s_pss_counts_pages_its_processes_share_once():
     import sys
     import time
 
-    from e2ep.bench_run import _pss, _tree_pss, _tree_rss
+    from app.bench_run import _pss, _tree_pss, _tree_rss
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from e2ep.cli import main
-from e2ep.data import ARCHIVES, ArchiveSpec
+from app.cli import main
+from data import ARCHIVES, ArchiveSpec
 
 
 def run_cli(capsys, *argv):
@@ -47,7 +47,7 @@ def test_missing_data_without_network_says_how_to_point_at_a_local_copy(capsys, 
     # Port 9 on loopback refuses connections: the same failure as a machine without network.
     dead = ArchiveSpec(url="http://127.0.0.1:9/ml-100k.zip", md5="0" * 32, folder="ml-100k",
                        required=ARCHIVES["ml-100k"].required)
-    monkeypatch.setattr("e2ep.data.download.ARCHIVES", {"ml-100k": dead, "ml-1m": ARCHIVES["ml-1m"]})
+    monkeypatch.setattr("data.download.ARCHIVES", {"ml-100k": dead, "ml-1m": ARCHIVES["ml-1m"]})
     monkeypatch.delenv("E2EP_DATA_DIR", raising=False)
     monkeypatch.setenv("E2EP_CACHE_DIR", str(tmp_path / "cache"))
     code, _, err = run_cli(capsys, "run", "--data-dir", str(tmp_path / "empty"))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from e2ep.config import ExperimentConfig, load_config
+from flows.config import ExperimentConfig, load_config
 
 
 def test_defaults_describe_the_paper_setup():

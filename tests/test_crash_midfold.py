@@ -15,7 +15,7 @@ from tests.synthetic import write_planted_csv
 
 
 def _args(ratings, artifacts, lightgcn_rates: str) -> list[str]:
-    return ["-m", "e2ep.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3",
+    return ["-m", "app.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3",
             "--folds", "1", "--models", "popularity,lightgcn", "--no-semantic", "--max-epochs", "2",
             "--parallel-folds", "1", "--k", "5", "--set", "evaluation.n_recommendations=10",
             "--set", "models.lightgcn.num_layers=[1]", "--set", f"models.lightgcn.learning_rate={lightgcn_rates}",

@@ -11,7 +11,7 @@ import diskcache
 import polars as pl
 import pytest
 
-from e2ep.llm.standin import StubLLM
+from e2ep.testing.llm_standin import StubLLM
 from tests.crash_support import kill_group, profile_reply, prompt_keys, run_env, spawn, wait_for
 from tests.synthetic import write_planted_csv
 
@@ -25,7 +25,7 @@ def stub():
 def test_killed_run_resumes_without_repeating_calls_or_training(stub, tmp_path):
     ratings = write_planted_csv(tmp_path, n_users=12, n_items=16, per_user=8)
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
-    args = ["-m", "e2ep.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3",
+    args = ["-m", "app.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3",
             "--folds", "1,2", "--models", "popularity,bpr-mf", "--profiles", "llm", "--max-epochs", "4",
             "--parallel-folds", "1", "--k", "5,10", "--set", "evaluation.n_recommendations=10",
             "--set", "rerank.strategies=[]",

@@ -11,7 +11,7 @@ import time
 import polars as pl
 
 from e2ep.llm import LLMConfig, LLMGateway
-from e2ep.llm.standin import StubLLM
+from e2ep.testing.llm_standin import StubLLM
 from tests.crash_support import REPO, kill_group, profile_reply, prompt_keys, run_env, spawn, wait_for
 
 N_ITEMS = 12

@@ -4,8 +4,8 @@ and the truncated users' profiles are built from the kept ratings only."""
 import numpy as np
 import polars as pl
 
-from e2ep.data.splits import Fold, cold_start_fold, cold_start_plan
-from e2ep.profiles import ProfilesConfig, user_profiles
+from data.splits import Fold, cold_start_fold, cold_start_plan
+from semantic.profiles import ProfilesConfig, user_profiles
 from tests.profiles_fakes import items_frame
 
 NS = [1, 3, 5]

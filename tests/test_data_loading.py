@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from e2ep.config import DatasetConfig
-from e2ep.data import Dataset, load_dataset, read_dataset, save_dataset
+from data.config import DatasetConfig
+from data import Dataset, load_dataset, read_dataset, save_dataset
 from e2ep.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def test_seed_800k_csv_loads(caplog: pytest.LogCaptureFixture) -> None:
     ],
 )
 def test_malformed_ml100k_ratings_name_file_and_line(tmp_path: Path, content: str, expected: str) -> None:
-    from e2ep.data.movielens import read_ml100k_ratings
+    from data.movielens import read_ml100k_ratings
 
     path = tmp_path / "u.data"
     path.write_text(content)

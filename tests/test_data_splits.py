@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from e2ep.config import DatasetConfig, SplitConfig
-from e2ep.data import Dataset, Fold, build_dataset, load_dataset, make_folds, read_fold, save_fold
-from e2ep.data.parsing import RawTables
+from data.config import DatasetConfig, SplitConfig
+from data import Dataset, Fold, build_dataset, load_dataset, make_folds, read_fold, save_fold
+from data.parsing import RawTables
 from e2ep.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +142,7 @@ def test_save_and_read_fold(synthetic: Dataset, tmp_path: Path) -> None:
 
 
 def test_a_run_of_some_folds_shares_their_files_and_cache_keys_with_the_full_run(tmp_path: Path) -> None:
-    from e2ep.config import DatasetConfig, SplitConfig
+    from data.config import DatasetConfig, SplitConfig
     from tasks.data import prepare_dataset, split_dataset
     from tests.synthetic import write_planted_csv
 
@@ -153,7 +153,7 @@ def test_a_run_of_some_folds_shares_their_files_and_cache_keys_with_the_full_run
 
 
 def test_small_folds_are_named_with_what_they_are_too_small_for(tmp_path: Path, synthetic: Dataset) -> None:
-    from e2ep.data.splits import small_fold_warnings
+    from data.splits import small_fold_warnings
 
     (tmp_path / "r.csv").write_text("user_id,item_id,rating\n" + "".join(
         f"{u},{i},{5 if (u + i) % 2 else 2}\n" for u in range(1, 4) for i in range(1, 7)))

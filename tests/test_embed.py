@@ -3,9 +3,9 @@ import polars as pl
 import pytest
 import torch
 
-from e2ep.embed import embed_frame_counts, embed_texts, load_encoder
+from semantic.embed import embed_frame_counts, embed_texts, load_encoder
 from e2ep.errors import DataError
-from e2ep.profiles import EmbeddingConfig, ProfilesConfig, item_profiles
+from semantic.profiles import EmbeddingConfig, ProfilesConfig, item_profiles
 from tests.profiles_fakes import items_frame
 
 SCIFI = """# Starship Odyssey

@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from e2ep.config import load_config
+from flows.config import load_config
 from e2ep.runtime import work_dir
 from tests.synthetic import write_planted_csv
 

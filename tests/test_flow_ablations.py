@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from e2ep.config import AblationConfig, ModelsConfig, load_config
+from flows.config import AblationConfig, load_config
+from models.config import ModelsConfig
 from e2ep.store import FileRef
 from models.base import fold_data
 from tasks.semantic import MAIN_VARIANT, profile_variants, variant_of

@@ -1,4 +1,4 @@
-"""The LLM cost estimate against what the stand-in server (e2ep/llm/standin.py) then receives, the run-wide caps,
+"""The LLM cost estimate against what the stand-in server (e2ep/testing/llm_standin.py) then receives, the run-wide caps,
 and the seeded user samples of the paid stages."""
 
 import hashlib
@@ -12,9 +12,9 @@ import pytest
 from e2ep.llm import LLMConfig, LLMGateway
 from e2ep.llm.budget import BudgetExceeded, spend_cap
 from e2ep.llm.estimate import Estimator
-from e2ep.llm.standin import StubLLM
-from e2ep.profiles import ProfilesConfig, item_profiles, user_profiles
-from e2ep.profiles.estimate import item_profiles_estimate, user_profiles_estimate
+from e2ep.testing.llm_standin import StubLLM
+from semantic.profiles import ProfilesConfig, item_profiles, user_profiles
+from semantic.profiles.estimate import item_profiles_estimate, user_profiles_estimate
 from rerank.config import RerankConfig
 from rerank.estimate import rerank_estimate, strategy_calls
 from rerank.run import make_judge, rerank_recommendations
@@ -95,7 +95,7 @@ def test_profile_estimates_equal_the_requests_the_standin_receives(stub, tmp_pat
         result = user_profiles(f, items, cfg, n_users=8, gateway=gw)
     assert stub.count == user_row.calls == result.counts["llm_turns"]
     # The exact prompts: every item prompt, and every first turn, is what the estimate counted.
-    from e2ep.profiles.items import item_prompt, normalise_items
+    from semantic.profiles.items import item_prompt, normalise_items
     assert sorted(map(json.dumps, items_sent)) == sorted(json.dumps(item_prompt(r))
                                                          for r in normalise_items(items).to_dicts())
 
@@ -184,7 +184,7 @@ def test_crossing_the_cap_keeps_the_answers_and_stops(stub, tmp_path):
 
 
 def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_path, monkeypatch, capsys):
-    from e2ep.cli import main
+    from app.cli import main
     from tests.synthetic import write_planted_csv
 
     monkeypatch.setenv("E2EP_HOME", str(tmp_path / "home"))
@@ -214,7 +214,7 @@ def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_
 def test_a_run_crossing_the_cap_midway_stops_with_its_answers_kept(stub, tmp_path, monkeypatch, capsys):
     """Every item's first answer breaks the schema, so each costs a repair request the estimate cannot foresee:
     the run starts (estimate = cap) and reaches the cap during the item profiles."""
-    from e2ep.cli import main
+    from app.cli import main
     from tests.synthetic import write_planted_csv
 
     def repairing(messages):

@@ -12,11 +12,11 @@ import diskcache
 import polars as pl
 import pytest
 
-from e2ep.cli import main
+from app.cli import main
 from e2ep.llm import (LLMConfig, LLMFallbackError, LLMGateway, LLMStageStopped, check_fallback_share,
                       report_retried)
-from e2ep.llm.standin import StubLLM
-from e2ep.profiles import ProfilesConfig, item_profiles
+from e2ep.testing.llm_standin import StubLLM
+from semantic.profiles import ProfilesConfig, item_profiles
 from rerank.config import RerankConfig
 from rerank.run import make_judge, rerank_recommendations
 from tests.crash_support import profile_reply

@@ -1,4 +1,4 @@
-"""The LLM gateway through the real litellm path, against the OpenAI-compatible stand-in in e2ep/llm/standin.py."""
+"""The LLM gateway through the real litellm path, against the OpenAI-compatible stand-in in e2ep/testing/llm_standin.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from e2ep.errors import ConfigError, E2EPError
 from e2ep.llm import LLMCallError, LLMConfig, LLMGateway, LLMOutputError, LLMResult, LLMStageStopped
 from e2ep.llm.config import import_litellm
-from e2ep.llm.standin import StubLLM
+from e2ep.testing.llm_standin import StubLLM
 
 MODEL = "openai/gpt-4o-mini"  # in litellm's local price list, so costs are non-zero
 KEY_ENV = "E2EP_TEST_LLM_KEY"

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from e2ep.errors import ConfigError, DataError
-from e2ep.metadata import OUTPUT_SCHEMA, MetadataConfig, TMDBConfig, enrich_items, parse_list
-from e2ep.metadata.tmdb import Credentials, TMDBClient
+from semantic.metadata import OUTPUT_SCHEMA, MetadataConfig, TMDBConfig, enrich_items, parse_list
+from semantic.metadata.tmdb import Credentials, TMDBClient
 from tests.conftest import shared_data_dir
 from tests.tmdb_stub import API_KEY, StubServer, TMDBStub, movie
 
@@ -177,8 +177,8 @@ def _real_file(name: str):
 
 
 def test_local_source_on_real_ml100k_file():
-    from e2ep.config import DatasetConfig
-    from e2ep.data import load_dataset
+    from data.config import DatasetConfig
+    from data import load_dataset
 
     data, path = _real_file("ml-100k_items_tmdb.csv.gz")
     items = load_dataset(DatasetConfig(name="ml-100k", data_dir=str(data))).items

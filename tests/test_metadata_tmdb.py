@@ -11,10 +11,10 @@ import diskcache
 import pytest
 
 from e2ep.errors import ConfigError, DataError
-from e2ep.metadata.config import TMDBConfig
-from e2ep.metadata.titles import clean_title
-from e2ep.metadata.throttle import TokenBucket, retry_after_seconds
-from e2ep.metadata.tmdb import Credentials, TMDBClient, cache_key
+from semantic.metadata.config import TMDBConfig
+from semantic.metadata.titles import clean_title
+from semantic.metadata.throttle import TokenBucket, retry_after_seconds
+from semantic.metadata.tmdb import Credentials, TMDBClient, cache_key
 from tests.tmdb_stub import API_KEY, READ_TOKEN, StubServer, TMDBStub, movie
 
 SEARCH, SUSPECTS = "/3/search/movie", "/3/movie/629"

@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from e2ep.config import KNOWN_MODELS, BPRMFConfig, LightGCNConfig, ModelsConfig, TrainingConfig
+from models.config import BPRMFConfig, LightGCNConfig, ModelsConfig, TrainingConfig
 from e2ep.errors import ConfigError
 from models.base import FoldData
 from models.bpr_mf import BPRMF
 from models.lightgcn import LightGCNRecommender
 from models.propagation import bipartite_adjacency
 from models.popularity import Popularity
-from models.registry import build_model
+from models.registry import build_model, model_names
 from tests.synthetic import CLUSTER, N_POP, N_USERS, assert_recommends_unseen_best_first, held_out_auc, planted_fold
 from tests.synthetic import FAST_TRAINING as FAST
 
@@ -114,7 +114,7 @@ def test_bipartite_adjacency_is_symmetric_normalised() -> None:
 
 def test_registry_builds_every_known_model() -> None:
     cfg = ModelsConfig()
-    built = {name: build_model(name, cfg) for name in KNOWN_MODELS}
+    built = {name: build_model(name, cfg) for name in model_names()}
     assert isinstance(built["popularity"], Popularity)
     assert isinstance(built["bpr-mf"], BPRMF) and built["bpr-mf"].cfg == cfg.bpr_mf
     assert isinstance(built["lightgcn"], LightGCNRecommender) and built["lightgcn"].cfg == cfg.lightgcn
@@ -122,5 +122,5 @@ def test_registry_builds_every_known_model() -> None:
 
 
 def test_registry_rejects_unknown_names_listing_known_ones() -> None:
-    with pytest.raises(ConfigError, match="known models: " + ", ".join(KNOWN_MODELS)):
+    with pytest.raises(ConfigError, match="known models: " + ", ".join(model_names())):
         build_model("sasrec", ModelsConfig())

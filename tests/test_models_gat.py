@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import torch
 
-from e2ep.config import GATConfig, ModelsConfig, TrainingConfig, TuningConfig
+from models.config import GATConfig, ModelsConfig, TrainingConfig, TuningConfig
 from e2ep.errors import ConfigError, DataError
 from models.base import FoldData, Recommender
 from models.gat import GATIDRecommender, GATRecommender

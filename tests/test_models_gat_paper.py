@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from e2ep.config import PAPER_GAT, ModelsConfig, TrainingConfig
+from models.config import PAPER_GAT, ModelsConfig, TrainingConfig
 from models.gat import GATPaperRecommender
 from models.gat.graph import build_rating_graph
 from models.registry import build_model

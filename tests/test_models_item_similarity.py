@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from e2ep.config import EASEConfig, ItemKNNConfig, ModelsConfig, RP3betaConfig
+from models.config import EASEConfig, ItemKNNConfig, ModelsConfig, RP3betaConfig
 from models.base import FoldData
 from models.ease import EASERecommender
 from models.itemknn import ItemKNNRecommender

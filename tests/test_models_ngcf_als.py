@@ -8,7 +8,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from e2ep.config import ALSConfig, ModelsConfig, NGCFConfig, load_config
+from flows.config import load_config
+from models.config import ALSConfig, ModelsConfig, NGCFConfig
 from models.als import ALSRecommender, confidence_matrix
 from models.base import FoldData, Recommender
 from models.propagation import bipartite_adjacency

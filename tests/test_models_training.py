@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 
-from e2ep.config import TrainingConfig
+from models.config import TrainingConfig
 from models.base import FoldData, Recommender
 from models.training import (
     EarlyStopping,

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from e2ep.config import load_config
+from flows.config import load_config
 from flows.runners import fold_task_runner
 from tests.synthetic import write_planted_csv
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from e2ep.config import load_config
+from flows.config import load_config
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig, LLMGateway
-from e2ep.llm.standin import StubLLM
+from e2ep.testing.llm_standin import StubLLM
 from e2ep.runtime import e2ep_home
 from e2ep.secrets import require_secret, resolve_secret
 from tests.synthetic import write_planted_csv

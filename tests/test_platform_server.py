@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.serve import ServerProcess, start_serving, stop_process
+from app.serve import ServerProcess, start_serving, stop_process
 from tests.prefect_db import seed_prefect_home
 from tests.synthetic import write_planted_csv
 

@@ -2,8 +2,8 @@ import polars as pl
 import pytest
 
 from e2ep.errors import ConfigError
-from e2ep.profiles import ChatGateway, ProfilesConfig, item_profiles, parse_profile, validate_profile
-from e2ep.profiles.items import item_prompt, normalise_items
+from semantic.profiles import ChatGateway, ProfilesConfig, item_profiles, parse_profile, validate_profile
+from semantic.profiles.items import item_prompt, normalise_items
 from tests.profiles_fakes import FakeGateway, items_frame
 
 

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from e2ep.errors import ConfigError
-from e2ep.profiles import ProfilesConfig, item_profiles, parse_profile, user_profiles
+from semantic.profiles import ProfilesConfig, item_profiles, parse_profile, user_profiles
 from tests.profiles_fakes import fold
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from e2ep.profiles.schema import SECTIONS, integrated, parse_profile, render_profile, validate_profile
+from semantic.profiles.schema import SECTIONS, integrated, parse_profile, render_profile, validate_profile
 
 GOOD = """# Heat
 

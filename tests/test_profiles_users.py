@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 
 from e2ep.errors import ConfigError
-from e2ep.profiles import ProfilesConfig, parse_profile, select_rated, user_profiles, validate_profile
-from e2ep.profiles.users import training_ratings
+from semantic.profiles import ProfilesConfig, parse_profile, select_rated, user_profiles, validate_profile
+from semantic.profiles.users import training_ratings
 from tests.profiles_fakes import FakeGateway, fold, items_frame
 
 # User 0: 14 liked (ratings 5 and 4), 12 disliked (1 and 2), 3 neutral. User 1: only neutral ratings.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from e2ep.config import load_config
+from flows.config import load_config
 from evaluation.report import write_run_report
 
 METRICS = ("precision", "recall", "ndcg", "map")

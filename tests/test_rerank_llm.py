@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from e2ep.llm import LLMConfig
-from e2ep.llm.standin import StubLLM
+from e2ep.testing.llm_standin import StubLLM
 from rerank.config import RerankConfig
 from rerank.parsing import parse_choice, parse_explanations, parse_order, parse_scores
 from rerank.run import make_judge, rerank_recommendations

@@ -4,8 +4,9 @@
 import numpy as np
 import polars as pl
 
-from e2ep.config import EvaluationConfig, RelevanceConfig
-from e2ep.data import Fold, save_fold
+from data.config import RelevanceConfig
+from evaluation.config import EvaluationConfig
+from data import Fold, save_fold
 from e2ep.store import write_parquet
 from evaluation.llm_cost import estimate_vs_actual
 from rerank.config import RerankConfig

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from e2ep.profiles import EmbeddingConfig
+from semantic.profiles import EmbeddingConfig
 from e2ep.store import FileRef, write_parquet
 from rerank.config import STRATEGIES, RerankConfig
 from rerank.inputs import RerankInputs

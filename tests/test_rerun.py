@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from e2ep.cli import main
-from e2ep.config import load_config
-from e2ep.data import load_dataset
+from app.cli import main
+from flows.config import load_config
+from data import load_dataset
 from flows.rerun import RunMemo, run_key
 from tests.synthetic import write_planted_csv
 

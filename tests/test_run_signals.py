@@ -7,7 +7,7 @@ import time
 
 import diskcache
 
-from e2ep.llm.standin import StubLLM
+from e2ep.testing.llm_standin import StubLLM
 from tests.crash_support import kill_group, profile_reply, prompt_keys, run_env, spawn, wait_for
 from tests.synthetic import write_planted_csv
 
@@ -15,7 +15,7 @@ ANSWERED = 12  # the stand-in answers this many requests (the preflight probe in
 
 
 def run_args(ratings, tmp_path, *extra):
-    return ["-m", "e2ep.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", "1",
+    return ["-m", "app.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", "1",
             "--artifacts-dir", str(tmp_path / "artifacts"), *extra]
 
 

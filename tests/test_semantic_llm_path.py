@@ -9,12 +9,12 @@ import hashlib
 import polars as pl
 import pytest
 
-from e2ep.config import load_config
-from e2ep.data import Fold
+from flows.config import load_config
+from data import Fold
 from e2ep.llm import LLMFallbackError
 from tasks.data import DatasetRef, FoldRef
 from tasks.semantic import StageRef, build_item_profiles, build_user_profiles, resolve_semantic_settings
-from e2ep.llm.standin import StubLLM
+from e2ep.testing.llm_standin import StubLLM
 from tests.profiles_fakes import items_frame, ratings
 
 SECRET = "sk-planted-secret-for-the-leak-check"
@@ -50,9 +50,9 @@ def write_inputs(tmp_path):
     items = items_frame(8)
     metadata = StageRef(file=write_parquet(items, tmp_path / "meta.parquet"), report={})
     dataset_dir = tmp_path / "dataset"
-    from e2ep.data import build_dataset
-    from e2ep.data.parsing import RawTables
-    from e2ep.data import save_dataset
+    from data import build_dataset
+    from data.parsing import RawTables
+    from data import save_dataset
 
     raw = pl.DataFrame({"user_id": [1, 1, 1, 2, 2], "item_id": [0, 1, 2, 3, 4], "rating": [5.0, 4.0, 1.0, 5.0, 2.0],
                         "timestamp": [1, 2, 3, 4, 5]})
@@ -60,7 +60,7 @@ def write_inputs(tmp_path):
     dataset = DatasetRef(name="csv", directory=str(dataset_dir), digest="d", n_users=2, n_items=8)
     fold = Fold(1, ratings([(0, 0, 5, 1), (0, 1, 4, 2), (0, 2, 1, 3), (1, 3, 5, 4), (1, 4, 2, 5)], validation=True),
                 ratings([(0, 5, 5, 6)]))
-    from e2ep.data import save_fold
+    from data import save_fold
 
     save_fold(fold, tmp_path / "fold")
     return dataset, FoldRef(number=1, directory=str(tmp_path / "fold"), digest="f"), metadata

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from e2ep.config import GATConfig, ModelsConfig, TrainingConfig
+from models.config import GATConfig, ModelsConfig, TrainingConfig
 from models.base import FoldData
 from models.registry import build_model
 from tasks.train import TrainJob, pinned_job, settings_for

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from e2ep.settings import Strict
+from e2ep.configbase import Strict
 
 from e2ep.runtime import e2ep_home
 

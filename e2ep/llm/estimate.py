@@ -11,7 +11,7 @@ free and shown apart.
     row = est.paid("item_profiles", prompts_to_pay, completion_tokens=350, cached_calls=..., cached_cost_usd=...)
     RunEstimate(est.model, [row, ...], [est.tokenizer_note]).markdown()
 
-The stage builders live beside their stages (e2ep/profiles/estimate.py, rerank/estimate.py); tasks/estimate.py
+The stage builders live beside their stages (semantic/profiles/estimate.py, rerank/estimate.py); tasks/estimate.py
 assembles a run's rows.
 """
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from e2ep.config import GATConfig
+from models.config import GATConfig
 from models.gat.attention import NormalisedAttention
 from models.gat.layers import SignedGATLayer
 

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from e2ep.config import PAPER_GAT, GATConfig, TrainingConfig
+from e2ep.configbase import Strict
+from models.config import PAPER_GAT, GATConfig, TrainingConfig
 from e2ep.errors import ConfigError, DataError
 from models.base import FoldData, Recommender, dot_product_scores
 from models.gat.graph import build_rating_graph, build_signed_graph
@@ -34,6 +35,8 @@ class GATRecommender(Recommender):
     """
 
     name: ClassVar[str] = "gat"
+    config_field: ClassVar[str | None] = "gat"
+    config_class: ClassVar[type[Strict] | None] = GATConfig
     uses_features: ClassVar[bool] = True
 
     def __init__(self, cfg: GATConfig | None = None, training: TrainingConfig | None = None) -> None:
@@ -74,6 +77,14 @@ class GATRecommender(Recommender):
             raise DataError(f"profile embeddings do not fit the fold: users {tuple(users.shape)} for {data.n_users} "
                             f"users, items {tuple(items.shape)} for {data.n_items} items")
         return torch.cat([users.float(), items.float()])
+
+    @classmethod
+    def pin(cls, section: Strict, selected: dict[str, Any]) -> Strict:
+        """The GAT searches a grid (`selection_grid`): pinning empties it and sets the chosen fields."""
+        return type(section).model_validate({**section.model_dump(), **selected, "selection_grid": {}})
+
+    def space(self) -> dict[str, Any]:
+        return dict(self.cfg.selection_grid)
 
     def fit(self, data: FoldData) -> GATRecommender:
         """Fit one network per point of `cfg.selection_grid` (one fit when empty) and keep the best on the fold's
@@ -137,6 +148,8 @@ class GATIDRecommender(GATRecommender):
     """"GAT without LLM": the same network and training with learned ID embeddings instead of profile features."""
 
     name: ClassVar[str] = "gat-id"
+    config_field: ClassVar[str | None] = "gat"
+    config_class: ClassVar[type[Strict] | None] = GATConfig
     uses_features: ClassVar[bool] = False
 
     def node_features(self, data: FoldData) -> Tensor | None:
@@ -144,11 +157,13 @@ class GATIDRecommender(GATRecommender):
 
 
 class GATPaperRecommender(GATRecommender):
-    """The authors' GAT as published (`e2ep.config.PAPER_GAT`, the `models.gat_paper` section): library GATv2
+    """The authors' GAT as published (`models.config.PAPER_GAT`, the `models.gat_paper` section): library GATv2
     layers with heads [4, 4, 1] over every rating with the rating as edge feature, trainable text features, full
     batch, 5 · BPR + 2 · cosine."""
 
     name: ClassVar[str] = "gat-paper"
+    config_field: ClassVar[str | None] = "gat_paper"
+    config_class: ClassVar[type[Strict] | None] = GATConfig
 
     def __init__(self, cfg: GATConfig | None = None, training: TrainingConfig | None = None) -> None:
         super().__init__(cfg or PAPER_GAT, training)

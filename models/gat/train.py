@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from e2ep.config import GATConfig, TrainingConfig
+from models.config import GATConfig, TrainingConfig
 from models.base import FoldData
 from models.gat.loss import HardNegatives, bpr_cosine_loss, full_softmax_loss, sampled_softmax_loss
 from models.training import TrainingLog, train_bpr
