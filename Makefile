@@ -17,7 +17,7 @@ export E2EP_ML100K_METADATA ?= $(wildcard $(E2EP_DATA_DIR)/tmdb/ml-100k_items_tm
 # The paper authors' 800k-rating ML-1M training split, for ML-1M-scale benchmarks, when that copy has it.
 export E2EP_ML1M_RATINGS ?= $(wildcard $(E2EP_DATA_DIR)/seed_repo/ml-1m/seed_u1base_train_no_timestamps.csv.gz)
 
-.PHONY: install eval ablations test bench serve clean clean-cache
+.PHONY: install eval ablations lint test bench serve clean clean-cache
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,16 @@ eval: install
 ablations: install
 	$(BIN)/e2ep run --config configs/ablations.toml $(if $(E2EP_ML100K_METADATA),--metadata $(E2EP_ML100K_METADATA)) $(ARGS)
 
-## make test [TEST_WORKERS=0]: the suite, spread over one process per core (at most 4; 0: all in this process)
+## make lint: ruff's checks and formatting (`.venv/bin/ruff format .` fixes the latter) and pyright's type checks
+## (pyproject.toml: basic everywhere, near-strict in models/ and evaluation/)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
+
+## make test [TEST_WORKERS=0]: lint, then the suite, spread over one process per core (at most 4; 0: all in this process)
 TEST_WORKERS ?= auto
-test: install
+test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 $(ARGS)
 
 ## make bench: wall time and peak memory per stage on ML-100K and the 800k-rating ML-1M split

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.measure import StageMeasure, measure
 from data.config import DatasetConfig, SplitConfig
+from e2ep.errors import DataError
 from evaluation.config import EvaluationConfig
 from models.config import ModelsConfig
-from e2ep.errors import DataError
 from models.training import TrainingLog
-from app.measure import StageMeasure, measure
 
 if TYPE_CHECKING:
     from models.base import FoldData
@@ -81,7 +76,8 @@ def bench_dataset(label: str, dataset_cfg: DatasetConfig, split_cfg: SplitConfig
         with measure(label, f"fit+recommend {stage}", rows) as m:
             model = build_model(name, cfg).fit(fit_data)
             recs = recommendations_frame(model, fit_data, eval_cfg.n_recommendations)
-            m.note = training_note(model.training_log) + extra
+            # every model sets training_log in fit; Recommender (models/base.py) does not declare it
+            m.note = training_note(model.training_log) + extra  # pyright: ignore[reportAttributeAccessIssue]
         with measure(label, f"evaluate {stage}", rows):
             evaluate_fold(recs, fold.train, fold.test, cfg=eval_cfg, relevance_threshold=4.0, n_items=ds.n_items)
 
@@ -92,9 +88,9 @@ def bench_semantic(label: str, dataset_cfg: DatasetConfig, rows: list[StageMeasu
     import hashlib
 
     from data import load_dataset
-    from semantic.embed import embed_texts
     from e2ep.llm import LLMConfig, LLMGateway
     from e2ep.testing.llm_standin import StubLLM
+    from semantic.embed import embed_texts
     from semantic.profiles import EmbeddingConfig, ProfilesConfig, item_profiles, render_profile
 
     def reply(messages: list[dict]) -> str:

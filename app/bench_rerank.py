@@ -37,15 +37,15 @@ def stand_in_reply(messages: list[dict[str, Any]]) -> str:
 def bench_rerank(label: str, dataset_cfg: DatasetConfig, rows: list[Any], tmp: Path, llm_users: int = 32) -> None:
     from app.measure import measure
     from data import load_dataset, make_folds
-    from semantic.embed import embed_frame
     from e2ep.llm import LLMConfig
     from e2ep.testing.llm_standin import StubLLM
-    from semantic.profiles import EmbeddingConfig, ProfilesConfig, item_profiles, user_profiles
     from models.base import fold_data, recommendations_frame
     from models.registry import build_model
     from rerank.config import RerankConfig
     from rerank.inputs import build_inputs
     from rerank.run import make_judge, rerank_recommendations
+    from semantic.embed import embed_frame
+    from semantic.profiles import EmbeddingConfig, ProfilesConfig, item_profiles, user_profiles
 
     ds = load_dataset(dataset_cfg)
     fold = make_folds(ds, SplitConfig())[0]

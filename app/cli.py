@@ -167,8 +167,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # (Parsing ML-100K takes ~0.1 s, the 800k-rating ML-1M split under 1 s; a download lands in the cache.)
     with _data_notes_on_stderr():
         dataset = load_dataset(cfg.dataset)
-    cfg = cfg.model_copy(update={"run_name": default_run_name(cfg)})
-    run_dir = Path(cfg.artifacts_dir) / cfg.run_name
+    run_name = default_run_name(cfg)
+    cfg = cfg.model_copy(update={"run_name": run_name})
+    run_dir = Path(cfg.artifacts_dir) / run_name
     memo = RunMemo(run_key(cfg, dataset))
     reused = None if args.rerun else memo.reuse(run_dir)
     if reused is not None:
@@ -256,7 +257,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="e2ep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="e2ep", description=(__doc__ or "").split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the experiment flow (load, split, train, evaluate, report)")

@@ -22,7 +22,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 import yaml
 
 from e2ep.prefect_server import wait_for_api
@@ -48,7 +47,7 @@ def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
 def serve_deployments(path: Path = PREFECT_YAML) -> None:
     """Serve every deployment of `path` from this process (blocks; each run executes in a subprocess)."""
     from prefect import serve
-    from prefect.deployments.runner import EntrypointType
+    from prefect.types.entrypoint import EntrypointType
 
     deployments = []
     for spec in deployment_specs(path):
@@ -145,7 +144,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.serve", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4200)
     parser.add_argument("--serve-only", action="store_true", help="serve the deployments on $PREFECT_API_URL")

@@ -5,8 +5,8 @@ Importing from here is the public API; the submodules are implementation detail.
 
 from data.dataset import Dataset, build_dataset, load_dataset, read_dataset, save_dataset
 from data.download import ARCHIVES, ArchiveSpec, download_archive, locate_movielens
-from e2ep.store import file_digest
 from data.splits import Fold, make_folds, read_fold, save_fold
+from e2ep.store import file_digest
 
 __all__ = [
     "ARCHIVES",

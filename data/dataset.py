@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -15,7 +16,6 @@ from data.files import atomic_directory
 from data.movielens import load_ml1m, load_ml100k
 from data.parsing import RawTables
 from e2ep.errors import DataError
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through flows.config
     from data.config import DatasetConfig

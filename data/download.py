@@ -19,11 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from data.files import replace_directory
 from e2ep.errors import DataError
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through flows.config
     from data.config import DatasetConfig

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from e2ep.errors import DataError
 
+
 def read_bytes(path: Path) -> bytes:
     """A file's bytes, transparently gunzipped when its name ends in `.gz`."""
     try:

@@ -13,12 +13,15 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import polars as pl
 
 from data.files import read_bytes
 from e2ep.errors import DataError
+
+if TYPE_CHECKING:
+    import _csv
 
 Kind = Literal["int", "float"]
 _POLARS_KIND = {"int": pl.Int64, "float": pl.Float64}
@@ -98,7 +101,7 @@ class TextSource:
                 return line
         raise IndexError(row)
 
-    def _reader(self, text: str) -> Iterator[list[str]]:
+    def _reader(self, text: str) -> _csv.Reader:
         quoting = csv.QUOTE_MINIMAL if self.quoted else csv.QUOTE_NONE
         return csv.reader(io.StringIO(text, newline=""), delimiter=self.separator, quoting=quoting)
 

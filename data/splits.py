@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -17,7 +18,6 @@ from data.dataset import Dataset
 from data.files import atomic_directory
 from data.movielens import read_ml100k_ratings
 from e2ep.errors import ConfigError, DataError
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through flows.config
     from data.config import SplitConfig

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import threading
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def import_closure(*roots: str) -> tuple[Path, ...]:
 _parse_lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _import_closure(*roots: str) -> tuple[Path, ...]:
     seen: dict[str, Path | None] = {}
     pending = list(roots)
@@ -102,7 +102,7 @@ def _import_closure(*roots: str) -> tuple[Path, ...]:
     return tuple(sorted(p for p in seen.values() if p is not None))
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_digest(*roots: str) -> str:
     """sha256 over the import closure of `roots` (project-relative paths and contents)."""
     h = hashlib.sha256()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import multiprocessing
+import multiprocessing.process
 import os
 import pickle
 import threading

@@ -34,7 +34,8 @@ def resolve_secret(name: str) -> str | None:
 
     block = _block_name(name)
     try:
-        value = Secret.load(block).get()
+        # prefect types load() for async callers too; called from sync code it returns the block
+        value = Secret.load(block).get()  # pyright: ignore[reportAttributeAccessIssue]
     except ValueError:
         # Prefect raises ValueError for an unknown block document; its message holds only the name.
         raise ConfigError(f"Prefect Secret block {block!r} not found (create it in the UI or with "

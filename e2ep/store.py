@@ -57,7 +57,7 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp)` then rename tmp over `path`, so readers never see a half-written file (a writer that
     fails, or a process killed mid-write, leaves the previous version; a kill may leave a hidden `.name.*.tmp`)."""
     path = Path(path)

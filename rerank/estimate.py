@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import polars as pl
@@ -64,8 +64,7 @@ def _batch_windows(n: int, window: int, stride: int) -> tuple[float, int]:
     trials = []
     for _ in range(50):
         truth = {i: rng.random() for i in range(n)}
-        trials.append(sliding_window_sort(list(range(n)), lambda seg: sorted(seg, key=truth.__getitem__),
-                                          window, stride)[1])
+        trials.append(sliding_window_sort(list(range(n)), partial(sorted, key=truth.__getitem__), window, stride)[1])
     worst = sliding_window_sort(list(range(n)), lambda seg: seg[::-1], window, stride)[1]
     return sum(trials) / len(trials), max(worst, max(trials))
 

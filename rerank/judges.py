@@ -5,9 +5,9 @@
     judge.scores(ctx, items)     -> 0-100 relevance of each item    (relevancy)
     judge.explain(ctx, ranked)   -> a short rationale per item      (explanations)
 
-`LLMJudge` asks the LLM gateway (memoised, one repair request per invalid answer; a unit still invalid, or whose call failed, falls back
-to the base model's order, or the template explanation, and is counted). `SemanticJudge` needs no LLM: its
-affinity of user u and item i, from unit-norm profile embeddings p and Dislikes-section embeddings d, is
+`LLMJudge` asks the LLM gateway (memoised, one repair request per invalid answer; a unit still invalid, or whose call
+failed, falls back to the base model's order, or the template explanation, and is counted). `SemanticJudge` needs no
+LLM: its affinity of user u and item i, from unit-norm profile embeddings p and Dislikes-section embeddings d, is
 
     s(u, i) = cos(p_u, p_i) − β/2 · (cos(d_u, p_i) + cos(p_u, d_i))        (β = `dislike_weight`)
 
@@ -105,7 +105,7 @@ class SemanticJudge:
     def order(self, ctx: UserContext, items: Sequence[int]) -> list[int]:
         self._count()
         s, rank = self.affinity(ctx.user_idx, items), ctx.base_rank
-        return [item for _, item in sorted(zip(-s, items), key=lambda p: (p[0], rank[p[1]]))]
+        return [item for _, item in sorted(zip(-s, items, strict=True), key=lambda p: (p[0], rank[p[1]]))]
 
     def prefer(self, ctx: UserContext, a: int, b: int) -> int:
         self._count()

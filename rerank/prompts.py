@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from semantic.profiles.schema import NAME
 from rerank.inputs import RerankInputs, UserContext, profile_sections
 from rerank.parsing import label
+from semantic.profiles.schema import NAME
 
 Messages = list[dict[str, str]]
 

@@ -197,7 +197,7 @@ def gain_p_value(diffs: np.ndarray) -> float:
     """One-sided Wilcoxon signed-rank p-value that the per-user differences are positive (1 when all are 0)."""
     if not np.any(diffs):
         return 1.0
-    return float(wilcoxon(diffs, alternative="greater").pvalue)
+    return float(wilcoxon(diffs, alternative="greater").pvalue)  # pyright: ignore[reportAttributeAccessIssue]  # scipy
 
 
 def paper_fusion(cfg: RerankConfig) -> FusionChoice:

@@ -24,8 +24,8 @@ import torch
 
 from e2ep.errors import ConfigError, DataError
 from e2ep.pool import pool_active, run_isolated
-from semantic.profiles.config import EmbeddingConfig
 from e2ep.runtime import e2ep_home
+from semantic.profiles.config import EmbeddingConfig
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +125,15 @@ def chunk_and_pool(model: Any, texts: list[str], batch_size: int, precision: str
         token_ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         for index, (text, ids) in enumerate(zip(texts, token_ids, strict=True)):
             if len(ids) <= window:
-                pieces.append(text), owner.append(index), weight.append(1.0)
+                pieces.append(text)
+                owner.append(index)
+                weight.append(1.0)
                 continue
             for start in range(0, len(ids), window):
                 part = ids[start:start + window]
-                pieces.append(tokenizer.decode(part)), owner.append(index), weight.append(len(part) / window)
+                pieces.append(tokenizer.decode(part))
+                owner.append(index)
+                weight.append(len(part) / window)
         if len(pieces) > len(texts):
             long = len(texts) - sum(1 for n in np.bincount(owner) if n == 1)
             log.info("%d of %d text(s) exceed the model's %d tokens: embedded in %d windows and pooled",

@@ -14,13 +14,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from data.config import DatasetConfig, SplitConfig
-from evaluation.config import ColdStartProtocolConfig
 from data import Dataset, Fold, load_dataset, make_folds, read_dataset, read_fold, save_dataset, save_fold
+from data.config import DatasetConfig, SplitConfig
 from data.files import atomic_directory
 from data.splits import cold_start_fold
 from e2ep.runtime import work_dir
 from e2ep.store import file_digest, stable_hash
+from evaluation.config import ColdStartProtocolConfig
 
 
 class DatasetRef(BaseModel, frozen=True):
@@ -92,7 +92,8 @@ def cold_start_split(fold: FoldRef, cfg: ColdStartProtocolConfig) -> FoldRef:
     return FoldRef(number=fold.number, directory=str(directory), digest=_digest_dir(directory))
 
 
-prepare_dataset_task = task(prepare_dataset, name="prepare-dataset", cache_policy=NO_CACHE)
-split_dataset_task = task(split_dataset, name="split-folds", cache_policy=NO_CACHE)
-cold_start_split_task = task(cold_start_split, name="cold-start-split", cache_policy=NO_CACHE,
-                             task_run_name="cold-start-split-fold{fold.number}")
+# task(...)(fn), as the decorator does: prefect's overloads type no task(fn, name=...) call.
+prepare_dataset_task = task(name="prepare-dataset", cache_policy=NO_CACHE)(prepare_dataset)
+split_dataset_task = task(name="split-folds", cache_policy=NO_CACHE)(split_dataset)
+cold_start_split_task = task(name="cold-start-split", cache_policy=NO_CACHE,
+                             task_run_name="cold-start-split-fold{fold.number}")(cold_start_split)

@@ -12,17 +12,17 @@ import logging
 
 import polars as pl
 
-from flows.config import ExperimentConfig
 from data import Dataset, load_dataset
 from data.splits import Fold, make_folds
 from e2ep.llm.budget import BudgetExceeded
 from e2ep.llm.estimate import Estimator, RunEstimate, StageEstimate
+from e2ep.sampling import user_sample
+from flows.config import ExperimentConfig
+from rerank.estimate import REPRESENTATIVE_USERS, rerank_estimate
+from rerank.selection import relevant_items, requests_per_user, validation_users_per_fold
 from semantic.metadata import enrich_items
 from semantic.profiles import item_profiles, user_profiles
 from semantic.profiles.estimate import item_profiles_estimate, user_profiles_estimate
-from e2ep.sampling import user_sample
-from rerank.estimate import REPRESENTATIVE_USERS, rerank_estimate
-from rerank.selection import relevant_items, requests_per_user, validation_users_per_fold
 from tasks.rerank import resolve_rerank_settings
 from tasks.semantic import MAIN_VARIANT, profile_variants
 
@@ -122,7 +122,8 @@ def _fusion_selection_rows(cfg: ExperimentConfig, folds: list[Fold],
             scale = users * requests_per_user(strategy, rerank) / max(test.upper_bound or test.calls, 1)
             rows.append(StageEstimate(
                 stage=f"rerank_{strategy}_validation fold {fold.number}", calls=round(test.calls * scale),
-                prompt_tokens=round(test.prompt_tokens * scale), completion_tokens=round(test.completion_tokens * scale),
+                prompt_tokens=round(test.prompt_tokens * scale),
+                completion_tokens=round(test.completion_tokens * scale),
                 cost_usd=None if test.cost_usd is None else test.cost_usd * scale,
                 upper_bound=users * requests_per_user(strategy, rerank), basis="formula",
                 note=f"fusion selection on {users} validation users' pools"))

@@ -7,9 +7,9 @@ from prefect import task
 from pydantic import BaseModel
 
 from data.config import RelevanceConfig
-from evaluation.config import EvaluationConfig
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
+from evaluation.config import EvaluationConfig
 from evaluation.fold import evaluate_fold
 from tasks.caching import code_and_inputs
 from tasks.data import DatasetRef, FoldRef
@@ -51,5 +51,6 @@ def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cf
     )
 
 
-evaluate_task = task(evaluate_trained, name="evaluate", cache_policy=code_and_inputs("tasks.evaluate"),
-                     persist_result=True, task_run_name="evaluate-{trained.model}-fold{trained.fold}")
+# task(...)(fn), as the decorator does: prefect's overloads type no task(fn, name=...) call.
+evaluate_task = task(name="evaluate", cache_policy=code_and_inputs("tasks.evaluate"), persist_result=True,
+                     task_run_name="evaluate-{trained.model}-fold{trained.fold}")(evaluate_trained)

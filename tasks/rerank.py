@@ -8,16 +8,15 @@ import numpy as np
 import polars as pl
 from prefect import get_run_logger, task
 
-from flows.config import ExperimentConfig
-from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig, check_fallback_share, report_retried
-from semantic.profiles import EmbeddingConfig
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
+from flows.config import ExperimentConfig
 from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
 from rerank.run import make_judge, rerank_recommendations, resolve_judge
 from rerank.selection import select_fusion, with_fusion
+from semantic.profiles import EmbeddingConfig
 from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import FoldRef
 from tasks.semantic import StageRef, resolve_semantic_settings

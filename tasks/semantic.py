@@ -14,14 +14,14 @@ import numpy as np
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
-from flows.config import AblationConfig, ExperimentConfig, resolve_semantic_settings
-from semantic.embed import embed_frame_counts
 from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share, report_retried
-from semantic.metadata import MetadataConfig, enrich_items
 from e2ep.pool import run_cpu_bound, run_isolated
-from semantic.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
+from flows.config import AblationConfig, ExperimentConfig, resolve_semantic_settings
+from semantic.embed import embed_frame_counts
+from semantic.metadata import MetadataConfig, enrich_items
+from semantic.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
 from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import DatasetRef, FoldRef
 

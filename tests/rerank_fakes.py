@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from semantic.profiles.schema import render_profile
 from rerank.inputs import RerankInputs
+from semantic.profiles.schema import render_profile
 
 GENRES = ["Drama", "Comedy", "Horror", "Sci-Fi"]
 

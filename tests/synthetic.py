@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from models.config import TrainingConfig
 from models.base import FoldData, Recommender
+from models.config import TrainingConfig
 
 
 def planted_ratings(n_users: int = 60, n_items: int = 40, per_user: int = 14, seed: int = 0) -> pl.DataFrame:
@@ -87,6 +87,6 @@ def assert_recommends_unseen_best_first(model, data) -> None:
     users = torch.arange(data.n_users)
     items, scores = model.recommend(users, k=10, exclude=data.seen_pairs, batch_size=7)
     assert items.shape == scores.shape == (data.n_users, 10)
-    recommended = set(zip(users.repeat_interleave(10).tolist(), items.flatten().tolist()))
-    assert not recommended & set(zip(*data.seen_pairs.tolist()))
+    recommended = set(zip(users.repeat_interleave(10).tolist(), items.flatten().tolist(), strict=True))
+    assert not recommended & set(zip(*data.seen_pairs.tolist(), strict=True))
     assert (scores[:, :-1] >= scores[:, 1:]).all()

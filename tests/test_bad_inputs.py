@@ -7,8 +7,8 @@ import pytest
 
 import e2ep.prefect_server
 from app.cli import main
-from data.config import DatasetConfig
 from data import load_dataset
+from data.config import DatasetConfig
 from semantic.profiles.templates import template_item_profile
 
 RATINGS = "userId,movieId,rating,timestamp\n1,10,4.5,100\n1,20,2.5,101\n2,10,3,102\n2,30,5,103\n"
@@ -33,9 +33,11 @@ CASES = {
     "toml not utf-8": ({"exp.toml": b"[split]\nseed = 1 # caf\xe9\n"}, ["run", "--config", "{tmp}/exp.toml"],
                        "is not UTF-8 text"),
     "fold beyond n_folds": ({}, ["run", "--folds", "9"], "fold(s) 9 do not exist: there are 5"),
-    "unknown reference": ({}, ["run", "--reference", "nosuch"], "evaluation.reference 'nosuch' is not a method of this run"),
+    "unknown reference": ({}, ["run", "--reference", "nosuch"],
+                          "evaluation.reference 'nosuch' is not a method of this run"),
     "reference not run": ({}, ["run", "--models", "popularity", "--reference", "lightgcn"],
-                          "evaluation.reference 'lightgcn' is not a method of this run; use 'auto' or one of: popularity"),
+                          "evaluation.reference 'lightgcn' is not a method of this run; use 'auto' or one of: "
+                          "popularity"),
     "relevance above scale": ({}, ["run", "--relevance", "9"], "relevance.positive_threshold 9 is outside the "
                                                                "rating scale 1-5"),
     "n_folds with official split": ({}, ["run", "--n-folds", "3"], "the official ML-100K split has 5 folds"),
@@ -136,8 +138,8 @@ def test_evaluate_warns_on_tied_ranks(tmp_path, capsys):
 
 
 def test_summary_states_the_rating_thresholds():
-    from flows.config import load_config
     from evaluation.report import thresholds
+    from flows.config import load_config
 
     line = thresholds(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": "r.csv"}))
     assert line == ("Ratings ≥ 4 are positive (training edges; relevant in test), ≤ 2 negative, in between "

@@ -36,7 +36,7 @@ def test_failing_writers_leave_the_previous_version_and_no_temp_file(tmp_path):
 
     frame = pl.DataFrame({"x": [1, 2]})
     ref = write_parquet(frame, tmp_path / "f.parquet")
-    with pytest.raises(Exception):  # polars cannot write an object column
+    with pytest.raises(pl.exceptions.PolarsError):  # polars cannot write an object column
         write_parquet(pl.DataFrame({"x": [object()]}, schema={"x": pl.Object}), tmp_path / "f.parquet")
     assert pl.read_parquet(ref.path).equals(frame)
 

@@ -27,7 +27,7 @@ def test_two_processes_on_one_cache_send_each_prompt_once(tmp_path):
                 log = tmp_path / f"{name}.log"
                 workers.append((spawn(["-m", "tests.llm_worker", str(tmp_path / name), str(N_ITEMS)], env, log),
                                 log))
-            for (proc, log), name in zip(workers, "ab"):
+            for (proc, log), name in zip(workers, "ab", strict=True):
                 wait_for(lambda n=name: (tmp_path / n / "ready").exists(), proc, log, 120)
             (tmp_path / "go").touch()  # both start asking at the same moment
             for proc, log in workers:

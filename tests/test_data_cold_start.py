@@ -20,7 +20,7 @@ def _fold(n_users: int = 40, per_user: int = 12, seed: int = 0) -> Fold:
         count = 4 if u < 2 else per_user
         items = rng.choice(30, count + 2, replace=False)
         times = rng.permutation(1000)[:count]
-        for i, t in zip(items[:count], times):
+        for i, t in zip(items[:count], times, strict=True):
             train.append((u, int(i), float(rng.integers(1, 6)), int(t), bool(rng.random() < 0.2)))
         if u < n_users - 1:
             test += [(u, int(i), 5.0, 5000) for i in items[count:]]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from data.config import DatasetConfig
 from data import ArchiveSpec, download_archive, file_digest, load_dataset, locate_movielens
+from data.config import DatasetConfig
 from e2ep.errors import DataError
 
 GENRES = [

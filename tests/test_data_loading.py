@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from data.config import DatasetConfig
 from data import Dataset, load_dataset, read_dataset, save_dataset
+from data.config import DatasetConfig
 from e2ep.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]

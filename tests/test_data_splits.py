@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data.config import DatasetConfig, SplitConfig
 from data import Dataset, Fold, build_dataset, load_dataset, make_folds, read_fold, save_fold
+from data.config import DatasetConfig, SplitConfig
 from data.parsing import RawTables
 from e2ep.errors import ConfigError, DataError
 

@@ -3,8 +3,8 @@ import polars as pl
 import pytest
 import torch
 
-from semantic.embed import embed_frame_counts, embed_texts, load_encoder
 from e2ep.errors import DataError
+from semantic.embed import embed_frame_counts, embed_texts, load_encoder
 from semantic.profiles import EmbeddingConfig, ProfilesConfig, item_profiles
 from tests.profiles_fakes import items_frame
 

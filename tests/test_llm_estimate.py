@@ -1,5 +1,5 @@
-"""The LLM cost estimate against what the stand-in server (e2ep/testing/llm_standin.py) then receives, the run-wide caps,
-and the seeded user samples of the paid stages."""
+"""The LLM cost estimate against what the stand-in server (e2ep/testing/llm_standin.py) then receives, the run-wide
+caps, and the seeded user samples of the paid stages."""
 
 import hashlib
 import json
@@ -13,12 +13,12 @@ from e2ep.llm import LLMConfig, LLMGateway
 from e2ep.llm.budget import BudgetExceeded, spend_cap
 from e2ep.llm.estimate import Estimator
 from e2ep.testing.llm_standin import StubLLM
-from semantic.profiles import ProfilesConfig, item_profiles, user_profiles
-from semantic.profiles.estimate import item_profiles_estimate, user_profiles_estimate
 from rerank.config import RerankConfig
 from rerank.estimate import rerank_estimate, strategy_calls
 from rerank.run import make_judge, rerank_recommendations
 from rerank.strategies import max_bst_comparisons
+from semantic.profiles import ProfilesConfig, item_profiles, user_profiles
+from semantic.profiles.estimate import item_profiles_estimate, user_profiles_estimate
 from tests.profiles_fakes import fold, items_frame
 from tests.rerank_fakes import base_recs, make_inputs
 
@@ -192,7 +192,8 @@ def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_
     ratings = write_planted_csv(tmp_path)
     base = ["--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", "1", "--models", "bpr-mf",
             "--set", f"llm.api_base={stub.api_base}", "--set", f"llm.api_key_env={KEY_ENV}",
-            "--set", "llm.preflight_call=false", "--set", "rerank.base_model=bpr-mf", "--set", "rerank.strategies=[\"relevancy\"]"]
+            "--set", "llm.preflight_call=false", "--set", "rerank.base_model=bpr-mf",
+            "--set", "rerank.strategies=[\"relevancy\"]"]
     assert main(["estimate", *base, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     stages = [s["stage"] for s in table["stages"]]

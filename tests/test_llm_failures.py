@@ -13,12 +13,11 @@ import polars as pl
 import pytest
 
 from app.cli import main
-from e2ep.llm import (LLMConfig, LLMFallbackError, LLMGateway, LLMStageStopped, check_fallback_share,
-                      report_retried)
+from e2ep.llm import LLMConfig, LLMFallbackError, LLMGateway, LLMStageStopped, check_fallback_share, report_retried
 from e2ep.testing.llm_standin import StubLLM
-from semantic.profiles import ProfilesConfig, item_profiles
 from rerank.config import RerankConfig
 from rerank.run import make_judge, rerank_recommendations
+from semantic.profiles import ProfilesConfig, item_profiles
 from tests.crash_support import profile_reply
 from tests.profiles_fakes import items_frame
 from tests.rerank_fakes import base_recs, make_inputs

@@ -1,4 +1,5 @@
-"""The LLM gateway through the real litellm path, against the OpenAI-compatible stand-in in e2ep/testing/llm_standin.py."""
+"""The LLM gateway through the real litellm path, against the OpenAI-compatible stand-in in
+e2ep/testing/llm_standin.py."""
 
 from __future__ import annotations
 

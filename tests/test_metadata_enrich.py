@@ -51,7 +51,8 @@ def test_local_source_parses_list_formats_and_falls_back(tmp_path):
     path = write_csv(
         tmp_path / "meta.csv.gz",
         "movie_id,tmdb_id,tmdb_title,overview,omdb_plot,tmdb_genres,keywords,director,actors\n"
-        '1,629,The Usual Suspects,Five crooks.,,Crime|Thriller,heist|twist ending,Bryan Singer,"Gabriel Byrne, Kevin Spacey"\n'
+        '1,629,The Usual Suspects,Five crooks.,,Crime|Thriller,heist|twist ending,'
+        'Bryan Singer,"Gabriel Byrne, Kevin Spacey"\n'
         '2,807,Se7en,,Two detectives hunt.,"[{""id"": 80, ""name"": ""Crime""}]","[""serial killer""]",'
         "\"['David Fincher']\",\"['Brad Pitt', 'Morgan Freeman']\"\n"
         "7,1,Not In Dataset,x,,,,,\n"
@@ -66,12 +67,14 @@ def test_local_source_parses_list_formats_and_falls_back(tmp_path):
         "cast": ["Gabriel Byrne", "Kevin Spacey"], "tmdb_id": 629, "metadata_source": "local",
     }  # fmt: skip
     assert rows[1]["overview"] == "Two detectives hunt."  # omdb_plot fills a missing overview
-    assert (rows[1]["genres"], rows[1]["keywords"], rows[1]["director"]) == (["Crime"], ["serial killer"], "David Fincher")
+    assert (rows[1]["genres"], rows[1]["keywords"], rows[1]["director"]) == (
+        ["Crime"], ["serial killer"], "David Fincher")
     assert rows[1]["cast"] == ["Brad Pitt", "Morgan Freeman"]
     assert rows[2]["metadata_source"] == rows[3]["metadata_source"] == "movielens"  # empty row, absent row
     assert rows[2]["title"] == "Nowhere Film" and rows[2]["genres"] == ["Drama"] and rows[2]["overview"] is None
     r = result.report
-    assert (r.matched, r.with_tmdb_id, r.with_overview, r.with_keywords, r.with_director, r.with_cast) == (2, 2, 2, 2, 2, 2)
+    counts = (r.matched, r.with_tmdb_id, r.with_overview, r.with_keywords, r.with_director, r.with_cast)
+    assert counts == (2, 2, 2, 2, 2, 2)
     assert r.per_source == {"local": 2, "movielens": 2}
 
 
@@ -177,8 +180,8 @@ def _real_file(name: str):
 
 
 def test_local_source_on_real_ml100k_file():
-    from data.config import DatasetConfig
     from data import load_dataset
+    from data.config import DatasetConfig
 
     data, path = _real_file("ml-100k_items_tmdb.csv.gz")
     items = load_dataset(DatasetConfig(name="ml-100k", data_dir=str(data))).items

@@ -12,8 +12,8 @@ import pytest
 
 from e2ep.errors import ConfigError, DataError
 from semantic.metadata.config import TMDBConfig
-from semantic.metadata.titles import clean_title
 from semantic.metadata.throttle import TokenBucket, retry_after_seconds
+from semantic.metadata.titles import clean_title
 from semantic.metadata.tmdb import Credentials, TMDBClient, cache_key
 from tests.tmdb_stub import API_KEY, READ_TOKEN, StubServer, TMDBStub, movie
 
@@ -24,7 +24,8 @@ SEARCH, SUSPECTS = "/3/search/movie", "/3/movie/629"
 def stub():
     s = TMDBStub()
     for m in (
-        movie(629, "The Usual Suspects", "1995-07-19", genres=[{"id": 80, "name": "Crime"}, {"id": 53, "name": "Thriller"}]),
+        movie(629, "The Usual Suspects", "1995-07-19",
+              genres=[{"id": 80, "name": "Crime"}, {"id": 53, "name": "Thriller"}]),
         movie(902, "The City of Lost Children", "1995-05-16", original_title="La Cité des enfants perdus"),
         movie(807, "Se7en", "1995-09-22"),
         movie(949, "Heat", "1996-01-10"),
@@ -133,7 +134,8 @@ def test_persistent_5xx_and_unreachable_server_raise_data_error(stub, tmp_path):
         with pytest.raises(DataError, match="after 2 retries"):
             client.movie_details(629)
         assert client.stats.requests == 3
-    cfg = TMDBConfig(api_base="http://127.0.0.1:9/3", cache_dir=str(tmp_path / "c2"), max_retries=1, backoff_seconds=0.01)
+    cfg = TMDBConfig(api_base="http://127.0.0.1:9/3", cache_dir=str(tmp_path / "c2"), max_retries=1,
+                     backoff_seconds=0.01)
     with TMDBClient(cfg, Credentials(api_key=API_KEY)) as client, pytest.raises(DataError) as err:
         client.movie_details(1)
     assert API_KEY not in str(err.value)
@@ -173,7 +175,7 @@ def test_rerun_is_served_from_cache_and_keys_hold_no_credentials(stub, tmp_path,
         assert client.movie_details(31337) is None
         assert client.stats.requests == 0 and client.stats.cache_hits > 0
     assert len(stub.requests) == sent and again == first
-    leaked = [l for l in caplog.text.splitlines() if API_KEY in l]
+    leaked = [line for line in caplog.text.splitlines() if API_KEY in line]
     # Request lines were logged (so the check is real) and none holds the key, whoever masked it.
     assert "HTTP Request" in caplog.text and not leaked, leaked[:3]
     with diskcache.Cache(str(tmp_path / "tmdb")) as cache:
@@ -194,12 +196,14 @@ def test_rerun_is_served_from_cache_and_keys_hold_no_credentials(stub, tmp_path,
             1995,
         ),
         ("Seven (Se7en) (1995)", "Seven", ("Se7en",), 1995),
-        ("Professional, The (a.k.a. Leon: The Professional) (1994)", "The Professional", ("Leon: The Professional",), 1994),
+        ("Professional, The (a.k.a. Leon: The Professional) (1994)", "The Professional", ("Leon: The Professional",),
+         1994),
         ("Postino, Il (1994)", "Il Postino", (), 1994),
         ("Enfer, L' (1994)", "L'Enfer", (), 1994),
         ("Godfather: Part II, The (1974)", "The Godfather: Part II", (), 1974),
         ("Good, The Bad and The Ugly, The (1966)", "The Good, The Bad and The Ugly", (), 1966),
-        ("Land Before Time III: The Time of the Great Land Rush (1995) (V)", "Land Before Time III: The Time of the Great Land Rush", (), 1995),
+        ("Land Before Time III: The Time of the Great Land Rush (1995) (V)",
+         "Land Before Time III: The Time of the Great Land Rush", (), 1995),
         ("Toy Story (1995)", "Toy Story", (), 1995),
         ("unknown", "unknown", (), None),
     ],

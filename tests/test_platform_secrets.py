@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import load_config
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig, LLMGateway
-from e2ep.testing.llm_standin import StubLLM
 from e2ep.runtime import e2ep_home
 from e2ep.secrets import require_secret, resolve_secret
+from e2ep.testing.llm_standin import StubLLM
+from flows.config import load_config
 from tests.synthetic import write_planted_csv
 from tests.test_semantic_llm_path import schema_reply
 
@@ -64,7 +64,7 @@ def test_a_planted_key_reaches_the_llm_and_no_output(tmp_path, monkeypatch, capf
             assert state.is_completed(), state
             assert stub.api_keys == {key}  # the key was looked up and sent to the provider, and only there
     finally:
-        for lg, level in zip(watched, levels):
+        for lg, level in zip(watched, levels, strict=True):
             lg.removeHandler(logs)
             lg.setLevel(level)
 

@@ -4,10 +4,10 @@
 import numpy as np
 import polars as pl
 
-from data.config import RelevanceConfig
-from evaluation.config import EvaluationConfig
 from data import Fold, save_fold
+from data.config import RelevanceConfig
 from e2ep.store import write_parquet
+from evaluation.config import EvaluationConfig
 from evaluation.llm_cost import estimate_vs_actual
 from rerank.config import RerankConfig
 from rerank.judges import SemanticJudge

@@ -7,14 +7,20 @@ import numpy as np
 import polars as pl
 import pytest
 
-from semantic.profiles import EmbeddingConfig
 from e2ep.store import FileRef, write_parquet
 from rerank.config import STRATEGIES, RerankConfig
 from rerank.inputs import RerankInputs
 from rerank.judges import SemanticJudge
 from rerank.run import rerank_recommendations
-from rerank.selection import (FusionChoice, best_on_validation, requests_per_user, select_fusion,
-                              validation_requests, with_fusion)
+from rerank.selection import (
+    FusionChoice,
+    best_on_validation,
+    requests_per_user,
+    select_fusion,
+    validation_requests,
+    with_fusion,
+)
+from semantic.profiles import EmbeddingConfig
 
 N_ITEMS, DIM, N_USERS = 40, 8, 8
 

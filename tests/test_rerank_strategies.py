@@ -122,7 +122,7 @@ def test_batch_merge_recovers_a_true_order(n, window, stride):
         position = {item: i for i, item in enumerate(truth)}
         sizes = []
 
-        def order(segment):
+        def order(segment, sizes=sizes, position=position):
             sizes.append(len(segment))
             return sorted(segment, key=position.__getitem__)
 

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from app.cli import main
-from flows.config import load_config
 from data import load_dataset
+from flows.config import load_config
 from flows.rerun import RunMemo, run_key
 from tests.synthetic import write_planted_csv
 

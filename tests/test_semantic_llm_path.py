@@ -9,12 +9,12 @@ import hashlib
 import polars as pl
 import pytest
 
-from flows.config import load_config
 from data import Fold
 from e2ep.llm import LLMFallbackError
+from e2ep.testing.llm_standin import StubLLM
+from flows.config import load_config
 from tasks.data import DatasetRef, FoldRef
 from tasks.semantic import StageRef, build_item_profiles, build_user_profiles, resolve_semantic_settings
-from e2ep.testing.llm_standin import StubLLM
 from tests.profiles_fakes import items_frame, ratings
 
 SECRET = "sk-planted-secret-for-the-leak-check"
@@ -50,9 +50,8 @@ def write_inputs(tmp_path):
     items = items_frame(8)
     metadata = StageRef(file=write_parquet(items, tmp_path / "meta.parquet"), report={})
     dataset_dir = tmp_path / "dataset"
-    from data import build_dataset
+    from data import build_dataset, save_dataset
     from data.parsing import RawTables
-    from data import save_dataset
 
     raw = pl.DataFrame({"user_id": [1, 1, 1, 2, 2], "item_id": [0, 1, 2, 3, 4], "rating": [5.0, 4.0, 1.0, 5.0, 2.0],
                         "timestamp": [1, 2, 3, 4, 5]})
@@ -81,7 +80,7 @@ def test_env_model_switches_profiles_to_the_llm_and_reruns_cost_nothing(stub, tm
     items = build_item_profiles(dataset, metadata, profiles, llm)
     assert stub.count == calls  # accepting the fallback costs no new call: the failure is memoised too
     frame = items.file.read_parquet()
-    source = dict(zip(frame["item_idx"], frame["profile_source"]))
+    source = dict(zip(frame["item_idx"], frame["profile_source"], strict=True))
     assert source[3] == "llm" and source[5] == "template_fallback"  # repaired once vs. still invalid
     assert sum(s == "llm" for s in source.values()) == 7
     usage = items.report["llm_usage"]["total"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.config import GATConfig, ModelsConfig, TrainingConfig
 from models.base import FoldData
+from models.config import GATConfig, ModelsConfig, TrainingConfig
 from models.registry import build_model
 from tasks.train import TrainJob, pinned_job, settings_for
 from tests.synthetic import planted_fold

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from e2ep.configbase import Strict
-
 from e2ep.runtime import e2ep_home
 
 MODEL_ENV = "E2EP_LLM_MODEL"
@@ -25,7 +24,7 @@ def import_litellm() -> Any:
     import litellm
 
     litellm.suppress_debug_info = True
-    litellm.telemetry = False
+    litellm.telemetry = False  # pyright: ignore[reportAttributeAccessIssue]  # read by older litellm releases
     logging.getLogger("LiteLLM").setLevel(logging.WARNING)
     return litellm
 

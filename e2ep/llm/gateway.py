@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from e2ep.errors import ConfigError, E2EPError
 from e2ep.interrupt import check_stop
@@ -130,6 +130,15 @@ class LLMGateway:
         self.guard = StageGuard(self.config)
         self.memo = AnswerMemo(self.config)
 
+    @overload
+    @classmethod
+    def from_config(cls, config: LLMConfig | None, required: Literal[True]) -> LLMGateway: ...
+    @overload
+    @classmethod
+    def from_config(cls, config: LLMConfig | None = None, *, required: Literal[True]) -> LLMGateway: ...
+    @overload
+    @classmethod
+    def from_config(cls, config: LLMConfig | None = None, required: bool = False) -> LLMGateway | None: ...
     @classmethod
     def from_config(cls, config: LLMConfig | None = None, required: bool = False) -> LLMGateway | None:
         """A gateway, or None when neither `config.model` nor `$E2EP_LLM_MODEL` names a model (unless `required`,
@@ -283,7 +292,7 @@ class LLMGateway:
         answer = known or self._bought(key, self._call(messages, gen, stage))
         repaired = False
         try:
-            value = validate(answer.text) if validate else answer.text
+            value = validate(answer.text) if validate else cast(T, answer.text)  # no validator: T is str
         except ValueError as first:
             repaired = True
             self.ledger.record(stage, repairs=1)
@@ -334,8 +343,8 @@ class LLMGateway:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True, cancel_futures=True)  # after a failure (`stop_on_error`): drop the rest
-        failed = [(i, f.exception()) for f, i in futures.items()
-                  if f.done() and not f.cancelled() and f.exception() is not None]
+        failed = [(i, exc) for f, i in futures.items()
+                  if f.done() and not f.cancelled() and (exc := f.exception()) is not None]
         bugs = [exc for _, exc in failed if not isinstance(exc, LLMError)]
         if failed and (bugs or not return_exceptions):
             raise bugs[0] if bugs else min(failed, key=lambda pair: pair[0])[1]

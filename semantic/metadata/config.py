@@ -49,7 +49,8 @@ class TMDBConfig(_Strict):
     """Where the v3 API key lives, used when there is no read token: a variable's name or `prefect-secret:<block>`."""
 
     cache_dir: str | None = None
-    """Disk cache of responses (a rerun makes no requests). Defaults to `$E2EP_CACHE_DIR/tmdb` or `~/.cache/e2ep/tmdb`."""
+    """Disk cache of responses (a rerun makes no requests). Defaults to `$E2EP_CACHE_DIR/tmdb` or
+    `~/.cache/e2ep/tmdb`."""
 
     def resolved_api_base(self) -> str:
         return (self.api_base or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE).rstrip("/")

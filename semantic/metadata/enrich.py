@@ -66,9 +66,10 @@ class EnrichmentReport:
     def summary(self) -> str:
         pct = lambda n: f"{n} ({100.0 * n / self.items:.1f}%)" if self.items else str(n)  # noqa: E731
         text = (
-            f"metadata[{self.source}]: {self.items} items, matched {pct(self.matched)}, tmdb id {pct(self.with_tmdb_id)}, "
-            f"overview {pct(self.with_overview)}, keywords {pct(self.with_keywords)}, "
-            f"director {pct(self.with_director)}, cast {pct(self.with_cast)}; by source {self.per_source}"
+            f"metadata[{self.source}]: {self.items} items, matched {pct(self.matched)}, "
+            f"tmdb id {pct(self.with_tmdb_id)}, overview {pct(self.with_overview)}, "
+            f"keywords {pct(self.with_keywords)}, director {pct(self.with_director)}, cast {pct(self.with_cast)}; "
+            f"by source {self.per_source}"
         )
         return text + (f"; {self.requests} requests, {self.cache_hits} cached" if self.source == "tmdb" else "")
 
@@ -115,7 +116,8 @@ def _movielens_base(items: pl.DataFrame) -> pl.DataFrame:
         pl.col("item_idx").cast(pl.Int32),
         pl.col("title").cast(pl.String).map_elements(natural, return_dtype=pl.String).alias("ml_title"),
         pl.col("year").cast(pl.Int32),
-        pl.col("genres").cast(pl.String).str.split("|").list.eval(pl.element().filter(pl.element() != "")).alias("ml_genres"),
+        pl.col("genres").cast(pl.String).str.split("|")
+        .list.eval(pl.element().filter(pl.element() != "")).alias("ml_genres"),
     )
 
 
@@ -188,7 +190,7 @@ def _combine(base: pl.DataFrame, found: pl.DataFrame, source: str) -> pl.DataFra
         pl.coalesce("cast", empty).alias("cast"),
         "tmdb_id",
         pl.when(pl.col("matched")).then(pl.lit(source)).otherwise(pl.lit("movielens")).alias("metadata_source"),
-    ).cast(OUTPUT_SCHEMA).sort("item_idx")
+    ).cast(OUTPUT_SCHEMA).sort("item_idx")  # pyright: ignore[reportArgumentType]  # polars types keys invariantly
 
 
 def _report(frame: pl.DataFrame, source: str, requests: int, cache_hits: int) -> EnrichmentReport:

@@ -23,10 +23,10 @@ import diskcache
 import httpx
 
 from e2ep.errors import ConfigError, DataError
+from e2ep.secrets import resolve_secret
 from semantic.metadata.config import TMDBConfig
 from semantic.metadata.throttle import TokenBucket, retry_after_seconds
 from semantic.metadata.titles import SearchTitle, clean_title, normalise
-from e2ep.secrets import resolve_secret
 
 API_KEY_ENV = "TMDB_API_KEY"
 READ_TOKEN_ENV = "TMDB_READ_TOKEN"
@@ -203,7 +203,7 @@ class TMDBClient:
         """A cached GET: the JSON body, or None for 404. Credentials are added after the cache key is made."""
         query = {**params, "language": self.cfg.language}
         key = cache_key(path, query)
-        cached = self._cache.get(key)
+        cached: Any = self._cache.get(key)  # diskcache's get is untyped
         if cached is not None:
             self.stats.add(cache_hits=1)
             return None if cached == _NOT_FOUND else cached
@@ -235,7 +235,8 @@ class TMDBClient:
                 except json.JSONDecodeError:
                     raise DataError(f"TMDB {path}: response is not JSON") from None
             if status == 401:
-                raise ConfigError(f"TMDB rejected the credentials (401) on {path}: check {READ_TOKEN_ENV}/{API_KEY_ENV}")
+                raise ConfigError(
+                    f"TMDB rejected the credentials (401) on {path}: check {READ_TOKEN_ENV}/{API_KEY_ENV}")
             if status == 404:
                 return None
             problem = f"HTTP {status}"

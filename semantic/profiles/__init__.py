@@ -1,7 +1,7 @@
 """LLM-written (or template, or the authors' precomputed) profiles of items and users in one Markdown schema."""
 
-from semantic.profiles.config import EmbeddingConfig, ProfilesConfig
 from semantic.profiles.common import ChatGateway, ProfileResult
+from semantic.profiles.config import EmbeddingConfig, ProfilesConfig
 from semantic.profiles.items import item_profiles, normalise_items, template_item_profile
 from semantic.profiles.schema import SECTIONS, integrated, parse_profile, render_profile, validate_profile
 from semantic.profiles.users import select_rated, template_user_profile, user_profiles

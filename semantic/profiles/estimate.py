@@ -15,8 +15,8 @@ import polars as pl
 
 from data.splits import Fold
 from e2ep.llm.estimate import Estimator, StageEstimate
-from semantic.profiles.config import ProfilesConfig
 from semantic.profiles.common import Messages
+from semantic.profiles.config import ProfilesConfig
 from semantic.profiles.items import item_prompt, normalise_items
 from semantic.profiles.schema import validate_profile
 from semantic.profiles.users import llm_users, rated_movies, template_user_profile, turn_batches, user_prompt

@@ -7,8 +7,8 @@ from typing import Any
 import polars as pl
 
 from e2ep.errors import ConfigError, DataError
-from semantic.profiles.config import ProfilesConfig
 from semantic.profiles.common import ChatGateway, Messages, ProfileResult, ask_many, backend_for, finish_frame
+from semantic.profiles.config import ProfilesConfig
 from semantic.profiles.precomputed import precomputed_item_profiles
 from semantic.profiles.templates import clean_text, display_title, template_item_profile
 

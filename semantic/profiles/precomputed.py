@@ -11,10 +11,10 @@ from pathlib import Path
 import polars as pl
 
 from e2ep.errors import ConfigError, DataError
-from semantic.profiles.config import ProfilesConfig
 from semantic.profiles.common import ProfileResult, finish_frame
-from semantic.profiles.templates import template_item_profile
+from semantic.profiles.config import ProfilesConfig
 from semantic.profiles.schema import missing_sections
+from semantic.profiles.templates import template_item_profile
 
 
 def read_profiles(path: str | Path, id_col: str, text_col: str) -> dict[int, str]:

@@ -16,12 +16,12 @@ import polars as pl
 
 from data.splits import Fold
 from e2ep.errors import ConfigError
-from semantic.profiles.config import ProfilesConfig
-from semantic.profiles.common import ChatGateway, Messages, ProfileResult, ask_many, backend_for, finish_frame
-from semantic.profiles.items import normalise_items
-from semantic.profiles.templates import display_title
-from semantic.profiles.schema import render_profile
 from e2ep.sampling import user_sample
+from semantic.profiles.common import ChatGateway, Messages, ProfileResult, ask_many, backend_for, finish_frame
+from semantic.profiles.config import ProfilesConfig
+from semantic.profiles.items import normalise_items
+from semantic.profiles.schema import render_profile
+from semantic.profiles.templates import display_title
 
 STAGE = "user_profiles"
 
