@@ -27,20 +27,6 @@ LEGEND_COLS = 6
 PNG_METADATA = {"Software": None}
 
 
-def is_reranked(name: str) -> bool:
-    """`<base>+<strategy>` names a reranked method."""
-    return "+" in name
-
-
-def is_ablation(name: str) -> bool:
-    """`gat/<ablation>` names an ablation of the GAT."""
-    return "/" in name and not is_reranked(name)
-
-
-def rerank_base(name: str) -> str:
-    return name.split("+", 1)[0]
-
-
 def _colours(models: Sequence[str]) -> dict[str, tuple[float, ...]]:
     palette = colormaps["tab20" if len(models) > 10 else "tab10"]
     return {m: palette(i % palette.N) for i, m in enumerate(models)}

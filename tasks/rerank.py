@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 from prefect import get_run_logger, task
 
-from flows.config import ExperimentConfig
 from e2ep.errors import ConfigError
 from e2ep.llm import LLMConfig, check_fallback_share, report_retried
 from semantic.profiles import EmbeddingConfig
@@ -16,11 +15,12 @@ from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
 from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
-from rerank.run import make_judge, rerank_recommendations, resolve_judge
+from rerank.method import Method
+from rerank.run import make_judge, rerank_recommendations
 from rerank.selection import select_fusion, with_fusion
 from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import FoldRef
-from tasks.semantic import StageRef, resolve_semantic_settings
+from tasks.semantic import StageRef
 from tasks.train import TrainedRef
 
 
@@ -35,14 +35,6 @@ class RerankedRef(TrainedRef, frozen=True):
     validation_cost: dict[str, Any] = {}
 
 
-def resolve_rerank_settings(cfg: ExperimentConfig) -> tuple[RerankConfig, LLMConfig | None]:
-    """The rerank settings with `auto` settled, and the LLM settings only when the LLM judges (so a changed model
-    never invalidates semantic-judge results)."""
-    llm = resolve_semantic_settings(cfg)[1]
-    rerank = resolve_judge(cfg.rerank, llm)
-    return rerank, (llm if rerank.judge == "llm" else None)
-
-
 def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMConfig | None,
                    embedding: EmbeddingConfig, fold: FoldRef, item_profiles: StageRef, user_profiles: StageRef,
                    item_embeddings: StageRef, user_embeddings: StageRef, min_rating: float = 4.0) -> RerankedRef:
@@ -53,7 +45,7 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     if cfg.fusion == "validation" and trained.validation_recommendations is not None:
         val_recs = trained.validation_recommendations.read_parquet().filter(pl.col("rank") <= cfg.pool_size)
     train = fold.load_train()
-    semantic = resolve_judge(cfg, llm).judge == "semantic"
+    semantic = cfg.judge == "semantic"  # `cfg` comes resolved (flows.config.rerank_settings)
     pooled = recs if val_recs is None else pl.concat([recs.select(val_recs.columns), val_recs])
     users = set(pooled["user_idx"].unique().to_list())
     inputs = build_inputs(item_profiles.file.read_parquet(), user_profiles.file.read_parquet(),
@@ -69,11 +61,11 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     gateway = getattr(judge, "gateway", None)
     if gateway is not None:
         gateway.close()
-        label = f"rerank {cfg.method(trained.model, strategy)} fold {fold.number}"
+        label = f"rerank {Method.reranked(trained.model, strategy)} fold {fold.number}"
         report_retried(label, gateway.usage_summary()["total"]["retried_failures"])
         check_fallback_share(label, result.cost["fallbacks"], result.cost["requests"], gateway.config,
                              f"{trained.model}'s order")
-    method = cfg.method(trained.model, strategy)
+    method = str(Method.reranked(trained.model, strategy))
     key = stable_hash(trained.recommendations.digest, trained.validation_recommendations, strategy, cfg, llm,
                       embedding, fold.digest, item_profiles.file.digest, user_profiles.file.digest,
                       item_embeddings.file.digest, user_embeddings.file.digest, min_rating)

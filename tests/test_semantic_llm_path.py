@@ -13,7 +13,8 @@ from flows.config import load_config
 from data import Fold
 from e2ep.llm import LLMFallbackError
 from tasks.data import DatasetRef, FoldRef
-from tasks.semantic import StageRef, build_item_profiles, build_user_profiles, resolve_semantic_settings
+from flows.config import resolve_auto, semantic_settings
+from tasks.semantic import StageRef, build_item_profiles, build_user_profiles
 from e2ep.testing.llm_standin import StubLLM
 from tests.profiles_fakes import items_frame, ratings
 
@@ -67,7 +68,7 @@ def write_inputs(tmp_path):
 
 
 def test_env_model_switches_profiles_to_the_llm_and_reruns_cost_nothing(stub, tmp_path):
-    profiles, llm = resolve_semantic_settings(load_config())
+    profiles, llm = semantic_settings(resolve_auto(load_config()))
     assert profiles.backend == "llm" and llm.model == "openai/stub-model"
     dataset, fold, metadata = write_inputs(tmp_path)
 
