@@ -97,11 +97,13 @@ def rerank_frames(data: Dataset, reranked: Sequence[RerankedRef],
     rows: list[dict[str, Any]] = []
     for variant, refs in (("main", reranked), ("cold-start", cold_start)):
         for r in refs:
-            fusion = {k: r.fusion.get(k) for k in ("judge_weight", "normalisation", "validation_ndcg", "base_ndcg")}
-            fusion["judge_only_ndcg"] = r.fusion.get("grid", {}).get("rank@1")  # the judge's own order
+            f = r.fusion
+            fusion = {"judge_weight": f.judge_weight, "normalisation": f.normalisation,
+                      "validation_ndcg": f.validation_ndcg, "base_ndcg": f.base_ndcg,
+                      "judge_only_ndcg": f.grid.get("rank@1")}  # the judge's own order
             paid = {f"validation_{k}": v for k, v in r.validation_cost.items()}
             rows.append({"model": r.model, "fold": r.fold, "variant": variant, "base": r.base, **r.cost,
-                         "fusion": r.fusion.get("source"), **fusion, **paid})
+                         "fusion": f.source, **fusion, **paid})
     return explanations, pl.DataFrame(rows)
 
 

@@ -17,7 +17,7 @@ from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
 from rerank.method import Method
 from rerank.run import make_judge, rerank_recommendations
-from rerank.selection import select_fusion, with_fusion
+from rerank.selection import FusionChoice, select_fusion, with_fusion
 from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import FoldRef
 from tasks.semantic import StageRef
@@ -26,12 +26,12 @@ from tasks.train import TrainedRef
 
 class RerankedRef(TrainedRef, frozen=True):
     """A reranked method (`<base>+<strategy>`): evaluated like any trained model. `fusion`: the weights used on
-    test and how they were chosen (`FusionChoice.as_dict`); `validation_cost`: what choosing them cost."""
+    test and how they were chosen; `validation_cost`: what choosing them cost."""
 
     explanations: FileRef
     cost: dict[str, Any]
+    fusion: FusionChoice
     base: str = ""
-    fusion: dict[str, Any] = {}
     validation_cost: dict[str, Any] = {}
 
 
@@ -71,7 +71,7 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
                       item_embeddings.file.digest, user_embeddings.file.digest, min_rating)
     root = work_dir() / "reranked"
     return RerankedRef(
-        model=method, fold=trained.fold, seed=trained.seed, base=trained.model, fusion=choice.as_dict(),
+        model=method, fold=trained.fold, seed=trained.seed, base=trained.model, fusion=choice,
         validation_cost=validation_cost,
         recommendations=write_parquet(result.recommendations, root / f"{method}-fold{fold.number}-{key}.parquet"),
         explanations=write_parquet(result.explanations,
@@ -94,6 +94,6 @@ def rerank_task(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMC
                 fold.number, ref.model, cost["users"], cost["requests"], cost["calls"],
                 cost["prompt_tokens"] + cost["completion_tokens"], cost["fallbacks"], cost["seconds"])
     logger.info("fold %d %s: fusion %s, judge weight %g (%s); validation NDCG@10 %s vs base %s on %d users",
-                fold.number, ref.model, fusion["source"], fusion["judge_weight"], fusion["normalisation"],
-                fusion["validation_ndcg"], fusion["base_ndcg"], fusion["users"])
+                fold.number, ref.model, fusion.source, fusion.judge_weight, fusion.normalisation,
+                fusion.validation_ndcg, fusion.base_ndcg, fusion.users)
     return ref
