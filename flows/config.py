@@ -194,8 +194,9 @@ def resolve_auto(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def require_resolved(cfg: ExperimentConfig) -> ExperimentConfig:
-    """`cfg`, refused while an `auto` that `resolve_auto` settles is left (a caller skipped it)."""
-    if cfg.profiles.backend == "auto" or cfg.rerank.judge == "auto" or cfg.llm.model != cfg.llm.resolved_model():
+    """`cfg`, refused while an `auto` that `resolve_auto` settles is left (a caller skipped it). The model is not
+    compared with the environment again: a fold on a Dask worker may see another environment than the flow."""
+    if cfg.profiles.backend == "auto" or cfg.rerank.judge == "auto":
         raise ConfigError("internal: the experiment config must pass through flows.config.resolve_auto first")
     return cfg
 
