@@ -161,6 +161,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from data import load_dataset
+    from flows.config import resolve_auto
     from flows.rerun import RunMemo, default_run_name, run_key
 
     # Fail fast, before Prefect starts, on data that cannot be had or parsed: one line, not a flow traceback.
@@ -170,7 +171,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_name = default_run_name(cfg)
     cfg = cfg.model_copy(update={"run_name": run_name})
     run_dir = Path(cfg.artifacts_dir) / run_name
-    memo = RunMemo(run_key(cfg, dataset))
+    resolved = resolve_auto(cfg)  # once here for the key and the checks; the flow settles `auto` at its entry
+    memo = RunMemo(run_key(resolved, dataset))
     reused = None if args.rerun else memo.reuse(run_dir)
     if reused is not None:
         earlier, console = reused
@@ -189,13 +191,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         with temporary_server() as server_ready:
             from tasks.semantic import preflight_llm
 
-            preflight_llm(cfg)  # a missing API key or unknown model, and one tiny request the provider must answer
+            preflight_llm(resolved)  # a missing API key or unknown model, and one tiny request the provider must answer
             from e2ep.llm.budget import BudgetExceeded
             from tasks.estimate import check_caps, estimate_run
 
-            estimate = estimate_run(cfg)  # what the LLM stages will cost (the flow logs it); over llm.max_*: no call
+            estimate = estimate_run(resolved)  # what the LLM stages will cost (the flow logs it); over llm.max_*: no call
             try:
-                check_caps(cfg, estimate)
+                check_caps(resolved, estimate)
             except BudgetExceeded:
                 print(estimate.markdown() if estimate is not None else "", flush=True)
                 raise
@@ -213,8 +215,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    cfg = build_config(args)
+    from flows.config import resolve_auto
     from tasks.estimate import check_caps, estimate_json, estimate_run
+
+    cfg = resolve_auto(build_config(args))
 
     estimate = estimate_run(cfg)
     if estimate is None:

@@ -51,6 +51,15 @@ class Dataset:
     def n_items(self) -> int:
         return self.items.height
 
+    def with_original_ids(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`frame` (keyed by `user_idx` and `item_idx`) joined to the original `user_id` and `item_id`."""
+        return (frame.join(self.users.select("user_idx", "user_id"), on="user_idx")
+                     .join(self.items.select("item_idx", "item_id"), on="item_idx"))
+
+    def item_titles(self) -> pl.DataFrame | None:
+        """item_id, title (None when the items have no titles)."""
+        return self.items.select("item_id", "title") if "title" in self.items.columns else None
+
 
 def load_dataset(cfg: DatasetConfig, archives: Mapping[str, ArchiveSpec] = ARCHIVES) -> Dataset:
     """Load `cfg.name`: MovieLens from a local folder, the cache or a verified download; `csv` from its paths."""

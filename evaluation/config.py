@@ -3,11 +3,15 @@ protocol."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from data.config import RelevanceConfig
 from e2ep.configbase import Strict as _Strict
+from rerank.config import RerankConfig
+from rerank.method import Method
 
 Protocol = Literal["full", "paper"]
 
@@ -77,3 +81,25 @@ class EvaluationConfig(_Strict):
         if self.n_recommendations < max(self.k):
             raise ValueError("n_recommendations must be at least the largest k")
         return self
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the evaluation stage is told about the run it summarises: the stage configs and plain values it reads
+    (the experiment's own config stays with the flow, a floor above)."""
+
+    dataset: str
+    rating_scale: tuple[float, float]
+    relevance: RelevanceConfig
+    evaluation: EvaluationConfig
+    methods: tuple[Method, ...]
+    """Every configured method in table order (see `ExperimentConfig.method_ids`)."""
+    config_json: str = "{}"
+    """Written verbatim as the run folder's `config.json`."""
+    rerank: RerankConfig | None = None
+    """The reranking settings with every `auto` resolved (they describe the Reranking section); None: none ran."""
+
+    @property
+    def method_names(self) -> list[str]:
+        """`methods` as stored in tables and artifacts."""
+        return [str(m) for m in self.methods]

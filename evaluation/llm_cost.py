@@ -7,6 +7,8 @@ from typing import Any
 
 import polars as pl
 
+from rerank.method import Method
+
 _FOLD = re.compile(r"^(?P<stage>.+?) fold (?P<fold>\d+)(?P<variant> \[.+\])?$")
 
 
@@ -24,7 +26,7 @@ def _actual_rows(semantic: dict[str, Any] | None, rerank_cost: pl.DataFrame | No
         for row in rerank_cost.iter_rows(named=True):
             if row.get("judge") != "llm":
                 continue
-            strategy = str(row["model"]).split("+", 1)[-1]
+            strategy = Method.parse(str(row["model"])).strategy
             out[f"rerank_{strategy} fold {row['fold']}"] = {
                 "calls": row.get("calls", 0), "cache_hits": row.get("cache_hits", 0),
                 "cost_usd": row.get("cost_usd") or 0.0}

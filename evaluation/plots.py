@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -27,20 +28,6 @@ LEGEND_COLS = 6
 PNG_METADATA = {"Software": None}
 
 
-def is_reranked(name: str) -> bool:
-    """`<base>+<strategy>` names a reranked method."""
-    return "+" in name
-
-
-def is_ablation(name: str) -> bool:
-    """`gat/<ablation>` names an ablation of the GAT."""
-    return "/" in name and not is_reranked(name)
-
-
-def rerank_base(name: str) -> str:
-    return name.split("+", 1)[0]
-
-
 def _colours(models: Sequence[str]) -> dict[str, tuple[float, ...]]:
     palette = colormaps["tab20" if len(models) > 10 else "tab10"]
     return {m: palette(i % palette.N) for i, m in enumerate(models)}
@@ -51,8 +38,8 @@ def _lookup(summary: pl.DataFrame) -> dict[tuple[str, str, str, str, int], tuple
             for r in summary.iter_rows(named=True)}
 
 
-def _grouped_bars(ax, groups: Sequence[str], series: Sequence[str], values: np.ndarray, errors: np.ndarray,
-                  colours: dict[str, tuple[float, ...]], hatched: set[str] = frozenset()) -> None:
+def _grouped_bars(ax: Axes, groups: Sequence[str], series: Sequence[str], values: np.ndarray, errors: np.ndarray,
+                  colours: dict[str, tuple[float, ...]], hatched: frozenset[str] = frozenset()) -> None:
     """Bars for `series` side by side within each of `groups`; `values[s, g]` (NaN: no bar)."""
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
@@ -67,7 +54,7 @@ def _grouped_bars(ax, groups: Sequence[str], series: Sequence[str], values: np.n
     ax.set_axisbelow(True)
 
 
-def _panels(n: int, n_series: int) -> tuple[Figure, list]:
+def _panels(n: int, n_series: int) -> tuple[Figure, list[Axes]]:
     """A 2-column grid of `n` panels with room below for a legend of `n_series` entries (fixed margins: the
     constrained layout engine costs seconds per figure)."""
     cols = 2 if n > 1 else 1
@@ -85,7 +72,7 @@ def _panels(n: int, n_series: int) -> tuple[Figure, list]:
     return fig, axes[:n]
 
 
-def _legend(fig: Figure, ax) -> None:
+def _legend(fig: Figure, ax: Axes) -> None:
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), LEGEND_COLS), frameon=False)
 

@@ -12,12 +12,16 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from rerank.method import Method
+
 AUTO = "auto"
 VALIDATION_SCORE = "best_validation_ndcg10"
 
 
 def is_baseline(name: str) -> bool:
-    return not (name == "gat" or name.startswith(("gat-", "gat/")) or "+" in name)
+    method = Method.parse(name)
+    gat_family = method.base == "gat" or method.base.startswith("gat-")
+    return not (gat_family or method.is_reranked)
 
 
 def validation_scores(logs: pl.DataFrame) -> dict[str, float]:
@@ -38,7 +42,8 @@ def choose_reference(setting: str, methods: Sequence[str], logs: pl.DataFrame) -
     no baseline in the run, the same rule over every method that is not reranked."""
     if setting != AUTO:
         return setting, "set by evaluation.reference"
-    pool = [m for m in methods if is_baseline(m)] or [m for m in methods if "+" not in m] or list(methods)
+    pool = ([m for m in methods if is_baseline(m)] or [m for m in methods if not Method.parse(m).is_reranked]
+            or list(methods))
     if not pool:
         return setting, "no method ran"
     scores = {m: s for m, s in validation_scores(logs).items() if m in pool and math.isfinite(s)}

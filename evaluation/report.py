@@ -1,41 +1,24 @@
-"""Collect every fold's results into one run folder: tables, per-user metrics, recommendations, training logs, and
-`report.md` with its figures."""
+"""The sections of a run's summary and its full `report.md` with figures (assembled in evaluation/summary.py)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from matplotlib.figure import Figure
 
-from flows.config import ExperimentConfig
-from e2ep.store import write_parquet, write_text
-from evaluation.aggregate import paired_tests, summarize
-from evaluation.paired import paired_intervals
-from evaluation.plots import (is_ablation, is_reranked, metrics_figure, rerank_base, reranker_figure,
-                              save_png)
+from evaluation.aggregate import paired_tests
+from evaluation.config import RunSettings
 from evaluation.llm_cost import estimate_vs_actual
-from evaluation.reference import choose_reference
-from evaluation.tables import (cold_start_protocol_table, difference_table, headline_table, in_segment_order,
-                               markdown_tables, runs_phrase, simulated_segments)
+from evaluation.paired import paired_intervals
+from evaluation.plots import metrics_figure, reranker_figure, save_png
+from evaluation.tables import (cold_start_protocol_table, difference_table, in_segment_order, markdown_tables,
+                               runs_phrase, simulated_segments)
+from rerank.method import Method
 from rerank.report import cost_table
 
 TABLE_METRICS = ("precision", "recall", "ndcg", "map")
-SAMPLE_SUFFIX = "@sample"
-"""`<base>@sample`: the rerank base model evaluated on the `rerank.max_users` sample only."""
-
-
-@dataclass(frozen=True)
-class RunReport:
-    directory: Path
-    markdown: str
-    summary: pl.DataFrame
-    tests: pl.DataFrame
-    headline: str = ""
-    """What `make eval` prints: the headline table and where the rest is."""
 
 
 def training_table(logs: pl.DataFrame, models: list[str]) -> str:
@@ -121,10 +104,10 @@ def explanations_sample(explanations: pl.DataFrame, models: list[str], titles: p
     return "\n".join(out)
 
 
-def thresholds(cfg: ExperimentConfig) -> str:
+def thresholds(run: RunSettings) -> str:
     """How ratings were read: the positive and negative thresholds, and that ratings in between (e.g. 3, or 2.5 and
     3.5 on a half-star scale) are neutral."""
-    r, (low, high) = cfg.relevance, cfg.dataset.scale()
+    r, (low, high) = run.relevance, run.rating_scale
     step = 1.0 if low == int(low) else 0.5  # a scale starting at 0.5 has half stars
     neutral = [v for v in (low + step * i for i in range(int((high - low) / step) + 1))
                if r.negative_threshold < v < r.positive_threshold]
@@ -133,12 +116,12 @@ def thresholds(cfg: ExperimentConfig) -> str:
             f"{r.negative_threshold:g} negative, {between} neutral (rating scale {low:g}-{high:g})")
 
 
-def _table_k(cfg: ExperimentConfig) -> int:
-    k = cfg.evaluation.k
+def table_k(run: RunSettings) -> int:
+    k = run.evaluation.k
     return 10 if 10 in k else sorted(k)[len(k) // 2]
 
 
-def _ordered(names: list[str], present: set[str]) -> list[str]:
+def ordered(names: list[str], present: set[str]) -> list[str]:
     """`names` that are present, then any other present method in sorted order."""
     return [n for n in names if n in present] + sorted(present - set(names))
 
@@ -149,7 +132,7 @@ def _figure(fig: Figure, directory: Path, name: str, written: list[str]) -> str:
     return f"figures/{name}"
 
 
-def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFrame, summary: pl.DataFrame,
+def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFrame, summary: pl.DataFrame,
                         tests: pl.DataFrame, logs: pl.DataFrame, semantic: dict[str, Any] | None = None,
                         explanations: pl.DataFrame | None = None, rerank_cost: pl.DataFrame | None = None,
                         item_titles: pl.DataFrame | None = None, reference: str | None = None,
@@ -157,24 +140,26 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     """`report.md`: figures (written under `figures/`), tables with ▲/▼ significance marks and the differences to
     the reference with CIs, cold-start users, rerankers vs their base model, GAT ablations vs `gat`, LLM calls and
     cost, sample explanations."""
-    ev, dataset = cfg.evaluation, cfg.dataset.name
+    ev, dataset = run.evaluation, run.dataset
     reference = reference or ev.reference
-    methods = _ordered(cfg.methods(), set(summary["model"].unique().to_list()))
-    plain = [m for m in methods if not is_reranked(m) and not m.endswith(SAMPLE_SUFFIX)]
-    reranked = [m for m in methods if is_reranked(m)]
+    methods = ordered(run.method_names, set(summary["model"].unique().to_list()))
+    ids = {m: Method.parse(m) for m in methods}
+    plain = [m for m in methods if not ids[m].is_reranked and not ids[m].sample]
+    reranked = [m for m in methods if ids[m].is_reranked]
     protocols = [p for p in ev.protocols if p in set(summary["protocol"].to_list())]
     segments = summary["segment"].unique().to_list()
     cold = next((s for s in ("cold-start", "cold") if s in segments), None)
-    k10 = _table_k(cfg)
+    k10 = table_k(run)
     folds = sorted(per_user["fold"].unique().to_list())
     figures: list[str] = []
 
-    def tables(frame: pl.DataFrame, against: pl.DataFrame, reference: str, rows: list[str], **kw: Any) -> str:
+    def tables(frame: pl.DataFrame, against: pl.DataFrame | None, reference: str, rows: list[str],
+               k: list[int] | None = None) -> str:
         return markdown_tables(frame, against, metrics=TABLE_METRICS, reference=reference, models=rows,
-                               directional=True, **{"k": ev.k, **kw})
+                               directional=True, k=ev.k if k is None else k)
 
     md = [f"# Run `{directory.name}`: {dataset}", "",
-          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. {thresholds(cfg)}; "
+          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. {thresholds(run)}; "
           f"cold-start users have fewer than {ev.cold_start_max} training ratings. Values: {runs_phrase(summary)}; ▲/▼: better/worse than the "
           f"reference (`{reference}`, {reference_reason or 'configured'}, unless a section says otherwise): "
           "two-sided Wilcoxon signed-rank on per-user differences averaged over folds and seeds (users are the "
@@ -215,11 +200,11 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
     if not reranked:
         md += ["This run has no reranked methods (methods named `<base>+<strategy>`, e.g. `gat+relevancy`).", ""]
     else:
-        bases = list(dict.fromkeys(rerank_base(m) for m in reranked))
+        bases = list(dict.fromkeys(ids[m].rerank_base for m in reranked))
         segments = [s for s in ("all", cold, *simulated) if s]
         # With rerank.max_users the reranked methods cover a user sample: they are paired with the base on it.
-        paired_base = {m: next(c for c in (rerank_base(m) + SAMPLE_SUFFIX, rerank_base(m)) if c in methods)
-                       for m in reranked}
+        paired_base = {m: next(c for c in (str(ids[m].rerank_base.sampled()), str(ids[m].rerank_base))
+                               if c in methods) for m in reranked}
         intervals = paired_intervals(per_user, [(m, paired_base[m]) for m in reranked], metrics=TABLE_METRICS,
                                      k=k10)
         md += [f"Each reranker against its own base model, @{k10}: mean per-user difference with a paired 95 % "
@@ -230,17 +215,16 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
                                   metrics=TABLE_METRICS, k=k10, segments=segments)
             link = _figure(fig, directory, f"rerank-{protocol}.png", figures)
             md += [f"![reranking, protocol {protocol}]({link})", ""]
-        for base in bases:
-            members = [r for r in reranked if rerank_base(r) == base]
+        for base_id in bases:
+            members = [r for r in reranked if ids[r].rerank_base == base_id]
             # With rerank.max_users the reranked methods cover a user sample: compare them with the base on it.
-            if base + SAMPLE_SUFFIX in methods:
-                base += SAMPLE_SUFFIX
+            base = str(base_id.sampled()) if str(base_id.sampled()) in methods else str(base_id)
             group = [base, *members]
             frame = per_user.filter(pl.col("model").is_in(group))
             md.append(tables(in_segment_order(summary.filter(pl.col("model").is_in(group))),
                              paired_tests(frame, base), base, group, k=[k10]))
 
-    ablations = [m for m in methods if is_ablation(m)]
+    ablations = [m for m in methods if ids[m].is_ablation]
     md += ["## Ablations", ""]
     if not ablations:
         md += ["This run has no ablations (methods named `gat/<ablation>`).", ""]
@@ -274,93 +258,3 @@ def run_report_markdown(directory: Path, cfg: ExperimentConfig, per_user: pl.Dat
         if stale.name not in figures:
             stale.unlink()
     return "\n".join(md)
-
-
-def write_run_report(directory: Path, cfg: ExperimentConfig, per_user: pl.DataFrame, catalog: pl.DataFrame,
-                     recommendations: pl.DataFrame, logs: list[dict[str, Any]],
-                     semantic: dict[str, Any] | None = None,
-                     profiles: dict[str, pl.DataFrame] | None = None,
-                     explanations: pl.DataFrame | None = None,
-                     rerank_cost: pl.DataFrame | None = None,
-                     item_titles: pl.DataFrame | None = None) -> RunReport:
-    """Write the run folder atomically file by file and return the Markdown summary.
-
-    `summary.md` holds the tables (what `make eval` prints); `report.md` the full report with figures under
-    `figures/`. `explanations` (model, fold, user_id, item_id, rank, explanation) and `rerank_cost` (model, fold,
-    users, calls, prompt_tokens, completion_tokens, cache_hits, repairs, fallbacks) come from the rerankers;
-    `item_titles` (item_id, title) names the items in the explanation sample.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    models = cfg.methods()
-    summary = summarize(per_user, catalog)
-    scalars = [{k: v for k, v in log.items() if isinstance(v, (int, float, str))} for log in logs]
-    log_frame = pl.DataFrame(scalars) if scalars else pl.DataFrame()
-    present = _ordered(models, set(summary["model"].unique().to_list()))
-    reference, reason = choose_reference(cfg.evaluation.reference, present, log_frame)
-    tests = paired_tests(per_user, reference)
-    folds = sorted(per_user["fold"].unique().to_list())
-    headline = console_summary(directory, summary, tests, reference, reason, present, _table_k(cfg),
-                               f"{cfg.dataset.name}, folds {folds}")
-    header = (
-        f"# e2ep experiment `{directory.name}`\n\n"
-        f"Dataset **{cfg.dataset.name}**, folds {folds}, models {', '.join(models)}. "
-        f"{thresholds(cfg)}; cold-start = fewer than "
-        f"{cfg.evaluation.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
-        f"reference `{reference}` ({reason}).\n"
-    )
-    tables = markdown_tables(in_segment_order(summary), tests, metrics=TABLE_METRICS, k=cfg.evaluation.k,
-                             reference=reference, models=models)
-    training = training_table(log_frame, models)
-    markdown = (header + "\n" + headline + "\n\n" + tables
-                + ("\n\n## Training (mean over folds and seeds)\n\n" + training if training else "") + "\n")
-    if semantic is not None:
-        markdown += "\n" + semantic_section(semantic) + "\n"
-        write_text(json.dumps(semantic, indent=2, default=str), directory / "semantic.json")
-    for name, frame in (profiles or {}).items():
-        write_parquet(frame, directory / "profiles" / f"{name}.parquet")
-    if explanations is not None:
-        write_parquet(explanations, directory / "explanations.parquet")
-    if rerank_cost is not None:
-        write_parquet(rerank_cost, directory / "rerank_cost.parquet")
-
-    write_text(markdown, directory / "summary.md")
-    write_text(cfg.model_dump_json(indent=2), directory / "config.json")
-    write_parquet(summary, directory / "summary.parquet")
-    write_parquet(tests, directory / "significance.parquet")
-    write_parquet(per_user, directory / "metrics_per_user.parquet")
-    write_parquet(catalog, directory / "metrics_catalog.parquet")
-    write_parquet(recommendations, directory / "recommendations.parquet")
-    if logs:
-        write_text(json.dumps(logs, indent=2), directory / "training.json")
-    report = run_report_markdown(directory, cfg, per_user, summary, tests, log_frame, semantic, explanations,
-                                 rerank_cost, item_titles, reference, reason)
-    chosen = hyperparameter_table(logs, models)
-    if chosen:
-        report += "\n## Hyperparameters chosen per fold (on each fold's validation slice)\n\n" + chosen + "\n"
-    write_text(report, directory / "report.md")  # last: its figures exist by the time it links them
-    return RunReport(directory=directory, markdown=markdown, summary=summary, tests=tests, headline=headline)
-
-
-def console_summary(directory: Path, summary: pl.DataFrame, tests: pl.DataFrame, reference: str, reason: str,
-                    methods: list[str], k: int, title: str) -> str:
-    """The headline table (full protocol, all users, @k) with one line on what the marks mean and one pointing
-    to report.md for everything else."""
-    full = summary.filter((pl.col("protocol") == "full") & (pl.col("segment") == "all"))
-    if full.is_empty():
-        return f"No full-protocol results in this run; see {directory / 'report.md'}."
-    pairs = full.filter(pl.col("metric") == "ndcg")["n_users"].max()
-    paired = tests.filter((pl.col("protocol") == "full") & (pl.col("segment") == "all"))["n_users"].max()
-    users = f"{paired} users paired, " if paired else ""
-    table = headline_table(summary, tests, reference=reference, models=methods, k=k)
-    new_users = cold_start_protocol_table(summary, tests, reference=reference, models=methods, k=k)
-    if new_users:
-        table += ("\n\nCold-start protocol (simulated new users keeping their first n training ratings), full "
-                  f"protocol:\n\n{new_users}")
-    return "\n".join([
-        f"{title}. Full protocol, all users ({users}{pairs} (fold, user) pairs); {runs_phrase(summary)}.", "",
-        table, "",
-        f"▲/▼: better/worse than `{reference}` ({reason}); Wilcoxon signed-rank on per-user differences "
-        "averaged over folds and seeds, Holm-adjusted across methods, p < 0.05; Δ: mean user difference, 95 % "
-        "bootstrap CI.",
-        f"Everything else (paper protocol, cold-start users, k = 5/20, training, semantic layer, reranking): "
-        f"{directory / 'report.md'}"])

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from evaluation.report import RunReport
+from evaluation.summary import RunSummary
 
 USAGE_COLUMNS = ("requests", "cache_hits", "calls", "retries", "repairs", "failures", "prompt_tokens",
                  "completion_tokens", "cost_usd", "saved_cost_usd")  # fmt: skip
@@ -78,8 +78,9 @@ def _markdown_table(frame: pl.DataFrame) -> str:
     return head + "".join("\n| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows())
 
 
-def publish_run_artifacts(run_dir: Path, report: RunReport) -> None:
-    """Results tables, the LLM cost summary, any cost frame found in the run folder, and the linked report."""
+def publish_run_artifacts(run_dir: Path, report: RunSummary) -> None:
+    """Results tables, the LLM cost summary, any cost frame found in the run folder, and the linked report; the
+    summary is the one `summary.md` was rendered from."""
     create_markdown_artifact(key="experiment-summary", markdown=report.markdown,
                              description=f"Results of run {run_dir.name}")
     create_table_artifact(key="experiment-results", table=table_rows(report.summary),

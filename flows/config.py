@@ -18,9 +18,10 @@ from e2ep.llm.config import LLMConfig
 from semantic.metadata.config import MetadataConfig
 from semantic.profiles.config import EmbeddingConfig, ProfilesConfig, Representation
 from e2ep.configbase import Strict as _Strict
-from evaluation.config import EvaluationConfig
+from evaluation.config import EvaluationConfig, RunSettings
 from models.config import ModelsConfig
 from rerank.config import RerankConfig
+from rerank.method import Method
 
 FeatureSource = Literal["profiles", "template", "llm", "precomputed", "precomputed-items", "none"]
 
@@ -120,12 +121,16 @@ class ExperimentConfig(_Strict):
             raise ValueError("ablations with text features need the semantic stage (semantic = true)")
         return self
 
-    def methods(self) -> list[str]:
+    def method_ids(self) -> list[Method]:
         """Every method the run reports, in table order: the models, the ablations (`gat/<name>`), then
         the reranked lists (`<base>+<strategy>`) of configured base models (a base chosen on validation is known
         only once trained: its reranked lists follow in the tables)."""
-        return [*self.models.names, *(f"gat/{a.name}" for a in self.ablations),
-                *(self.rerank.method(b, s) for b in self.rerank.base_models or [] for s in self.rerank.strategies)]
+        return [*(Method(n) for n in self.models.names), *(Method.ablation(a.name) for a in self.ablations),
+                *(Method.reranked(b, s) for b in self.rerank.base_models or [] for s in self.rerank.strategies)]
+
+    def methods(self) -> list[str]:
+        """`method_ids` as the names stored in tables and artifacts."""
+        return [str(m) for m in self.method_ids()]
 
     @model_validator(mode="after")
     def _rerank_base_is_run(self) -> ExperimentConfig:
@@ -170,13 +175,54 @@ class ExperimentConfig(_Strict):
         return self
 
 
-def resolve_semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LLMConfig]:
-    """Settle `auto` and the environment's model now, so they are part of every cache key downstream."""
-    llm = cfg.llm.model_copy(update={"model": cfg.llm.resolved_model()}).without_caps()  # caps: see e2ep/llm/budget.py
+def resolve_auto(cfg: ExperimentConfig) -> ExperimentConfig:
+    """`cfg` with every `auto` that the environment settles resolved, once, where a run starts (the flow's entry,
+    and the command line before it computes the run key): the LLM model (`$E2EP_LLM_MODEL`), the profile backend
+    (`llm` when a model is configured, else `template`) and the rerank judge (`llm`, else `semantic`). Downstream
+    code reads these resolved values, so they are part of every cache key. `evaluation.reference` stays `auto`:
+    it is chosen from the run's validation results (evaluation/reference.py). Idempotent."""
+    model = cfg.llm.resolved_model()
     backend = cfg.profiles.backend
     if backend == "auto":
-        backend = "llm" if llm.model else "template"
-    return cfg.profiles.model_copy(update={"backend": backend}), llm
+        backend = "llm" if model else "template"
+    judge = cfg.rerank.judge
+    if judge == "auto":
+        judge = "llm" if model else "semantic"
+    return cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"model": model}),
+                                  "profiles": cfg.profiles.model_copy(update={"backend": backend}),
+                                  "rerank": cfg.rerank.model_copy(update={"judge": judge})})
+
+
+def require_resolved(cfg: ExperimentConfig) -> ExperimentConfig:
+    """`cfg`, refused while an `auto` that `resolve_auto` settles is left (a caller skipped it). The model is not
+    compared with the environment again: a fold on a Dask worker may see another environment than the flow."""
+    if cfg.profiles.backend == "auto" or cfg.rerank.judge == "auto":
+        raise ConfigError("internal: the experiment config must pass through flows.config.resolve_auto first")
+    return cfg
+
+
+def semantic_settings(cfg: ExperimentConfig) -> tuple[ProfilesConfig, LLMConfig]:
+    """The resolved profile and LLM settings as every semantic stage's cache key sees them (the caps decide only
+    whether a call is sent, see e2ep/llm/budget.py)."""
+    cfg = require_resolved(cfg)
+    return cfg.profiles, cfg.llm.without_caps()
+
+
+def rerank_settings(cfg: ExperimentConfig) -> tuple[RerankConfig, LLMConfig | None]:
+    """The resolved rerank settings, and the LLM settings only when the LLM judges (so a changed model never
+    invalidates semantic-judge results)."""
+    cfg = require_resolved(cfg)
+    return cfg.rerank, (cfg.llm.without_caps() if cfg.rerank.judge == "llm" else None)
+
+
+def run_settings(cfg: ExperimentConfig, config_json: str | None = None) -> RunSettings:
+    """What the evaluation stage is told about the run (from a resolved config); `config_json` (default: `cfg`'s)
+    is written as the run folder's config.json, i.e. the configuration as given, before `resolve_auto`."""
+    rerank = rerank_settings(cfg)[0] if cfg.rerank.strategies else None
+    return RunSettings(dataset=cfg.dataset.name, rating_scale=cfg.dataset.scale(), relevance=cfg.relevance,
+                       evaluation=cfg.evaluation, methods=tuple(cfg.method_ids()),
+                       config_json=cfg.model_dump_json(indent=2) if config_json is None else config_json,
+                       rerank=rerank)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

@@ -13,39 +13,32 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
 
 # No `from __future__ import annotations`: on a Dask worker the subflow arrives pickled by value, and Prefect
 # validates its parameters from real annotation objects (string ones name globals the copy does not carry).
-import json
-from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
-import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import CommitMode, transaction
-from pydantic import BaseModel
 
-from flows.config import ExperimentConfig
-from data import Dataset
 from data.splits import small_fold_warnings
 from e2ep.errors import ConfigError
-from e2ep.llm import LLMConfig
 from e2ep.llm.budget import spend_cap
 from e2ep.pool import worker_pool
-from semantic.profiles import ProfilesConfig
 from e2ep.runtime import work_dir
-from e2ep.store import stable_hash, write_text
-from evaluation.report import SAMPLE_SUFFIX, RunReport, write_run_report
+from e2ep.store import stable_hash
 from flows.artifacts import publish_run_artifacts
+from flows.config import ExperimentConfig, rerank_settings, resolve_auto, run_settings
 from flows.rerun import default_run_name
 from flows.runners import fold_task_runner
-from rerank.report import rerank_section
+from rerank.method import Method
 from rerank.run import rerank_sample
-from rerank.selection import best_on_validation
+from rerank.selection import BaseChoice, best_on_validation
 from tasks.data import DatasetRef, FoldRef, cold_start_split_task, prepare_dataset_task, split_dataset_task
 from tasks.estimate import check_caps, estimate_run
 from tasks.evaluate import EvaluatedRef, evaluate_task
-from tasks.rerank import RerankedRef, rerank_task, resolve_rerank_settings
+from tasks.report import report_task
+from tasks.rerank import RerankedRef, rerank_task
+from tasks.results import ColdStartResult, FoldResult, ItemSide, SemanticResult
 from tasks.semantic import (
     MAIN_VARIANT,
     StageRef,
@@ -59,52 +52,6 @@ from tasks.semantic import (
 )
 from tasks.train import (NodeFeatures, TrainedRef, TrainJob, ablation_job, model_job, pinned_job,
                          train_and_recommend_task)
-
-
-class ItemSide(BaseModel, frozen=True):
-    """One profile variant's item profiles and their embeddings."""
-
-    profiles: ProfilesConfig
-    item_profiles: StageRef
-    item_embeddings: StageRef
-
-
-class SemanticResult(BaseModel, frozen=True):
-    """Item metadata plus, per profile variant (`main` first, then those ablations need), the item side."""
-
-    metadata: StageRef
-    llm: LLMConfig
-    variants: dict[str, ItemSide]
-
-    @property
-    def item_profiles(self) -> StageRef:
-        return self.variants[MAIN_VARIANT].item_profiles
-
-    @property
-    def item_embeddings(self) -> StageRef:
-        return self.variants[MAIN_VARIANT].item_embeddings
-
-
-class FoldResult(BaseModel, frozen=True):
-    fold: int
-    trained: list[TrainedRef]
-    evaluated: list[EvaluatedRef]
-    user_profiles: StageRef | None = None
-    user_embeddings: StageRef | None = None
-    reranked: list[RerankedRef] = []
-    base_choice: dict = {}
-    cold_start_trained: list[TrainedRef] = []
-    cold_start_reranked: list[RerankedRef] = []
-    cold_start_user_embeddings: StageRef | None = None
-
-
-class ColdStartResult(BaseModel, frozen=True):
-    """What the cold-start protocol adds to a fold (nothing when it is skipped)."""
-
-    trained: list[TrainedRef] = []
-    evaluated: list[EvaluatedRef] = []
-    reranked: list[RerankedRef] = []
-    user_embeddings: StageRef | None = None
 
 
 SMALL_DATA = 500  # fewer users or items than this: check each fold's size before training
@@ -149,7 +96,7 @@ def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     evaluated = [f.result() for f in [evaluate_task.submit(t, fold, dataset, cfg.evaluation, cfg.relevance)
                                       for t in trained]]
     users, user_vectors = user_side.get(MAIN_VARIANT, (None, None))
-    bases, base_choice = rerank_bases(cfg, fold, trained) if cfg.rerank.strategies else ([], {})
+    bases, base_choice = rerank_bases(cfg, fold, trained) if cfg.rerank.strategies else ([], None)
     reranked = rerank_fold(cfg, fold, trained, semantic, users, user_vectors, bases)
     evaluated += evaluate_reranked(cfg, dataset, fold, bases, reranked)
     cold = cold_start_protocol(cfg, dataset, fold, semantic, [b.model for b in bases], trained) \
@@ -231,10 +178,11 @@ def train_distinct(jobs: list[TrainJob], cfg: ExperimentConfig, dataset: Dataset
     return trained
 
 
-def rerank_bases(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef]) -> tuple[list[TrainedRef], dict]:
+def rerank_bases(cfg: ExperimentConfig, fold: FoldRef,
+                 trained: list[TrainedRef]) -> tuple[list[TrainedRef], BaseChoice | None]:
     """The base models to rerank: `rerank.base_models`, or the model of `models.names` best on this fold's own
-    validation slice (so no fold's choice rests on another fold's data, which overlaps its test set); and the
-    validation NDCG@10 of each candidate (empty when the bases are configured)."""
+    validation slice (so no fold's choice rests on another fold's data, which overlaps its test set), with the
+    validation NDCG@10 of each candidate (None when the bases are configured)."""
     by_label: dict[str, TrainedRef] = {}
     for t in trained:
         by_label.setdefault(t.model, t)  # a method's first seed
@@ -243,11 +191,11 @@ def rerank_bases(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef]
         missing = [n for n in names if n not in by_label]
         if missing:
             raise ConfigError(f"rerank base model(s) {missing} were not trained; add them to models.names")
-        return [by_label[n] for n in names], {}
+        return [by_label[n] for n in names], None
     rankings = {n: by_label[n].validation_recommendations.read_parquet()
                 for n in cfg.models.names if n in by_label and by_label[n].validation_recommendations is not None}
     best, scores = best_on_validation(rankings, fold.load_train(), cfg.relevance.positive_threshold)
-    return [by_label[best]], {"chosen": best, "validation_ndcg10": scores}
+    return [by_label[best]], BaseChoice(chosen=best, validation_ndcg10=scores)
 
 
 def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef], semantic: SemanticResult | None,
@@ -259,7 +207,7 @@ def rerank_fold(cfg: ExperimentConfig, fold: FoldRef, trained: list[TrainedRef],
         return []
     if semantic is None or users is None or user_vectors is None:
         raise ConfigError("reranking needs the semantic layer (profiles and embeddings); set rerank.strategies=[]")
-    rerank, llm = resolve_rerank_settings(cfg)
+    rerank, llm = rerank_settings(cfg)
     if bases is None:
         bases = rerank_bases(cfg, fold, trained)[0]
     return [rerank_task(base, strategy, rerank.model_copy(update={"strategies": [strategy]}), llm, cfg.embedding,
@@ -277,7 +225,7 @@ def evaluate_reranked(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
     sample = rerank_sample(cfg.rerank, dataset.n_users)
     out = [evaluate_task(r, fold, dataset, cfg.evaluation, cfg.relevance, users=sample) for r in reranked]
     if sample is not None:
-        out += [evaluate_task(b.model_copy(update={"model": b.model + SAMPLE_SUFFIX}), fold, dataset,
+        out += [evaluate_task(b.model_copy(update={"model": str(Method.parse(b.model).sampled())}), fold, dataset,
                               cfg.evaluation, cfg.relevance, users=sample) for b in bases]
     return out
 
@@ -303,124 +251,6 @@ def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
         return fold_flow(cfg, dataset, fold, semantic)
 
 
-def collect_results(cfg: ExperimentConfig, dataset: DatasetRef, results: list[FoldResult],
-                    semantic: SemanticResult | None, run_dir: Path, estimate: dict | None = None) -> RunReport:
-    """Gather every fold's files into the run folder, with original user and item ids."""
-    data = dataset.load()
-    per_user = pl.concat([e.per_user.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
-    catalog = pl.concat([e.catalog.read_parquet() for r in results for e in r.evaluated], how="vertical_relaxed")
-    recs = pl.concat([
-        t.recommendations.read_parquet().with_columns(pl.lit(t.model).alias("model"), pl.lit(t.fold).alias("fold"),
-                                                      pl.lit(t.seed, pl.Int64).alias("seed"))
-        for r in results for t in [*r.trained, *r.reranked]
-    ])
-    recs = (recs.join(data.users.select("user_idx", "user_id"), on="user_idx")
-                .join(data.items.select("item_idx", "item_id"), on="item_idx")
-                .select("model", "fold", "seed", "user_id", "item_id", "rank", "score")
-                .sort("model", "fold", "seed", "user_id", "rank"))
-    logs = training_rows(t for r in results for t in r.trained)
-    cold_logs = training_rows(t for r in results for t in r.cold_start_trained)
-    profiles: dict[str, StageRef] = {}
-    if semantic is not None:
-        profiles = {"items": semantic.item_profiles, **{f"users-fold{r.fold}": r.user_profiles for r in results
-                                                        if r.user_profiles is not None}}
-    semantic_report = None if semantic is None else {
-        "metadata": semantic.metadata.report,
-        "profiles": {name: ref.report for name, ref in profiles.items()},
-        "embeddings": {"items": semantic.item_embeddings.report,
-                       **{f"users-fold{r.fold}": r.user_embeddings.report for r in results if r.user_embeddings},
-                       **{f"users-fold{r.fold}-cold-start": r.cold_start_user_embeddings.report for r in results
-                          if r.cold_start_user_embeddings}},
-    }
-    if semantic_report is not None and estimate is not None:
-        semantic_report["llm_estimate"] = estimate  # the report sets it beside what each stage used
-    reranked = [t for r in results for t in r.reranked]
-    cold_reranked = [t for r in results for t in r.cold_start_reranked]
-    explanations, cost = rerank_frames(data, reranked, cold_reranked) if reranked else (None, None)
-    report = write_run_report(run_dir, cfg, per_user, catalog, recs, logs, semantic_report,
-                              {name: ref.file.read_parquet() for name, ref in profiles.items()},
-                              explanations=explanations, rerank_cost=cost, item_titles=item_titles(data))
-    if cold_logs:  # the cold-start protocol's fits: what each used and cost, beside the full folds' training.json
-        write_text(json.dumps(cold_logs, indent=2), run_dir / "training-cold-start.json")
-    if explanations is not None and cost is not None:
-        report = with_rerank_section(cfg, report, cost, {r.fold: r.base_choice for r in results})
-    return report
-
-
-def training_rows(trained: Iterable[TrainedRef]) -> list[dict]:
-    """One row per fit for `training.json`: the method, fold and seed, then its training log."""
-    return [{"model": t.model, "fold": t.fold, "seed": t.seed, **t.log} for t in trained]
-
-
-def item_titles(data: Dataset) -> pl.DataFrame | None:
-    return data.items.select("item_id", "title") if "title" in data.items.columns else None
-
-
-def rerank_frames(data: Dataset, reranked: list[RerankedRef],
-                  cold_start: list[RerankedRef] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every reranked list's explanations (with original ids) and the cost of each (method, fold, variant): the
-    test-time cost, the fusion used (`judge_weight`, `normalisation`, `fusion`, validation NDCG@10 of the choice and
-    of the base) and what choosing it cost (`validation_*`); `variant` is `main` or `cold-start` (the cold-start
-    protocol's truncated training set)."""
-    explanations = pl.concat([
-        r.explanations.read_parquet().with_columns(pl.lit(r.model).alias("model"), pl.lit(r.fold).alias("fold"))
-        for r in reranked
-    ], how="vertical_relaxed")
-    explanations = (explanations.join(data.users.select("user_idx", "user_id"), on="user_idx")
-                                .join(data.items.select("item_idx", "item_id"), on="item_idx")
-                                .select("model", "fold", "user_id", "item_id", "rank", "explanation")
-                                .sort("model", "fold", "user_id", "rank"))
-    rows = []
-    for variant, refs in (("main", reranked), ("cold-start", cold_start)):
-        for r in refs:
-            fusion = {k: r.fusion.get(k) for k in ("judge_weight", "normalisation", "validation_ndcg", "base_ndcg")}
-            fusion["judge_only_ndcg"] = r.fusion.get("grid", {}).get("rank@1")  # the judge's own order
-            paid = {f"validation_{k}": v for k, v in r.validation_cost.items()}
-            rows.append({"model": r.model, "fold": r.fold, "variant": variant, "base": r.base, **r.cost,
-                         "fusion": r.fusion.get("source"), **fusion, **paid})
-    return explanations, pl.DataFrame(rows)
-
-
-def with_rerank_section(cfg: ExperimentConfig, report: RunReport, cost: pl.DataFrame,
-                        base_choices: dict[int, dict]) -> RunReport:
-    """The summary's Reranking section: the paper's Table 1 shape per base model, the fusion chosen per fold,
-    calls and tokens per user."""
-    rr, _ = resolve_rerank_settings(cfg)
-    main = cost.filter(pl.col("variant") == "main")
-    methods = list(dict.fromkeys(main["model"].to_list()))
-    bases = list(dict.fromkeys(main["base"].to_list()))
-    named = ", ".join(f"`{b}`" for b in bases)
-    if rr.base_models is None:
-        chosen = "; ".join(f"fold {f}: `{c['chosen']}`" for f, c in sorted(base_choices.items()) if c)
-        where = f"the model best on each fold's validation NDCG@10 ({chosen})"
-    else:
-        where = named
-    if rr.fusion == "paper":
-        fusion = (f"fused score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · base (both {rr.normalisation}"
-                  "-normalised within the pool; the paper's fixed fusion)")
-    else:
-        users = "all" if rr.validation_users is None else f"up to {rr.validation_users}"
-        fusion = (f"fused score = w · judge + (1 − w) · base, w ∈ {{{', '.join(f'{w:g}' for w in rr.fusion_grid)}}} "
-                  f"and normalisation ∈ {{{', '.join(rr.fusion_normalisations)}}} chosen per fold on {users} "
-                  f"validation users' validation items (ties: the smaller w), kept only when significantly better "
-                  f"than w = 0 there (one-sided Wilcoxon, p < {rr.fusion_alpha:g})")
-    settings = (f"Judge **{rr.judge}**" + (f" (offline, not an LLM: signal `{rr.semantic_signal}`)"
-                                           if rr.judge == "semantic" else "")
-                + f"; each strategy reranks the top {rr.pool_size} of {where}; {fusion}; the rest of each list "
-                "follows unchanged.")
-    if rr.max_users and any(b + SAMPLE_SUFFIX in set(report.summary["model"]) for b in bases):
-        settings += (f" Only a seeded sample of {rr.max_users} users is reranked; `<base>{SAMPLE_SUFFIX}` is the base "
-                     "model on the same users.")
-        bases = [b + SAMPLE_SUFFIX for b in bases]
-    section = rerank_section(report.summary, cost, bases, methods, settings)
-    markdown = report.markdown + "\n" + section
-    write_text(markdown, report.directory / "summary.md")
-    return replace(report, markdown=markdown)
-
-
-collect_results_task = task(collect_results, name="report", cache_policy=NO_CACHE, persist_result=False)
-
-
 @flow(name="experiment", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
     """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the headline table
@@ -430,10 +260,11 @@ def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
         return run_experiment(config)
 
 
-def run_experiment(config: ExperimentConfig) -> str:
+def run_experiment(given: ExperimentConfig) -> str:
     """The body of :func:`experiment` (the DAG)."""
     logger = get_run_logger()
-    run_dir = Path(config.artifacts_dir) / default_run_name(config)
+    run_dir = Path(given.artifacts_dir) / default_run_name(given)
+    config = resolve_auto(given)  # every `auto` settled once; config.json keeps the configuration as given
     preflight_llm(config)
     estimate = estimate_run(config, reuse=True)  # the bill before paying it; over llm.max_*: no call is sent
     if estimate is not None:
@@ -454,8 +285,8 @@ def run_experiment(config: ExperimentConfig) -> str:
                        for f in folds]
             results = [f.result() for f in futures]
 
-    report = collect_results_task(config, dataset, results, semantic, run_dir,
-                                  estimate.to_dict() if estimate is not None else None)
-    publish_run_artifacts(run_dir, report)
+    summary = report_task(run_settings(config, given.model_dump_json(indent=2)), dataset, results, semantic, run_dir,
+                          estimate.to_dict() if estimate is not None else None)
+    publish_run_artifacts(run_dir, summary)
     logger.info("results written to %s", run_dir)
-    return report.headline
+    return summary.headline

@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from e2ep.codehash import code_digest
-from flows.config import ExperimentConfig, resolve_semantic_settings
+from flows.config import ExperimentConfig, semantic_settings
 from data import Dataset, make_folds
 from e2ep.runtime import e2ep_home
 from e2ep.store import atomic_write, file_digest, stable_hash
@@ -50,9 +50,8 @@ def _versions() -> dict[str, str | None]:
 
 
 def run_key(cfg: ExperimentConfig, dataset: Dataset) -> str:
-    """What the whole run reads (see the module docstring), as one digest."""
-    profiles, llm = resolve_semantic_settings(cfg)
-    settings = cfg.model_copy(update={"profiles": profiles, "llm": llm}).model_dump(mode="json", exclude=NOT_RESULTS)
+    """What the whole run reads (see the module docstring), as one digest; `cfg` has passed `resolve_auto`."""
+    settings = cfg.model_copy(update={"llm": semantic_settings(cfg)[1]}).model_dump(mode="json", exclude=NOT_RESULTS)
     data = [_frame_digest(dataset.ratings), _frame_digest(dataset.users), _frame_digest(dataset.items)]
     folds = [(f.number, _frame_digest(f.train), _frame_digest(f.test)) for f in make_folds(dataset, cfg.split)]
     local = cfg.metadata.local_path

@@ -149,8 +149,3 @@ class RerankConfig(Strict):
                 raise ValueError("set rerank.base_models or rerank.base_model, not both")
             object.__setattr__(self, "base_models", [self.base_model])
         return self
-
-    @staticmethod
-    def method(base: str, strategy: str) -> str:
-        """The name reranked results carry in every table and artifact."""
-        return f"{base}+{strategy}"

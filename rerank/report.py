@@ -8,6 +8,10 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from rerank.config import RerankConfig
+from rerank.method import SAMPLE_SUFFIX, Method
+from rerank.selection import BaseChoice
+
 COST_COLUMNS = ("users", "requests", "calls", "prompt_tokens", "completion_tokens", "cache_hits", "repairs",
                 "fallbacks", "seconds")
 METRICS = (("precision", "P"), ("recall", "R"), ("ndcg", "NDCG"), ("map", "MAP"))
@@ -118,7 +122,7 @@ def cost_table(cost: pl.DataFrame, methods: Sequence[str]) -> str:
 def rerank_section(summary: pl.DataFrame, cost: pl.DataFrame, bases: Sequence[str], methods: Sequence[str],
                    settings: str, k: int = 10) -> str:
     main = cost.filter(pl.col("variant") == "main") if "variant" in cost.columns else cost
-    rows = [m for b in bases for m in [b, *[x for x in methods if x.split("+", 1)[0] == b]]]
+    rows = [m for b in bases for m in [b, *[x for x in methods if Method.parse(x).rerank_base == Method.parse(b)]]]
     out = ["## Reranking", "", settings, ""]
     protocols = [p for p in ("full", "paper") if p in set(summary["protocol"].to_list())]
     for protocol in protocols:
@@ -136,3 +140,33 @@ def rerank_section(summary: pl.DataFrame, cost: pl.DataFrame, bases: Sequence[st
             "base order (or a template explanation) replaced an answer still invalid after one repair request.", ""]
     out += ["Sample explanations are in `report.md`; all of them in `explanations.parquet`.", ""]
     return "\n".join(out)
+
+
+def rerank_settings(rr: RerankConfig, bases: Sequence[str], base_choices: dict[int, BaseChoice | None],
+                    sampled: bool) -> str:
+    """The Reranking section's opening paragraph: the judge (`rr.judge` resolved), which lists were reranked
+    (`base_choices`: per fold, the base chosen on validation when `rr.base_models` is None), the fusion, and
+    whether only a user sample was reranked (`sampled`: the `<base>@sample` methods were evaluated)."""
+    named = ", ".join(f"`{b}`" for b in bases)
+    if rr.base_models is None:
+        chosen = "; ".join(f"fold {f}: `{c.chosen}`" for f, c in sorted(base_choices.items()) if c)
+        where = f"the model best on each fold's validation NDCG@10 ({chosen})"
+    else:
+        where = named
+    if rr.fusion == "paper":
+        fusion = (f"fused score = {rr.judge_weight:g} · judge + {rr.base_weight:g} · base (both {rr.normalisation}"
+                  "-normalised within the pool; the paper's fixed fusion)")
+    else:
+        users = "all" if rr.validation_users is None else f"up to {rr.validation_users}"
+        fusion = (f"fused score = w · judge + (1 − w) · base, w ∈ {{{', '.join(f'{w:g}' for w in rr.fusion_grid)}}} "
+                  f"and normalisation ∈ {{{', '.join(rr.fusion_normalisations)}}} chosen per fold on {users} "
+                  f"validation users' validation items (ties: the smaller w), kept only when significantly better "
+                  f"than w = 0 there (one-sided Wilcoxon, p < {rr.fusion_alpha:g})")
+    settings = (f"Judge **{rr.judge}**" + (f" (offline, not an LLM: signal `{rr.semantic_signal}`)"
+                                           if rr.judge == "semantic" else "")
+                + f"; each strategy reranks the top {rr.pool_size} of {where}; {fusion}; the rest of each list "
+                "follows unchanged.")
+    if sampled:
+        settings += (f" Only a seeded sample of {rr.max_users} users is reranked; `<base>{SAMPLE_SUFFIX}` is the base "
+                     "model on the same users.")
+    return settings

@@ -51,7 +51,8 @@ class UserResult:
 
 
 def resolve_judge(cfg: RerankConfig, llm: LLMConfig | None) -> RerankConfig:
-    """`auto` becomes `llm` when a model is configured, else `semantic` (so the choice is part of cache keys)."""
+    """`auto` becomes `llm` when a model is configured, else `semantic`. The experiment flow resolves it at its entry
+    (flows.config.resolve_auto); this stays for stand-alone callers of `make_judge` (app/bench_rerank.py)."""
     if cfg.judge != "auto":
         return cfg
     return cfg.model_copy(update={"judge": "llm" if llm is not None and llm.resolved_model() else "semantic"})

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel
 from scipy.stats import wilcoxon
 
 from e2ep.errors import DataError
@@ -244,6 +245,13 @@ def select_fusion(val_recs: pl.DataFrame | None, train: pl.DataFrame, strategy: 
     cost.users = len(contexts)
     choice = choose_fusion(contexts, verdicts, relevant_items(validation, min_rating), cfg)
     return choice, {**cost.as_dict(), "seconds": round(time.perf_counter() - started, 2)}
+
+
+class BaseChoice(BaseModel, frozen=True):
+    """The rerank base model chosen on one fold's own validation slice, and every candidate's validation NDCG@10."""
+
+    chosen: str
+    validation_ndcg10: dict[str, float]
 
 
 def best_on_validation(rankings: dict[str, pl.DataFrame | None], train: pl.DataFrame,

@@ -17,13 +17,12 @@ from data.splits import Fold, make_folds
 from e2ep.llm.budget import BudgetExceeded
 from e2ep.llm.estimate import Estimator, RunEstimate, StageEstimate
 from e2ep.sampling import user_sample
-from flows.config import ExperimentConfig
+from flows.config import ExperimentConfig, rerank_settings
 from rerank.estimate import REPRESENTATIVE_USERS, rerank_estimate
 from rerank.selection import relevant_items, requests_per_user, validation_users_per_fold
 from semantic.metadata import enrich_items
 from semantic.profiles import item_profiles, user_profiles
 from semantic.profiles.estimate import item_profiles_estimate, user_profiles_estimate
-from tasks.rerank import resolve_rerank_settings
 from tasks.semantic import MAIN_VARIANT, profile_variants
 
 log = logging.getLogger("e2ep.estimate")
@@ -34,7 +33,7 @@ def uses_llm(cfg: ExperimentConfig) -> bool:
     if not cfg.semantic:
         return False
     variants, _ = profile_variants(cfg)
-    rerank, judge_llm = resolve_rerank_settings(cfg)
+    rerank, judge_llm = rerank_settings(cfg)
     return any(p.backend == "llm" for p in variants.values()) or (bool(rerank.strategies) and judge_llm is not None)
 
 
@@ -47,7 +46,7 @@ def estimate_run(cfg: ExperimentConfig, reuse: bool = False) -> RunEstimate | No
     if not uses_llm(cfg):
         return None
     variants, llm = profile_variants(cfg)
-    rerank, judge_llm = resolve_rerank_settings(cfg)
+    rerank, judge_llm = rerank_settings(cfg)
     est = Estimator(llm)
     try:
         data = load_dataset(cfg.dataset)
@@ -87,7 +86,7 @@ def estimate_run(cfg: ExperimentConfig, reuse: bool = False) -> RunEstimate | No
 def _rerank_rows(est: Estimator, cfg: ExperimentConfig, data: Dataset, folds: list[Fold],
                  meta: pl.DataFrame) -> list[StageEstimate]:
     """Reranking reads the run's own profiles, written later: the template profiles stand in for them."""
-    rerank, _ = resolve_rerank_settings(cfg)
+    rerank, _ = rerank_settings(cfg)
     rerank = rerank.model_copy(update={"pool_size": min(rerank.pool_size, cfg.evaluation.n_recommendations)})
     template = cfg.profiles.model_copy(update={"backend": "template"})
     items = dict(item_profiles(meta, template).frame.select("item_idx", "profile").iter_rows())
@@ -107,7 +106,7 @@ def _fusion_selection_rows(cfg: ExperimentConfig, folds: list[Fold],
     """The judge calls that choose each fold's fusion weight on validation users (`rerank.fusion = validation`):
     per strategy, the validation users' pools cost what a test user's pool costs, so calls and tokens are the
     test row's figures scaled by the ratio of their upper bounds (validation users x requests per pool)."""
-    rerank, _ = resolve_rerank_settings(cfg)
+    rerank, _ = rerank_settings(cfg)
     n_bases = len(rerank.base_models or []) or 1
     by_stage = {r.stage: r for r in test_rows}
     rows = []

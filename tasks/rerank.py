@@ -11,35 +11,26 @@ from prefect import get_run_logger, task
 from e2ep.llm import LLMConfig, check_fallback_share, report_retried
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
-from flows.config import ExperimentConfig
 from rerank.config import RerankConfig
 from rerank.inputs import build_inputs
-from rerank.run import make_judge, rerank_recommendations, resolve_judge
-from rerank.selection import select_fusion, with_fusion
-from semantic.profiles import EmbeddingConfig
+from rerank.method import Method
+from rerank.run import make_judge, rerank_recommendations
+from rerank.selection import FusionChoice, select_fusion, with_fusion
 from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import FoldRef
-from tasks.semantic import StageRef, resolve_semantic_settings
+from tasks.semantic import StageRef
 from tasks.train import TrainedRef
 
 
 class RerankedRef(TrainedRef, frozen=True):
     """A reranked method (`<base>+<strategy>`): evaluated like any trained model. `fusion`: the weights used on
-    test and how they were chosen (`FusionChoice.as_dict`); `validation_cost`: what choosing them cost."""
+    test and how they were chosen; `validation_cost`: what choosing them cost."""
 
     explanations: FileRef
     cost: dict[str, Any]
+    fusion: FusionChoice
     base: str = ""
-    fusion: dict[str, Any] = {}
     validation_cost: dict[str, Any] = {}
-
-
-def resolve_rerank_settings(cfg: ExperimentConfig) -> tuple[RerankConfig, LLMConfig | None]:
-    """The rerank settings with `auto` settled, and the LLM settings only when the LLM judges (so a changed model
-    never invalidates semantic-judge results)."""
-    llm = resolve_semantic_settings(cfg)[1]
-    rerank = resolve_judge(cfg.rerank, llm)
-    return rerank, (llm if rerank.judge == "llm" else None)
 
 
 def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMConfig | None,
@@ -52,7 +43,7 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     if cfg.fusion == "validation" and trained.validation_recommendations is not None:
         val_recs = trained.validation_recommendations.read_parquet().filter(pl.col("rank") <= cfg.pool_size)
     train = fold.load_train()
-    semantic = resolve_judge(cfg, llm).judge == "semantic"
+    semantic = cfg.judge == "semantic"  # `cfg` comes resolved (flows.config.rerank_settings)
     pooled = recs if val_recs is None else pl.concat([recs.select(val_recs.columns), val_recs])
     users = set(pooled["user_idx"].unique().to_list())
     inputs = build_inputs(item_profiles.file.read_parquet(), user_profiles.file.read_parquet(),
@@ -68,17 +59,17 @@ def rerank_trained(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: L
     gateway = getattr(judge, "gateway", None)
     if gateway is not None:
         gateway.close()
-        label = f"rerank {cfg.method(trained.model, strategy)} fold {fold.number}"
+        label = f"rerank {Method.reranked(trained.model, strategy)} fold {fold.number}"
         report_retried(label, gateway.usage_summary()["total"]["retried_failures"])
         check_fallback_share(label, result.cost["fallbacks"], result.cost["requests"], gateway.config,
                              f"{trained.model}'s order")
-    method = cfg.method(trained.model, strategy)
+    method = str(Method.reranked(trained.model, strategy))
     key = stable_hash(trained.recommendations.digest, trained.validation_recommendations, strategy, cfg, llm,
                       embedding, fold.digest, item_profiles.file.digest, user_profiles.file.digest,
                       item_embeddings.file.digest, user_embeddings.file.digest, min_rating)
     root = work_dir() / "reranked"
     return RerankedRef(
-        model=method, fold=trained.fold, seed=trained.seed, base=trained.model, fusion=choice.as_dict(),
+        model=method, fold=trained.fold, seed=trained.seed, base=trained.model, fusion=choice,
         validation_cost=validation_cost,
         recommendations=write_parquet(result.recommendations, root / f"{method}-fold{fold.number}-{key}.parquet"),
         explanations=write_parquet(result.explanations,
@@ -101,6 +92,6 @@ def rerank_task(trained: TrainedRef, strategy: str, cfg: RerankConfig, llm: LLMC
                 fold.number, ref.model, cost["users"], cost["requests"], cost["calls"],
                 cost["prompt_tokens"] + cost["completion_tokens"], cost["fallbacks"], cost["seconds"])
     logger.info("fold %d %s: fusion %s, judge weight %g (%s); validation NDCG@10 %s vs base %s on %d users",
-                fold.number, ref.model, fusion["source"], fusion["judge_weight"], fusion["normalisation"],
-                fusion["validation_ndcg"], fusion["base_ndcg"], fusion["users"])
+                fold.number, ref.model, fusion.source, fusion.judge_weight, fusion.normalisation,
+                fusion.validation_ndcg, fusion.base_ndcg, fusion.users)
     return ref

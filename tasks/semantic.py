@@ -18,7 +18,7 @@ from e2ep.llm import LLMConfig, LLMGateway, check_fallback_share, report_retried
 from e2ep.pool import run_cpu_bound, run_isolated
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, atomic_write, file_digest, stable_hash, write_parquet
-from flows.config import AblationConfig, ExperimentConfig, resolve_semantic_settings
+from flows.config import AblationConfig, ExperimentConfig, rerank_settings, semantic_settings
 from semantic.embed import embed_frame_counts
 from semantic.metadata import MetadataConfig, enrich_items
 from semantic.profiles import EmbeddingConfig, ProfileResult, ProfilesConfig, item_profiles, user_profiles
@@ -56,7 +56,7 @@ def variant_of(ablation: AblationConfig, main: ProfilesConfig) -> str | None:
 
 def profile_variants(cfg: ExperimentConfig) -> tuple[dict[str, ProfilesConfig], LLMConfig]:
     """Every profile setting the run embeds: the run's own (`main`) plus those its ablations ask for."""
-    main, llm = resolve_semantic_settings(cfg)
+    main, llm = semantic_settings(cfg)
     variants = {MAIN_VARIANT: main}
     for ablation in cfg.ablations:
         key = variant_of(ablation, main)
@@ -83,8 +83,7 @@ def preflight_llm(cfg: ExperimentConfig) -> None:
     if not cfg.semantic:
         return
     variants, llm = profile_variants(cfg)
-    rerank = cfg.rerank
-    judge_llm = bool(rerank.strategies) and (rerank.judge == "llm" or (rerank.judge == "auto" and bool(llm.model)))
+    judge_llm = bool(cfg.rerank.strategies) and rerank_settings(cfg)[1] is not None
     if judge_llm or any(p.backend == "llm" for p in variants.values()):
         gateway = LLMGateway.from_config(llm, required=True)
         gateway.preflight()

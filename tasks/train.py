@@ -13,14 +13,15 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel
 
 from data.config import RelevanceConfig
-from flows.config import AblationConfig
-from models.config import ModelsConfig
 from e2ep.errors import DataError
 from e2ep.pool import run_cpu_bound
 from e2ep.runtime import work_dir
 from e2ep.store import FileRef, stable_hash, write_parquet
+from flows.config import AblationConfig
 from models.base import FoldData, fold_data, recommendations_frame
+from models.config import ModelsConfig
 from models.registry import build_model, model_class
+from rerank.method import Method
 from tasks.caching import ModelCode, code_and_inputs
 from tasks.data import DatasetRef, FoldRef
 
@@ -93,7 +94,7 @@ def ablation_job(ablation: AblationConfig, models: ModelsConfig, features: NodeF
         # user text from the fold's own liked items: no user profile (the authors' saw fold 1's ratings only)
         settings = settings.model_copy(update={"gat": settings.gat.model_copy(update={"user_text": "liked_items"})})
         features = features.model_copy(update={"users": None})
-    return TrainJob(label=f"gat/{ablation.name}", model=model, settings=settings,
+    return TrainJob(label=str(Method.ablation(ablation.name)), model=model, settings=settings,
                     features=None if model == "gat-id" else features)
 
 

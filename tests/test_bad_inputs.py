@@ -139,9 +139,12 @@ def test_evaluate_warns_on_tied_ranks(tmp_path, capsys):
 
 def test_summary_states_the_rating_thresholds():
     from evaluation.report import thresholds
-    from flows.config import load_config
+    from flows.config import load_config, resolve_auto, run_settings
 
-    line = thresholds(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": "r.csv"}))
+    def settings(overrides):
+        return run_settings(resolve_auto(load_config(None, overrides)))
+
+    line = thresholds(settings({"dataset.name": "csv", "dataset.ratings_path": "r.csv"}))
     assert line == ("Ratings ≥ 4 are positive (training edges; relevant in test), ≤ 2 negative, in between "
                     "(2.5, 3, 3.5) neutral (rating scale 0.5-5)")
-    assert "in between (3) neutral (rating scale 1-5)" in thresholds(load_config(None, {}))
+    assert "in between (3) neutral (rating scale 1-5)" in thresholds(settings({}))

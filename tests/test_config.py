@@ -65,3 +65,22 @@ def test_seeds_default_to_the_single_seed_and_each_fit_gets_its_own():
 def test_schema_is_a_prefect_friendly_json_schema():
     schema = ExperimentConfig.model_json_schema()
     assert {"dataset", "split", "models", "evaluation"} <= set(schema["properties"])
+
+
+def test_every_auto_is_resolved_once_at_the_start(monkeypatch):
+    from e2ep.errors import ConfigError
+    from flows.config import rerank_settings, resolve_auto, semantic_settings
+
+    monkeypatch.delenv("E2EP_LLM_MODEL", raising=False)
+    cfg = load_config(None, {"llm.max_calls": 10})
+    with pytest.raises(ConfigError, match="resolve_auto"):
+        semantic_settings(cfg)  # a stage handed an unresolved config says so instead of guessing
+    offline = resolve_auto(cfg)
+    assert (offline.profiles.backend, offline.rerank.judge, offline.llm.model) == ("template", "semantic", None)
+    assert offline.evaluation.reference == "auto"  # chosen later, from the run's validation results
+    assert resolve_auto(offline) == offline and offline.llm.max_calls == 10  # idempotent; the caps stay
+    assert semantic_settings(offline)[1].max_calls is None and rerank_settings(offline)[1] is None
+    monkeypatch.setenv("E2EP_LLM_MODEL", "openai/stub-model")
+    online = resolve_auto(cfg)
+    assert (online.profiles.backend, online.rerank.judge, online.llm.model) == ("llm", "llm", "openai/stub-model")
+    assert rerank_settings(online)[1] == semantic_settings(online)[1]

@@ -10,6 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import evaluation.report
+import evaluation.summary
 from e2ep.store import atomic_write, write_parquet, write_text
 from evaluation.plots import save_png
 from tests.crash_support import REPO, kill_group
@@ -59,7 +60,7 @@ def test_report_failing_midway_keeps_the_previous_report(tmp_path, monkeypatch):
     args = (config(names, tmp_path), per_user_frame({"bpr-mf": -0.1, "lightgcn": 0.0}, folds=(1,)),
             catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}), [])
     run = tmp_path / "run"
-    evaluation.report.write_run_report(run, *args)
+    evaluation.summary.write_run_report(run, *args)
     report = (run / "report.md").read_bytes()
 
     def broken(fig, path):
@@ -67,7 +68,7 @@ def test_report_failing_midway_keeps_the_previous_report(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluation.report, "save_png", broken)
     with pytest.raises(OSError):
-        evaluation.report.write_run_report(run, *args)
+        evaluation.summary.write_run_report(run, *args)
     assert (run / "report.md").read_bytes() == report  # written last, so never ahead of its figures
     assert leftovers(run) == [] and leftovers(run / "figures") == []
 

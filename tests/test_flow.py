@@ -1,5 +1,6 @@
 """The experiment flow end to end on a tiny planted dataset, through Prefect (ephemeral mode)."""
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -38,6 +39,8 @@ def test_experiment_runs_every_stage_and_caches_training(config):
         assert f"| {model}" in headline
     assert "paper" not in headline.split("Everything else")[0] and str(run_dir / "report.md") in headline
     summary = (run_dir / "summary.md").read_text()
+    assert headline in summary  # both rendered from the one RunSummary
+    assert json.loads((run_dir / "config.json").read_text()) == config.model_dump(mode="json")  # as given
     assert "paper" in summary and "cold" in summary.lower()
     # No LLM configured: template profiles for items and each fold's users, labelled so, and embedded.
     assert "## Semantic layer" in summary and "template" in summary

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flows.config import AblationConfig, load_config
+from flows.config import AblationConfig, load_config, resolve_auto
 from models.config import ModelsConfig
 from e2ep.store import FileRef
 from models.base import fold_data
@@ -102,7 +102,7 @@ def test_profile_variants_follow_the_ablations():
     cfg = load_config(None, {"ablations": [{"name": "integrated", "representation": "integrated"},
                                            {"name": "template", "features": "template"},
                                            {"name": "no-text", "features": "none"}]})
-    variants, _ = profile_variants(cfg)
+    variants, _ = profile_variants(resolve_auto(cfg))
     main = variants[MAIN_VARIANT]
     assert main.backend == "template"  # no LLM configured: the run's own profiles are template ones
     assert set(variants) == {MAIN_VARIANT, "template-integrated"}

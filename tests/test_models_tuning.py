@@ -164,7 +164,7 @@ def test_the_choice_per_fold_reaches_training_json_and_the_report(tmp_path, data
     import json
 
     from models.config import EASEConfig
-    from evaluation.report import write_run_report
+    from evaluation.summary import write_run_report
     from models.ease import EASERecommender
     from tests.test_report_run import catalog_frame, config, per_user_frame
 

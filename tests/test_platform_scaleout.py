@@ -43,7 +43,7 @@ def test_folds_run_on_a_local_dask_cluster_and_the_run_publishes_its_artifacts(t
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from evaluation.report import RunReport
+    from evaluation.summary import RunSummary
     from flows.artifacts import llm_usage_frame, publish_run_artifacts, with_total
     from flows.experiment import experiment
 
@@ -91,7 +91,8 @@ def test_folds_run_on_a_local_dask_cluster_and_the_run_publishes_its_artifacts(t
     @flow(name="publish")
     def publish() -> str:
         summary = pl.read_parquet(run_dir / "summary.parquet")
-        publish_run_artifacts(run_dir, RunReport(run_dir, "# results", summary, pl.DataFrame()))
+        publish_run_artifacts(run_dir, RunSummary(run_dir, summary, pl.DataFrame(), "bpr-mf", "configured",
+                                                  "# results", "", ""))
         return "ok"
 
     published = publish(return_state=True)

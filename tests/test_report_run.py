@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from flows.config import load_config
-from evaluation.report import write_run_report
+from dataclasses import replace
+
+from evaluation.config import RunSettings
+from evaluation.summary import RerankOutcome, write_run_report
+from flows.config import load_config, resolve_auto, run_settings
+from rerank.method import Method
 
 METRICS = ("precision", "recall", "ndcg", "map")
 N_USERS = 30
@@ -42,11 +46,11 @@ def catalog_frame(models, folds=(1, 2)) -> pl.DataFrame:
                         schema=["model", "fold", "protocol", "segment", "metric", "k", "value"])
 
 
-def config(names: list[str], tmp_path: Path):
+def config(names: list[str], tmp_path: Path) -> RunSettings:
     cfg = load_config(None, {"models.names": ["popularity", "bpr-mf", "lightgcn"], "evaluation.reference": "lightgcn",
-                             "artifacts_dir": str(tmp_path)})
+                             "artifacts_dir": str(tmp_path), "rerank.strategies": []})
     # Reranked and ablated methods are named by their producers; the report takes any name.
-    return cfg.model_copy(update={"models": cfg.models.model_copy(update={"names": names})})
+    return replace(run_settings(resolve_auto(cfg)), methods=tuple(Method.parse(n) for n in names))
 
 
 def is_png(path: Path) -> tuple[int, int]:
@@ -84,7 +88,8 @@ def test_report_with_rerankers_ablations_costs_and_explanations(tmp_path):
         "total": {"calls": 40, "cache_hits": 3, "prompt_tokens": 4000, "completion_tokens": 800, "cost_usd": 0.01}}}},
         "embeddings": {"items": {"counts": {"embedded": 40}}}}
     write_run_report(run_dir, config(names, tmp_path), per_user, catalog_frame(names), pl.DataFrame({"x": [1]}),
-                     [{"model": "gat", "fold": 1, "epochs_run": 12}], semantic, None, explanations, cost, titles)
+                     [{"model": "gat", "fold": 1, "epochs_run": 12}], semantic, None,
+                     RerankOutcome(explanations, cost, {}), titles)
 
     report = (run_dir / "report.md").read_text()
     for heading in ("## Figure 2", "## Cold-start users", "## Figure 3: LLM reranking", "## Ablations",
@@ -163,7 +168,7 @@ def test_headline_uses_the_validation_reference_and_points_to_the_report(tmp_pat
             {"model": "lightgcn", "fold": 1, "seed": 0, "best_validation_ndcg10": 0.21},
             {"model": "popularity", "fold": 1, "seed": 0, "seconds": 0.1}]
     cfg = config(names, tmp_path)
-    cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"reference": "auto"})})
+    cfg = replace(cfg, evaluation=cfg.evaluation.model_copy(update={"reference": "auto"}))
     report = write_run_report(tmp_path / "run", cfg, per_user, catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}),
                               logs)
     lines = report.headline.splitlines()
@@ -179,3 +184,33 @@ def test_headline_uses_the_validation_reference_and_points_to_the_report(tmp_pat
     assert "reference `bpr-mf`" in (tmp_path / "run" / "summary.md").read_text()
     full = (tmp_path / "run" / "report.md").read_text()
     assert "Differences to `bpr-mf`" in full and "| lightgcn | 30 | +0.0" in full
+
+
+def test_the_summary_is_built_once_and_rendered_everywhere(tmp_path):
+    """summary.md, the Prefect summary artifact and the console all render the one RunSummary; with rerankers, its
+    Reranking section is part of it from the start (no second pass rewrites summary.md)."""
+    from flows.artifacts import report_markdown
+    from rerank.config import RerankConfig
+    from rerank.selection import BaseChoice
+
+    names = ["popularity", "bpr-mf", "bpr-mf+bst"]
+    per_user = per_user_frame({"popularity": -0.1, "bpr-mf": 0.0, "bpr-mf+bst": 0.02}, folds=(1,))
+    cost = pl.DataFrame({"model": ["bpr-mf+bst"], "fold": [1], "variant": ["main"], "base": ["bpr-mf"],
+                         "judge": ["semantic"], "users": [30], "requests": [90], "calls": [0], "prompt_tokens": [0],
+                         "completion_tokens": [0], "cache_hits": [0], "repairs": [0], "fallbacks": [0],
+                         "seconds": [0.5], "judge_weight": [0.4], "normalisation": ["rank"],
+                         "validation_ndcg": [0.3], "base_ndcg": [0.25]})
+    explanations = pl.DataFrame({"model": ["bpr-mf+bst"], "fold": [1], "user_id": [1], "item_id": [10], "rank": [1],
+                                 "explanation": ["fits"]})
+    run = replace(config(names, tmp_path), rerank=RerankConfig(judge="semantic", strategies=["bst"]),
+                  config_json='{"given": true}')
+    choice = BaseChoice(chosen="bpr-mf", validation_ndcg10={"popularity": 0.1, "bpr-mf": 0.2})
+    summary = write_run_report(tmp_path / "run", run, per_user, catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}),
+                               [], rerank=RerankOutcome(explanations, cost, {1: choice}))
+    written = (tmp_path / "run" / "summary.md").read_text()
+    assert written == summary.markdown and summary.headline in written
+    assert written.count("## Reranking") == 1 and "(fold 1: `bpr-mf`)" in summary.rerank
+    assert "| bpr-mf+bst |" in summary.rerank.split("### Fusion per fold")[0]
+    assert report_markdown(tmp_path / "run", summary.markdown, {}).endswith(summary.markdown)
+    assert (tmp_path / "run" / "config.json").read_text() == '{"given": true}'
+    assert (tmp_path / "run" / "report.md").read_text() == summary.report

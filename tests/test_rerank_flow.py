@@ -82,13 +82,14 @@ def test_rerank_needs_its_base_model_and_the_semantic_layer():
 
 def test_an_llm_judge_without_a_model_is_refused_before_any_work(monkeypatch):
     from e2ep.errors import ConfigError
+    from flows.config import resolve_auto
     from tasks.semantic import preflight_llm
 
     monkeypatch.delenv("E2EP_LLM_MODEL", raising=False)
     cfg = load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "bpr-mf", "rerank.judge": "llm"})
     with pytest.raises(ConfigError, match="no LLM configured"):
-        preflight_llm(cfg)
-    preflight_llm(cfg.model_copy(update={"rerank": cfg.rerank.model_copy(update={"judge": "semantic"})}))
+        preflight_llm(resolve_auto(cfg))
+    preflight_llm(resolve_auto(cfg.model_copy(update={"rerank": cfg.rerank.model_copy(update={"judge": "semantic"})})))
 
 
 def test_cold_start_protocol_retrains_on_the_truncated_fold_and_reports_per_n(tmp_path):

@@ -147,5 +147,5 @@ def test_reranking_a_fold_reads_no_test_ratings(tmp_path, monkeypatch):
                          stage(profiles["item_idx"], "items.parquet"), stage(profiles["user_idx"], "users.parquet"),
                          stage(inputs.item_vectors, "items.npy"), stage(inputs.user_vectors, "users.npy"))
     assert not Path(fold_dir / "test.parquet").exists()
-    assert ref.model == "base+prompt" and ref.base == "base" and ref.fusion["judge_weight"] > 0
+    assert ref.model == "base+prompt" and ref.base == "base" and ref.fusion.judge_weight > 0
     assert ref.validation_cost["users"] == N_USERS and ref.recommendations.read_parquet().height == N_USERS * 32

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from app.cli import main
 from data import load_dataset
-from flows.config import load_config
+from flows.config import load_config, resolve_auto
 from flows.rerun import RunMemo, run_key
 from tests.synthetic import write_planted_csv
 
@@ -17,12 +17,12 @@ def _args(ratings: Path, artifacts: Path, *extra: str) -> list[str]:
 
 def test_the_run_key_changes_with_what_a_run_reads_and_not_with_its_name(tmp_path):
     ratings = write_planted_csv(tmp_path, n_users=12, n_items=16, per_user=8)
-    cfg = load_config(None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings)})
+    cfg = resolve_auto(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings)}))
     data = load_dataset(cfg.dataset)
     key = run_key(cfg, data)
     assert run_key(cfg.model_copy(update={"run_name": "other", "workers": 1, "parallel_folds": 1}), data) == key
-    assert run_key(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings),
-                                      "models.training.seed": 1}), data) != key
+    assert run_key(resolve_auto(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings),
+                                                   "models.training.seed": 1})), data) != key
     changed = data.ratings.with_columns(data.ratings["rating"].reverse())
     assert run_key(cfg, type(data)(data.name, changed, data.users, data.items, data.source_dir)) != key
 
@@ -41,7 +41,7 @@ def test_an_unchanged_rerun_copies_the_finished_run_and_a_changed_one_runs(tmp_p
     assert (artifacts / "second" / "summary.md").read_text() == (artifacts / "first" / "summary.md").read_text()
 
     # A folder that is gone cannot be reused: the flow runs (from its task caches) and is remembered again.
-    cfg = load_config(None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings)})
+    cfg = resolve_auto(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings)}))
     assert RunMemo(run_key(cfg, load_dataset(cfg.dataset))).reuse(tmp_path / "x") is None
     assert main(_args(ratings, artifacts, "--run-name", "third", "--rerun")) == 0
     assert "nothing this run reads changed" not in capsys.readouterr().err

@@ -12,9 +12,9 @@ import pytest
 from data import Fold
 from e2ep.llm import LLMFallbackError
 from e2ep.testing.llm_standin import StubLLM
-from flows.config import load_config
+from flows.config import load_config, resolve_auto, semantic_settings
 from tasks.data import DatasetRef, FoldRef
-from tasks.semantic import StageRef, build_item_profiles, build_user_profiles, resolve_semantic_settings
+from tasks.semantic import StageRef, build_item_profiles, build_user_profiles
 from tests.profiles_fakes import items_frame, ratings
 
 SECRET = "sk-planted-secret-for-the-leak-check"
@@ -66,7 +66,7 @@ def write_inputs(tmp_path):
 
 
 def test_env_model_switches_profiles_to_the_llm_and_reruns_cost_nothing(stub, tmp_path):
-    profiles, llm = resolve_semantic_settings(load_config())
+    profiles, llm = semantic_settings(resolve_auto(load_config()))
     assert profiles.backend == "llm" and llm.model == "openai/stub-model"
     dataset, fold, metadata = write_inputs(tmp_path)
 

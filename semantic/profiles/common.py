@@ -31,7 +31,8 @@ class ChatGateway(Protocol):
 
 
 def backend_for(cfg: ProfilesConfig, gateway: ChatGateway | None) -> str:
-    """`auto` means LLM-written when a gateway is at hand, template otherwise."""
+    """`auto` means LLM-written when a gateway is at hand, template otherwise. The experiment flow resolves it at
+    its entry (flows.config.resolve_auto); this stays for stand-alone use of the profile builders."""
     if cfg.backend == "auto":
         return "llm" if gateway is not None else "template"
     return cfg.backend
