@@ -195,7 +195,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from e2ep.llm.budget import BudgetExceeded
             from tasks.estimate import check_caps, estimate_run
 
-            estimate = estimate_run(resolved)  # what the LLM stages will cost (the flow logs it); over llm.max_*: no call
+            # what the LLM stages will cost (the flow logs it); over llm.max_*: no call
+            estimate = estimate_run(resolved)
             try:
                 check_caps(resolved, estimate)
             except BudgetExceeded:

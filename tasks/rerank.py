@@ -16,6 +16,7 @@ from rerank.inputs import build_inputs
 from rerank.method import Method
 from rerank.run import make_judge, rerank_recommendations
 from rerank.selection import FusionChoice, select_fusion, with_fusion
+from semantic.profiles import EmbeddingConfig
 from tasks.caching import code_and_inputs, retry_unless_user_error
 from tasks.data import FoldRef
 from tasks.semantic import StageRef
