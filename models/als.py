@@ -128,7 +128,8 @@ class ALSRecommender(Recommender):
 
     def fit(self, data: FoldData) -> ALSRecommender:
         start = time.perf_counter()
-        import implicit.als  # noqa: F401  (loads scipy's BLAS first, so the limit below covers it too)
+        # loads scipy's BLAS first, so the limit below covers it too
+        import implicit.als  # noqa: F401  # pyright: ignore[reportUnusedImport]
 
         with threadpool_limits(limits=1, user_api="blas"):
             self.factors, self.training_log = tune(

@@ -199,6 +199,10 @@ def parameter_grid(**axes: list[Any]) -> list[dict[str, Any]]:
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
+def _no_report(score: float) -> None:
+    return None
+
+
 class Pruned(Exception):
     """Raised by a search's `report` hook to abandon a fit that trails the best one (see :func:`grid_search`)."""
 
@@ -209,7 +213,8 @@ class _Challenger:
     rule against one finished fit)."""
 
     def __init__(self, leader: list[float], warmup: int) -> None:
-        self.leader, self.warmup, self.curve = leader, warmup, []
+        self.leader, self.warmup = leader, warmup
+        self.curve: list[float] = []
 
     def __call__(self, score: float) -> None:
         self.curve.append(round(score, 6))  # rounded as the leader's `TrainingLog.curve` is
@@ -233,13 +238,14 @@ def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted,
     many evaluations, its best score trails the leader's validation curve at the same evaluation; a pruned point
     cannot win. Without it, `report` never interrupts."""
     best: tuple[float, Fitted, TrainingLog, dict[str, Any]] | None = None
-    trials = []
+    trials: list[dict[str, Any]] = []
     for params in grid:
         report = _Challenger(best[2].curve, pruning_warmup) if best is not None and pruning_warmup is not None \
-            else (lambda score: None)
+            else None
         try:
-            fitted, log = fit_one(report, **params)
+            fitted, log = fit_one(report or _no_report, **params)
         except Pruned:
+            assert report is not None  # only a challenger prunes
             trials.append({**params, "state": "pruned", "evaluations": len(report.curve), "curve": report.curve})
             continue
         trials.append({**params, "state": "complete", **{k: v for k, v in log.as_dict().items() if k != "trials"}})

@@ -97,7 +97,7 @@ def _space_json(space: Mapping[str, Axis]) -> str:
                       sort_keys=True)
 
 
-def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne, data: FoldData, training: TrainingConfig,
+def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne[Fitted], data: FoldData, training: TrainingConfig,
          n_trials: int, started: float, conditions: Mapping[str, tuple[str, Any]] | None = None,
          ) -> tuple[Fitted, TrainingLog]:
     """Search `space` with at most `n_trials` fits of `fit_one(params, report)`; keep the best validation NDCG@10
