@@ -14,8 +14,8 @@ from torch import Tensor
 
 from e2ep.configbase import Strict
 from models.config import ALSConfig, TrainingConfig
-from models.base import FoldData, Recommender
-from models.training import EarlyStopping, TrainingLog, validation_ndcg
+from models.base import FoldData, Recommender, Scores, TrainingLog
+from models.training import TrainableModel, Trainer
 from models.tuning import Axis, Report, tune
 
 
@@ -51,6 +51,9 @@ def _as_numpy(factors: Any) -> np.ndarray:
 class _Factors(torch.nn.Module):
     """The current user and item factors as buffers, so :class:`EarlyStopping` can snapshot and restore them."""
 
+    user: Tensor
+    item: Tensor
+
     def __init__(self, n_users: int, n_items: int, factors: int) -> None:
         super().__init__()
         self.register_buffer("user", torch.zeros(n_users, factors))
@@ -59,6 +62,39 @@ class _Factors(torch.nn.Module):
     def assign(self, user: np.ndarray, item: np.ndarray) -> None:
         self.user.copy_(torch.from_numpy(np.asarray(user, dtype=np.float32)))
         self.item.copy_(torch.from_numpy(np.asarray(item, dtype=np.float32)))
+
+
+class ALSTraining(TrainableModel[_Factors]):
+    """One ALS trial as :class:`Trainer` drives it: an epoch is one sweep of implicit's solver, which initialises
+    the factors (from `seed`) only when unset, so each one-sweep fit continues the previous one."""
+
+    def __init__(self, factors: int, regularization: float, alpha: float, num_threads: int, use_gpu: bool,
+                 seed: int) -> None:
+        self.factors, self.regularization, self.alpha = factors, regularization, alpha
+        self.num_threads, self.use_gpu, self.seed = num_threads, use_gpu, seed
+
+    def setup(self, data: FoldData, generator: torch.Generator) -> None:
+        from implicit.als import AlternatingLeastSquares
+
+        self.model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=1.0,
+                                             iterations=1, use_gpu=self.use_gpu, num_threads=self.num_threads,
+                                             random_state=self.seed)
+        self.matrix = confidence_matrix(data.positive_pairs, data.n_users, data.n_items, self.alpha)
+        self.module = _Factors(data.n_users, data.n_items, self.factors)
+
+    def train_epoch(self) -> float:
+        self.model.fit(self.matrix, show_progress=False)
+        self.module.assign(_as_numpy(self.model.user_factors), _as_numpy(self.model.item_factors))
+        return float("nan")  # implicit reports no loss
+
+    def scorer(self) -> Scores:
+        factors = self.module
+        return lambda users: factors.user[users.long()] @ factors.item.T
+
+    def finalize(self, log: TrainingLog) -> None:
+        log.hyperparameters = {"factors": self.factors, "regularization": self.regularization, "alpha": self.alpha,
+                               "iterations": log.best_epoch or log.epochs_run,
+                               "backend": "gpu" if self.use_gpu else "cpu"}
 
 
 class ALSRecommender(Recommender):
@@ -81,10 +117,10 @@ class ALSRecommender(Recommender):
     config_class: ClassVar[type[Strict] | None] = ALSConfig
 
     def __init__(self, cfg: ALSConfig | None = None, training: TrainingConfig | None = None) -> None:
+        super().__init__()
         self.cfg = cfg or ALSConfig()
         self.training = training or TrainingConfig()
         self.factors: _Factors | None = None
-        self.training_log = TrainingLog()
 
     def space(self) -> dict[str, Axis]:
         """The hyperparameter axes searched per fold."""
@@ -92,7 +128,8 @@ class ALSRecommender(Recommender):
 
     def fit(self, data: FoldData) -> ALSRecommender:
         start = time.perf_counter()
-        import implicit.als  # noqa: F401  (loads scipy's BLAS first, so the limit below covers it too)
+        # loads scipy's BLAS first, so the limit below covers it too
+        import implicit.als  # noqa: F401  # pyright: ignore[reportUnusedImport]
 
         with threadpool_limits(limits=1, user_api="blas"):
             self.factors, self.training_log = tune(
@@ -102,36 +139,13 @@ class ALSRecommender(Recommender):
 
     def _fit_one(self, data: FoldData, report: Report, factors: int, regularization: float,
                  alpha: float) -> tuple[_Factors, TrainingLog]:
-        from implicit.als import AlternatingLeastSquares
-
-        start = time.perf_counter()
-        use_gpu = _use_gpu(self.training.device)
-        model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=1.0,
-                                        iterations=1, use_gpu=use_gpu, num_threads=self.cfg.num_threads,
-                                        random_state=self.training.seed)
-        matrix = confidence_matrix(data.positive_pairs, data.n_users, data.n_items, alpha)
-        self.factors = current = _Factors(data.n_users, data.n_items, factors)
-        stopper = EarlyStopping(self.cfg.patience)
-        sweep = 0
-        for sweep in range(1, self.cfg.iterations + 1):
-            # implicit initialises factors only when unset, so each one-sweep fit continues the previous one.
-            model.fit(matrix, show_progress=False)
-            current.assign(_as_numpy(model.user_factors), _as_numpy(model.item_factors))
-            score = validation_ndcg(self, data)
-            stop = stopper.step(score, sweep, current)
-            report(score)
-            if stop:
-                break
-        stopper.restore(current)
-        log = TrainingLog(
-            epochs_run=sweep,
-            best_epoch=stopper.best_epoch,
-            best_validation_ndcg10=stopper.best_score if stopper.best_state is not None else float("nan"),
-            seconds=time.perf_counter() - start,
-            hyperparameters={"factors": factors, "regularization": regularization, "alpha": alpha,
-                             "iterations": stopper.best_epoch or sweep, "backend": "gpu" if use_gpu else "cpu"},
-        )
-        return current, log
+        # one evaluation per sweep, with the model's own budget and patience
+        training = self.training.model_copy(update={"max_epochs": self.cfg.iterations, "eval_every": 1,
+                                                    "patience": self.cfg.patience})
+        fit = ALSTraining(factors, regularization, alpha, self.cfg.num_threads, _use_gpu(self.training.device),
+                          self.training.seed)
+        log = Trainer(data, training, report).fit(fit)
+        return fit.module, log
 
     @torch.no_grad()
     def score(self, users: Tensor) -> Tensor:

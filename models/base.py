@@ -7,7 +7,8 @@ the rerankers are interchangeable there.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,6 +20,10 @@ from e2ep.configbase import Strict
 
 if TYPE_CHECKING:
     from models.config import ModelsConfig
+
+Scores = Callable[[torch.Tensor], torch.Tensor]
+"""Scores `[len(users), n_items]` (higher is better) of the given `user_idx` values: a fitted recommender's
+`score`, or a module's while it trains (`models.training.TrainableModel.scorer`)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,32 @@ class FoldData:
         return self._pairs(self.train)
 
 
+@dataclass
+class TrainingLog:
+    """What one fit did: reported by the pipeline next to each model's metrics."""
+
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_validation_ndcg10: float = float("nan")
+    seconds: float = 0.0
+    final_training_loss: float = float("nan")
+    """Mean loss per positive pair in the last epoch run (before the best state was restored)."""
+    hyperparameters: dict[str, Any] = field(default_factory=dict[str, Any])
+    trials: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    """Hyperparameter search only: one entry (hyperparameters + the fields above) per configuration tried."""
+    search: dict[str, Any] = field(default_factory=dict[str, Any])
+    """Hyperparameter search only: sampler, budget, trials run and pruned, seconds (see models/tuning.py)."""
+    selected: dict[str, Any] = field(default_factory=dict[str, Any])
+    """Hyperparameter search only: the value chosen on validation for every searched axis (what a later fit on a
+    variant of the fold pins instead of searching again)."""
+    curve: list[float] = field(default_factory=list[float])
+    """Iterative fits: the validation NDCG@10 of every evaluation, in order (every `training.eval_every` epochs),
+    so early-stopping and pruning rules can be judged from a run's `training.json`."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class Recommender(ABC):
     """Fit on a fold's training data; recommend top-k unseen items per user.
 
@@ -85,6 +116,11 @@ class Recommender(ABC):
     """The class of that section."""
     uses_features: ClassVar[bool] = False
     """Whether `fit` reads `FoldData.item_features` / `user_features` (profile embeddings)."""
+    training_log: TrainingLog
+    """What the last :meth:`fit` did (an empty log before it)."""
+
+    def __init__(self) -> None:
+        self.training_log = TrainingLog()
 
     @classmethod
     def from_config(cls, models: ModelsConfig) -> Recommender:
@@ -120,19 +156,27 @@ class Recommender(ABC):
 
         `exclude` is a `[2, E]` (user_idx, item_idx) tensor of pairs never to recommend (the user's training items).
         """
-        if k <= 0:
-            raise ValueError(f"k must be positive, got {k}")
-        users = users.to(torch.long).cpu()
-        items_out, scores_out = [], []
-        for start in range(0, len(users), batch_size):
-            chunk = users[start : start + batch_size]
-            scores = self.score(chunk).detach().float().cpu().clone()
-            if exclude is not None and exclude.numel():
-                mask_scores(scores, chunk, exclude)
-            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            items_out.append(top.indices)
-            scores_out.append(top.values)
-        return torch.cat(items_out), torch.cat(scores_out)
+        return top_k(self.score, users, k, exclude, batch_size)
+
+
+def top_k(score: Scores, users: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
+          batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`Recommender.recommend` for any `score` function: top-`k` `(item_idx, score)` per user, best first,
+    never an `exclude` pair, scoring `batch_size` users at a time."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    users = users.to(torch.long).cpu()
+    items_out: list[torch.Tensor] = []
+    scores_out: list[torch.Tensor] = []
+    for start in range(0, len(users), batch_size):
+        chunk = users[start : start + batch_size]
+        scores = score(chunk).detach().float().cpu().clone()
+        if exclude is not None and exclude.numel():
+            mask_scores(scores, chunk, exclude)
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        items_out.append(top.indices)
+        scores_out.append(top.values)
+    return torch.cat(items_out), torch.cat(scores_out)
 
 
 def dot_product_scores(embedding: torch.Tensor | None, users: torch.Tensor, n_users: int, name: str) -> torch.Tensor:

@@ -11,8 +11,8 @@ from torch.nn import functional as F
 
 from e2ep.configbase import Strict
 from models.config import BPRMFConfig, TrainingConfig
-from models.base import FoldData, Recommender
-from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+from models.base import FoldData, Recommender, Scores, TrainingLog
+from models.training import BPRTraining, Trainer, resolve_device
 from models.tuning import Axis, Report, tune
 
 
@@ -50,6 +50,29 @@ class MFModule(torch.nn.Module):
         return self.user(users) @ self.item.weight.T
 
 
+class MFTraining(BPRTraining[MFModule]):
+    """One BPR-MF fit: Adam on :meth:`MFModule.bpr_loss` at one `(learning_rate, weight_decay)`."""
+
+    def __init__(self, embedding_dim: int, learning_rate: float, weight_decay: float, batch_size: int,
+                 device: torch.device) -> None:
+        super().__init__(learning_rate, batch_size, device)
+        self.embedding_dim, self.weight_decay = embedding_dim, weight_decay
+
+    def build_module(self, data: FoldData) -> MFModule:
+        return MFModule(data.n_users, data.n_items, self.embedding_dim).to(self.device)
+
+    def batch_loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        return self.module.bpr_loss(users, pos, neg, self.weight_decay)
+
+    def scorer(self) -> Scores:
+        module, device = self.module, self.device
+        return lambda users: module.all_scores(users.long().to(device))
+
+    def finalize(self, log: TrainingLog) -> None:
+        log.hyperparameters = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                               "embedding_dim": self.embedding_dim}
+
+
 class BPRMF(Recommender):
     """BPR-MF on positive training ratings; uniform negatives among the user's non-positive items. Learning rate
     and weight decay are searched per fold on validation NDCG@10 (models/tuning.py)."""
@@ -59,11 +82,11 @@ class BPRMF(Recommender):
     config_class: ClassVar[type[Strict] | None] = BPRMFConfig
 
     def __init__(self, cfg: BPRMFConfig | None = None, training: TrainingConfig | None = None) -> None:
+        super().__init__()
         self.cfg = cfg or BPRMFConfig()
         self.training = training or TrainingConfig()
         self.device = resolve_device(self.training.device)
         self.module: MFModule | None = None
-        self.training_log = TrainingLog()
 
     def space(self) -> dict[str, Axis]:
         """The hyperparameter axes searched per fold."""
@@ -78,22 +101,10 @@ class BPRMF(Recommender):
 
     def _fit_one(self, data: FoldData, report: Report, learning_rate: float,
                  weight_decay: float) -> tuple[MFModule, TrainingLog]:
-        generator = seed_everything(self.training.seed)
-        self.module = module = MFModule(data.n_users, data.n_items, self.training.embedding_dim).to(self.device)
-        log = train_bpr(
-            module,
-            batch_loss=lambda u, i, j: module.bpr_loss(u, i, j, weight_decay),
-            evaluate=lambda: validation_ndcg(self, data),
-            data=data,
-            cfg=self.training,
-            learning_rate=learning_rate,
-            device=self.device,
-            generator=generator,
-            report=report,
-        )
-        log.hyperparameters = {"learning_rate": learning_rate, "weight_decay": weight_decay,
-                               "embedding_dim": self.training.embedding_dim}
-        return module, log
+        fit = MFTraining(self.training.embedding_dim, learning_rate, weight_decay, self.training.batch_size,
+                         self.device)
+        log = Trainer(data, self.training, report).fit(fit)
+        return fit.module, log
 
     @torch.no_grad()
     def score(self, users: Tensor) -> Tensor:

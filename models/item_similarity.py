@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from models.config import TrainingConfig
-from models.base import FoldData, Recommender
-from models.training import TrainingLog, validation_ndcg
+from models.base import FoldData, Recommender, TrainingLog
+from models.training import validation_ndcg
 from models.tuning import Axis, Report, tune
 
 
@@ -53,11 +53,11 @@ class ItemSimilarityRecommender(Recommender):
     conditions: Mapping[str, tuple[str, Any]] | None = None
 
     def __init__(self, cfg: Any, training: TrainingConfig | None = None) -> None:
+        super().__init__()
         self.cfg = cfg
         self.training = training or TrainingConfig()
         self.interactions: sp.csr_matrix | None = None
         self.weights: np.ndarray | None = None
-        self.training_log = TrainingLog()
 
     @abstractmethod
     def space(self) -> dict[str, Axis]:

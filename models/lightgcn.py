@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from e2ep.configbase import Strict
 from models.config import LightGCNConfig, TrainingConfig
-from models.propagation import BatchLoss, PropagationRecommender, symmetric_spmm
+from models.propagation import PropagationRecommender, symmetric_spmm
 
 if TYPE_CHECKING:
     from torch_geometric.nn.models import LightGCN as PyGLightGCN
@@ -39,15 +39,13 @@ class LightGCNRecommender(PropagationRecommender):
 
         return PyGLightGCN(n_nodes, self.training.embedding_dim, num_layers, normalize=False)
 
-    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:
-        def loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-            emb = self.propagate(module, adj)
-            u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
-            pos_rank, neg_rank = (u * i).sum(-1), (u * j).sum(-1)
-            node_id = torch.cat([users, pos + n_users, neg + n_users])
-            return module.recommendation_loss(pos_rank, neg_rank, node_id=node_id, lambda_reg=weight_decay)
-
-        return loss
+    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor,
+                   pos: Tensor, neg: Tensor) -> Tensor:
+        emb = self.propagate(module, adj)
+        u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
+        pos_rank, neg_rank = (u * i).sum(-1), (u * j).sum(-1)
+        node_id = torch.cat([users, pos + n_users, neg + n_users])
+        return module.recommendation_loss(pos_rank, neg_rank, node_id=node_id, lambda_reg=weight_decay)
 
     def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
         r"""PyG's `LightGCN.get_embedding` (:math:`\sum_l \alpha_l \hat{A}^l \mathbf{E}`) with the symmetric

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from e2ep.configbase import Strict
 from models.config import NGCFConfig, TrainingConfig
-from models.propagation import BatchLoss, PropagationRecommender, symmetric_spmm
+from models.propagation import PropagationRecommender, symmetric_spmm
 
 LEAKY_SLOPE = 0.2  # the reference implementation's LeakyReLU slope
 
@@ -93,19 +93,16 @@ class NGCFRecommender(PropagationRecommender):
     def build_module(self, n_nodes: int, num_layers: int) -> NGCFModule:
         return NGCFModule(n_nodes, self.training.embedding_dim, num_layers, self.cfg.message_dropout)
 
-    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:
+    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor,
+                   pos: Tensor, neg: Tensor) -> Tensor:
         node_dropout = self.cfg.node_dropout
-
-        def loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-            emb = module(drop_adjacency_entries(adj, node_dropout), symmetric=node_dropout == 0)
-            u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
-            log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
-            ego = module.embedding.weight
-            reg = (ego[users].pow(2).sum() + ego[pos + n_users].pow(2).sum()
-                   + ego[neg + n_users].pow(2).sum()) / users.numel()
-            return -log_prob + weight_decay * reg
-
-        return loss
+        emb = module(drop_adjacency_entries(adj, node_dropout), symmetric=node_dropout == 0)
+        u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
+        log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
+        ego = module.embedding.weight
+        reg = (ego[users].pow(2).sum() + ego[pos + n_users].pow(2).sum()
+               + ego[neg + n_users].pow(2).sum()) / users.numel()
+        return -log_prob + weight_decay * reg
 
     def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
         return module(adj)

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import torch
 
-from models.base import FoldData, Recommender
-from models.training import TrainingLog, validation_ndcg
+from models.base import FoldData, Recommender, TrainingLog
+from models.training import validation_ndcg
 
 
 class Popularity(Recommender):
@@ -20,8 +20,8 @@ class Popularity(Recommender):
     name: ClassVar[str] = "popularity"
 
     def __init__(self) -> None:
+        super().__init__()
         self.item_scores: torch.Tensor | None = None
-        self.training_log = TrainingLog()
 
     def fit(self, data: FoldData) -> Popularity:
         start = time.perf_counter()

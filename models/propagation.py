@@ -7,18 +7,15 @@ from __future__ import annotations
 import time
 import warnings
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from models.config import TrainingConfig
-from models.base import FoldData, Recommender, dot_product_scores
-from models.training import TrainingLog, resolve_device, seed_everything, train_bpr, validation_ndcg
+from models.base import FoldData, Recommender, Scores, TrainingLog, dot_product_scores
+from models.training import BPRTraining, Trainer, resolve_device
 from models.tuning import Axis, Report, tune
-
-BatchLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> Tensor:
@@ -61,29 +58,62 @@ def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
     return SymmetricSpmm.apply(adj, x)
 
 
+class PropagationTraining(BPRTraining[nn.Module]):
+    """One trial of a :class:`PropagationRecommender`: Adam on its batch loss at one `(num_layers, learning_rate,
+    weight_decay)`; validation scores come from the propagated embeddings of the module being trained."""
+
+    def __init__(self, recommender: PropagationRecommender, adj: Tensor, num_layers: int, learning_rate: float,
+                 weight_decay: float) -> None:
+        super().__init__(learning_rate, recommender.training.batch_size, recommender.device)
+        self.recommender, self.adj, self.num_layers, self.weight_decay = recommender, adj, num_layers, weight_decay
+
+    def build_module(self, data: FoldData) -> nn.Module:
+        return self.recommender.build_module(data.n_users + data.n_items, self.num_layers).to(self.device)
+
+    def batch_loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        return self.recommender.batch_loss(self.module, self.adj, self.data.n_users, self.weight_decay, users, pos,
+                                           neg)
+
+    def scorer(self) -> Scores:
+        embedding, n_users, name = self.embedding(), self.data.n_users, self.recommender.name
+        return lambda users: dot_product_scores(embedding, users, n_users, name)
+
+    def embedding(self) -> Tensor:
+        """Final node embeddings `[n_nodes, d]` of the module as it is now (call in eval mode, no grad)."""
+        return self.recommender.propagate(self.module, self.adj).detach()
+
+    def finalize(self, log: TrainingLog) -> None:
+        log.hyperparameters = {"num_layers": self.num_layers, "learning_rate": self.learning_rate,
+                               "weight_decay": self.weight_decay,
+                               "embedding_dim": self.recommender.training.embedding_dim,
+                               **self.recommender.extra_hyperparameters()}
+
+
 class PropagationRecommender(Recommender):
     r"""Scores :math:`\hat{y}_{ui} = \mathbf{e}_u^\top \mathbf{e}_i` from the propagated embeddings.
 
     Each trial `(num_layers, learning_rate, weight_decay)` of the config's search space is fitted with Adam and
-    early stopping on validation NDCG@10; the best on validation is kept. Final embeddings are computed once after training, so
-    :meth:`score` is a matrix product. Subclasses give the module, its batch loss and its propagation.
+    early stopping on validation NDCG@10 (:class:`PropagationTraining`); the best on validation is kept. Final
+    embeddings are computed once after training, so :meth:`score` is a matrix product. Subclasses give the module,
+    its batch loss and its propagation.
     """
 
     def __init__(self, cfg: Any, training: TrainingConfig | None = None) -> None:
+        super().__init__()
         self.cfg = cfg
         self.training = training or TrainingConfig()
         self.device = resolve_device(self.training.device)
         self.module: nn.Module | None = None
         self.n_users = 0
         self._embedding: Tensor | None = None
-        self.training_log = TrainingLog()
 
     @abstractmethod
     def build_module(self, n_nodes: int, num_layers: int) -> nn.Module:
         """A fresh module over `n_nodes` nodes (users first, then items)."""
 
     @abstractmethod
-    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float) -> BatchLoss:
+    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor,
+                   pos: Tensor, neg: Tensor) -> Tensor:
         """The loss of a batch of `(user, positive item, negative item)` indices (items not offset by users)."""
 
     @abstractmethod
@@ -91,6 +121,7 @@ class PropagationRecommender(Recommender):
         """Final node embeddings `[n_nodes, d]` in eval mode."""
 
     def extra_hyperparameters(self) -> dict[str, Any]:
+        """Settings logged with each trial's searched ones."""
         return {}
 
     def space(self) -> dict[str, Axis]:
@@ -110,20 +141,9 @@ class PropagationRecommender(Recommender):
 
     def _fit_one(self, data: FoldData, adj: Tensor, report: Report, num_layers: int, learning_rate: float,
                  weight_decay: float) -> tuple[nn.Module, TrainingLog]:
-        generator = seed_everything(self.training.seed)
-        module = self.build_module(data.n_users + data.n_items, num_layers).to(self.device)
-        self.module = module
-
-        def evaluate() -> float:
-            self._refresh(adj)
-            return validation_ndcg(self, data)
-
-        log = train_bpr(module, self.batch_loss(module, adj, data.n_users, weight_decay), evaluate, data,
-                        self.training, learning_rate, self.device, generator, report=report)
-        log.hyperparameters = {"num_layers": num_layers, "learning_rate": learning_rate,
-                               "weight_decay": weight_decay, "embedding_dim": self.training.embedding_dim,
-                               **self.extra_hyperparameters()}
-        return module, log
+        fit = PropagationTraining(self, adj, num_layers, learning_rate, weight_decay)
+        log = Trainer(data, self.training, report).fit(fit)
+        return fit.module, log
 
     @torch.no_grad()
     def _refresh(self, adj: Tensor) -> None:

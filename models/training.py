@@ -1,4 +1,4 @@
-"""Training utilities shared by the BPR-trained recommenders (BPR-MF, LightGCN and later the GAT).
+"""Training shared by the iteratively trained recommenders (BPR-MF, LightGCN, NGCF, ALS, the GATs).
 
 Everything here is deterministic given a seed on CPU: negative sampling and shuffling draw from an explicit
 :class:`torch.Generator`, never from global state.
@@ -10,7 +10,8 @@ The pieces:
 * :func:`bpr_epoch`: one shuffled pass over `(user, pos, neg)` BPR triples,
 * :func:`validation_ndcg`: full-ranking NDCG@k on the fold's validation slice,
 * :class:`EarlyStopping`: keeps the best `state_dict` by validation NDCG@10 and restores it,
-* :func:`train_bpr`: the loop tying them together, returning a :class:`TrainingLog`.
+* :class:`Trainer`: the loop tying them together for any :class:`TrainableModel` (one fit's module, epoch and
+  scores), returning a :class:`TrainingLog`; :class:`BPRTraining` is the mini-batch BPR epoch most models share.
 """
 
 from __future__ import annotations
@@ -19,18 +20,27 @@ import itertools
 import math
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from e2ep.interrupt import check_stop
+from models.base import FoldData, Recommender, Scores, TrainingLog, top_k
 
 if TYPE_CHECKING:
     from models.config import TrainingConfig
-    from models.base import FoldData, Recommender
+
+__all__ = ["BPRTraining", "EarlyStopping", "NegativeSampler", "Pruned", "Report", "Trainer", "TrainableModel",
+           "TrainingLog", "bpr_epoch", "grid_search", "ndcg_at_k", "parameter_grid", "resolve_device",
+           "seed_everything", "validation_ndcg"]
+
+Report = Callable[[float], None]
+"""Called after each validation evaluation with its NDCG@10: a search's pruning hook, which may raise to abandon
+the fit."""
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -134,8 +144,9 @@ def ndcg_at_k(top_items: torch.Tensor, users: torch.Tensor, relevant: torch.Tens
     return float((dcg / idcg).mean())
 
 
-def validation_ndcg(model: Recommender, data: FoldData, k: int = 10) -> float:
-    """Full-ranking NDCG@k on the validation slice.
+def validation_ndcg(model: Recommender | Scores, data: FoldData, k: int = 10) -> float:
+    """Full-ranking NDCG@k on the validation slice, of a fitted recommender or of a score function (a module in
+    training, `TrainableModel.scorer`).
 
     Ranks every item except the user's `data.train_pairs`; relevant items are `data.validation_positive_pairs`.
     The mean is over users with at least one validation positive (NaN when there are none).
@@ -144,7 +155,8 @@ def validation_ndcg(model: Recommender, data: FoldData, k: int = 10) -> float:
     if relevant.numel() == 0:
         return float("nan")
     users = torch.unique(relevant[0])
-    top, _ = model.recommend(users, k, exclude=data.train_pairs)
+    score = model.score if isinstance(model, Recommender) else model
+    top, _ = top_k(score, users, k, exclude=data.train_pairs)
     return ndcg_at_k(top, users, relevant, data.n_items, k)
 
 
@@ -179,38 +191,16 @@ class EarlyStopping:
             module.load_state_dict(self.best_state)
 
 
-@dataclass
-class TrainingLog:
-    """What one fit did: reported by the pipeline next to each model's metrics."""
-
-    epochs_run: int = 0
-    best_epoch: int = 0
-    best_validation_ndcg10: float = float("nan")
-    seconds: float = 0.0
-    final_training_loss: float = float("nan")
-    """Mean loss per positive pair in the last epoch run (before the best state was restored)."""
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    """Hyperparameter search only: one entry (hyperparameters + the fields above) per configuration tried."""
-    search: dict[str, Any] = field(default_factory=dict)
-    """Hyperparameter search only: sampler, budget, trials run and pruned, seconds (see models/tuning.py)."""
-    selected: dict[str, Any] = field(default_factory=dict)
-    """Hyperparameter search only: the value chosen on validation for every searched axis (what a later fit on a
-    variant of the fold pins instead of searching again)."""
-    curve: list[float] = field(default_factory=list)
-    """Iterative fits: the validation NDCG@10 of every evaluation, in order (every `training.eval_every` epochs),
-    so early-stopping and pruning rules can be judged from a run's `training.json`."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 Fitted = TypeVar("Fitted")
 
 
 def parameter_grid(**axes: list[Any]) -> list[dict[str, Any]]:
     """Every combination of the axes' values, in order (the last axis varies fastest)."""
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def _no_report(score: float) -> None:
+    return None
 
 
 class Pruned(Exception):
@@ -223,7 +213,8 @@ class _Challenger:
     rule against one finished fit)."""
 
     def __init__(self, leader: list[float], warmup: int) -> None:
-        self.leader, self.warmup, self.curve = leader, warmup, []
+        self.leader, self.warmup = leader, warmup
+        self.curve: list[float] = []
 
     def __call__(self, score: float) -> None:
         self.curve.append(round(score, 6))  # rounded as the leader's `TrainingLog.curve` is
@@ -247,13 +238,14 @@ def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted,
     many evaluations, its best score trails the leader's validation curve at the same evaluation; a pruned point
     cannot win. Without it, `report` never interrupts."""
     best: tuple[float, Fitted, TrainingLog, dict[str, Any]] | None = None
-    trials = []
+    trials: list[dict[str, Any]] = []
     for params in grid:
         report = _Challenger(best[2].curve, pruning_warmup) if best is not None and pruning_warmup is not None \
-            else (lambda score: None)
+            else None
         try:
-            fitted, log = fit_one(report, **params)
+            fitted, log = fit_one(report or _no_report, **params)
         except Pruned:
+            assert report is not None  # only a challenger prunes
             trials.append({**params, "state": "pruned", "evaluations": len(report.curve), "curve": report.curve})
             continue
         trials.append({**params, "state": "complete", **{k: v for k, v in log.as_dict().items() if k != "trials"}})
@@ -273,68 +265,134 @@ def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted,
                                selected=dict(params), curve=log.curve)
 
 
-def train_bpr(
-    module: torch.nn.Module,
-    batch_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-    evaluate: Callable[[], float],
-    data: FoldData,
-    cfg: TrainingConfig,
-    learning_rate: float,
-    device: torch.device,
-    generator: torch.Generator,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    after_evaluation: Callable[[float], None] | None = None,
-    negatives: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int | None = None,
-    report: Callable[[float], None] | None = None,
-) -> TrainingLog:
-    """Mini-batch BPR over `data.positive_pairs`, with early stopping on `evaluate()` (validation NDCG@10).
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
-    `batch_loss(users, pos, neg)` gets device tensors and returns the scalar loss of the batch. `evaluate` runs
-    every `cfg.eval_every` epochs (and after the last epoch) with the module in eval mode under `no_grad`, then
-    `after_evaluation(score)` (e.g. a learning-rate schedule). The optimizer defaults to Adam at `learning_rate`;
-    `negatives(users, neg)` may replace some of the uniform negatives (CPU tensors) before each batch; `batch_size`
-    defaults to `cfg.batch_size`; `report(score)` follows every evaluation (a hyperparameter search's pruning hook,
-    which may raise to abandon the fit). The best state is restored at the end.
-    """
-    start = time.perf_counter()
-    pairs = data.positive_pairs
-    sampler = NegativeSampler(pairs, data.n_items)
-    optimizer = optimizer or torch.optim.Adam(module.parameters(), lr=learning_rate)
-    stopper = EarlyStopping(cfg.patience)
-    epoch, epoch_loss = 0, float("nan")
-    curve: list[float] = []
-    for epoch in range(1, cfg.max_epochs + 1):
-        module.train()
-        total = 0.0
-        for users, pos, neg in bpr_epoch(pairs, sampler, batch_size or cfg.batch_size, generator):
-            if negatives is not None:
-                neg = negatives(users, neg)
-            optimizer.zero_grad()
-            loss = batch_loss(users.to(device), pos.to(device), neg.to(device))
+
+class TrainableModel(ABC, Generic[ModuleT]):
+    """One fit of an iteratively trained model, driven by :class:`Trainer` (LensKit's `setup` / `train_epoch` /
+    evaluate / `finalize`): the model builds its module, runs one epoch and scores users through the module being
+    trained; the trainer owns the loop, the evaluation schedule, early stopping and the :class:`TrainingLog`.
+
+    Hooks that a training loop would otherwise grow as keyword arguments (an optimizer, a schedule, the negatives)
+    are methods of the subclass."""
+
+    module: ModuleT
+    """The trained state: what early stopping snapshots and restores (set by :meth:`setup`)."""
+
+    @abstractmethod
+    def setup(self, data: FoldData, generator: torch.Generator) -> None:
+        """Build `module` (and optimizer, samplers) for `data`. Runs right after the trainer seeded every RNG, so
+        the module's initialisation draws from the seed; `generator` is the fit's stream for sampling."""
+
+    @abstractmethod
+    def train_epoch(self) -> float:
+        """One pass over the training data (module in train mode); the mean loss per positive pair, or NaN."""
+
+    @abstractmethod
+    def scorer(self) -> Scores:
+        """Scores of users by the module as it is now, for one validation evaluation (eval mode, no grad)."""
+
+    def after_evaluation(self, score: float) -> None:
+        """Follows every evaluation with its validation NDCG@10 (e.g. a learning-rate schedule)."""
+
+    def finalize(self, log: TrainingLog) -> None:
+        """After training, with the best state restored in eval mode: e.g. record hyperparameters in `log`."""
+
+
+class Trainer:
+    """Trains a :class:`TrainableModel` on one fold with early stopping on validation NDCG@10.
+
+    Seeds every RNG (`cfg.seed`, :func:`seed_everything`) and sets the model up, then runs up to `cfg.max_epochs`
+    epochs; every `cfg.eval_every` epochs (and after the last) it evaluates on the validation slice, calls the
+    model's `after_evaluation(score)` and the `report(score)` hook (a search's pruner, which may raise to abandon
+    the fit), and stops after `cfg.patience` evaluations without improvement. The best state is restored at the
+    end."""
+
+    def __init__(self, data: FoldData, cfg: TrainingConfig, report: Report | None = None) -> None:
+        self.data, self.cfg, self.report = data, cfg, report
+
+    def evaluate(self, model: TrainableModel[Any]) -> float:
+        """Validation NDCG@10 of the module as it is now."""
+        model.module.eval()
+        with torch.no_grad():
+            return validation_ndcg(model.scorer(), self.data)
+
+    def fit(self, model: TrainableModel[Any]) -> TrainingLog:
+        """Train `model` in place; returns the log (epochs, best epoch and score, last loss, validation curve)."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        model.setup(self.data, seed_everything(cfg.seed))
+        stopper = EarlyStopping(cfg.patience)
+        epoch, epoch_loss = 0, float("nan")
+        curve: list[float] = []
+        for epoch in range(1, cfg.max_epochs + 1):
+            model.module.train()
+            epoch_loss = model.train_epoch()
+            if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+                score = self.evaluate(model)
+                curve.append(round(score, 6))
+                model.after_evaluation(score)
+                if self.report is not None:
+                    self.report(score)
+                if stopper.step(score, epoch, model.module):
+                    break
+        stopper.restore(model.module)
+        model.module.eval()
+        log = TrainingLog(
+            epochs_run=epoch,
+            best_epoch=stopper.best_epoch,
+            best_validation_ndcg10=stopper.best_score if stopper.best_state is not None else float("nan"),
+            seconds=time.perf_counter() - start,
+            final_training_loss=epoch_loss,
+            curve=curve,
+        )
+        with torch.no_grad():
+            model.finalize(log)
+        return log
+
+
+class BPRTraining(TrainableModel[ModuleT]):
+    r"""Mini-batch BPR over the fold's positive pairs: each epoch visits every positive once, shuffled, with a fresh
+    uniform negative among the user's non-positive items (:func:`bpr_epoch`), and takes an optimizer step on
+    :meth:`batch_loss` per batch. Subclasses give the module and the loss; the optimizer (Adam at
+    `learning_rate`) and the negatives may be overridden."""
+
+    data: FoldData
+    generator: torch.Generator
+    sampler: NegativeSampler
+    optimizer: torch.optim.Optimizer
+
+    def __init__(self, learning_rate: float, batch_size: int, device: torch.device) -> None:
+        self.learning_rate, self.batch_size, self.device = learning_rate, batch_size, device
+
+    @abstractmethod
+    def build_module(self, data: FoldData) -> ModuleT:
+        """A fresh module on `device` (its initialisation draws from torch's freshly seeded global RNG)."""
+
+    @abstractmethod
+    def batch_loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """The scalar loss of a batch of `(user, positive item, negative item)` device tensors."""
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.module.parameters(), lr=self.learning_rate)
+
+    def negatives(self, users: Tensor, neg: Tensor) -> Tensor:
+        """The batch's negatives (CPU tensors), given the uniform ones: those by default."""
+        return neg
+
+    def setup(self, data: FoldData, generator: torch.Generator) -> None:
+        self.data, self.generator = data, generator
+        self.module = self.build_module(data)
+        self.sampler = NegativeSampler(data.positive_pairs, data.n_items)
+        self.optimizer = self.make_optimizer()
+
+    def train_epoch(self) -> float:
+        pairs, total = self.data.positive_pairs, 0.0
+        for users, pos, neg in bpr_epoch(pairs, self.sampler, self.batch_size, self.generator):
+            neg = self.negatives(users, neg)
+            self.optimizer.zero_grad()
+            loss = self.batch_loss(users.to(self.device), pos.to(self.device), neg.to(self.device))
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             total += float(loss.detach()) * len(users)
-        epoch_loss = total / max(pairs.shape[1], 1)
-        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
-            module.eval()
-            with torch.no_grad():
-                score = evaluate()
-            curve.append(round(score, 6))
-            if after_evaluation is not None:
-                after_evaluation(score)
-            if report is not None:
-                report(score)
-            if stopper.step(score, epoch, module):
-                break
-    stopper.restore(module)
-    module.eval()
-    return TrainingLog(
-        epochs_run=epoch,
-        best_epoch=stopper.best_epoch,
-        best_validation_ndcg10=stopper.best_score if stopper.best_state is not None else float("nan"),
-        seconds=time.perf_counter() - start,
-        final_training_loss=epoch_loss,
-        curve=curve,
-    )
+        return total / max(pairs.shape[1], 1)

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import optuna
 
+from models.base import TrainingLog
 from models.config import FloatRange, IntRange
-from models.training import TrainingLog
+from models.training import Report
 
 if TYPE_CHECKING:
     from models.config import TrainingConfig
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
 Axis = list[Any] | FloatRange | IntRange
 Fitted = TypeVar("Fitted")
-Report = Callable[[float], None]
-"""Called by an iterative fit after each validation evaluation with its NDCG@10; may raise `optuna.TrialPruned`."""
 FitOne = Callable[[dict[str, Any], Report], tuple[Fitted, TrainingLog]]
 
 NAN_SCORE = -1.0
@@ -98,7 +97,7 @@ def _space_json(space: Mapping[str, Axis]) -> str:
                       sort_keys=True)
 
 
-def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne, data: FoldData, training: TrainingConfig,
+def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne[Fitted], data: FoldData, training: TrainingConfig,
          n_trials: int, started: float, conditions: Mapping[str, tuple[str, Any]] | None = None,
          ) -> tuple[Fitted, TrainingLog]:
     """Search `space` with at most `n_trials` fits of `fit_one(params, report)`; keep the best validation NDCG@10

@@ -137,9 +137,7 @@ def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: Data
     model = build_model(job.model, job.settings).fit(data)
     recs = recommendations_frame(model, data, n_recommendations)
     validation_recs = validation_ranking_frame(model, data, n_recommendations)
-    training_log = getattr(model, "training_log", None)
-    log = {**(training_log.as_dict() if training_log is not None else {}),
-           "seconds": round(time.perf_counter() - started, 2)}
+    log = {**model.training_log.as_dict(), "seconds": round(time.perf_counter() - started, 2)}
     key = stable_hash(job, relevance, dataset.digest, fold.digest, n_recommendations)
     path = work_dir() / "recommendations" / f"{job.label.replace('/', '_')}-fold{fold.number}-{key}.parquet"
     return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log,

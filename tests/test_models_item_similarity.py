@@ -1,5 +1,5 @@
-"""EASE, ItemKNN and RP3beta against references computed here from their definitions, on tiny matrices, and on
-the planted two-cluster fold of tests/synthetic.py."""
+"""EASE, ItemKNN and RP3beta against references computed here from their definitions, on tiny matrices (learning
+the planted clusters is in tests/test_models_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from models.config import EASEConfig, ItemKNNConfig, ModelsConfig, RP3betaConfig
+from models.config import EASEConfig, ItemKNNConfig, RP3betaConfig
 from models.base import FoldData
 from models.ease import EASERecommender
 from models.itemknn import ItemKNNRecommender
 from models.item_similarity import keep_top_k_per_row, positive_matrix
-from models.popularity import Popularity
-from models.registry import build_model
 from models.rp3beta import RP3betaRecommender, rp3beta_weights
-from tests.synthetic import assert_recommends_unseen_best_first, held_out_auc, planted_fold
 
 # 4 users x 5 items; item 4 has no positive, one rating (user 3, item 0) is below the positive threshold.
 RATINGS = [(0, 0, 5), (0, 1, 4), (0, 2, 4), (1, 1, 5), (1, 3, 4), (2, 0, 4), (2, 2, 5), (2, 3, 5), (3, 2, 4),
@@ -51,11 +48,6 @@ def assert_top_k_of(actual: np.ndarray, full: np.ndarray, k: int) -> None:
     assert np.allclose(actual[kept], full[kept], atol=1e-5)
     top = lambda m: -np.sort(-m, axis=1)[:, :k]  # noqa: E731
     assert np.allclose(top(actual), top(full), atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def planted():
-    return planted_fold()
 
 
 def test_positive_matrix_is_the_binary_positive_ratings() -> None:
@@ -146,23 +138,3 @@ def test_keep_top_k_per_row() -> None:
     w = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 4.0]])
     assert np.array_equal(keep_top_k_per_row(w, 2), [[3.0, 0.0, 2.0], [0.0, 5.0, 4.0]])
     assert np.array_equal(keep_top_k_per_row(w, 9), w)
-
-
-FAST = {"ease": EASEConfig(n_trials=4), "itemknn": ItemKNNConfig(n_trials=4, neighbours=[5, 20]),
-        "rp3beta": RP3betaConfig(n_trials=4, neighbours=[5, 20])}
-
-
-@pytest.mark.parametrize("name", ["ease", "itemknn", "rp3beta"])
-def test_learns_the_planted_clusters_and_is_deterministic(name: str, planted) -> None:
-    data, held = planted
-    cfg = ModelsConfig(names=[name], **{name: FAST[name]})
-    model = build_model(name, cfg).fit(data)
-    assert held_out_auc(model, data, held) > 0.8
-    assert held_out_auc(Popularity().fit(data), data, held) < 0.7  # both clusters are equally popular
-    assert_recommends_unseen_best_first(model, data)
-    log = model.training_log
-    assert len(log.trials) == 4 and log.search["budget"] == 4 and log.best_validation_ndcg10 > 0.3
-    assert log.best_validation_ndcg10 == max(t["best_validation_ndcg10"] for t in log.trials)
-    again = build_model(name, cfg).fit(data)
-    assert again.training_log.hyperparameters == log.hyperparameters
-    assert torch.equal(again.score(torch.arange(data.n_users)), model.score(torch.arange(data.n_users)))

@@ -9,15 +9,17 @@ import pytest
 import torch
 
 from models.config import TrainingConfig
-from models.base import FoldData, Recommender
+from models.base import FoldData, Recommender, Scores
 from models.training import (
+    BPRTraining,
     EarlyStopping,
     NegativeSampler,
+    Trainer,
+    TrainableModel,
     bpr_epoch,
     ndcg_at_k,
     resolve_device,
     seed_everything,
-    train_bpr,
     validation_ndcg,
 )
 
@@ -115,28 +117,58 @@ def test_early_stopping_snapshot_and_patience() -> None:
     assert module.weight.item() == 1.0 and stopper.best_epoch == 1 and stopper.best_score == 0.5
 
 
-def test_train_bpr_stops_on_stalled_validation_and_restores_best_epoch() -> None:
+class _EmbeddingBPR(BPRTraining[torch.nn.Embedding]):
+    """Users 0-3 and items 4-11 of one embedding table."""
+
+    def build_module(self, data: FoldData) -> torch.nn.Embedding:
+        return torch.nn.Embedding(data.n_users + data.n_items, 4)
+
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        e = self.module.weight
+        return -torch.nn.functional.logsigmoid((e[users] * e[pos + 4]).sum(-1)
+                                               - (e[users] * e[neg + 4]).sum(-1)).mean()
+
+    def scorer(self) -> Scores:
+        e = self.module.weight
+        return lambda users: e[users] @ e[4:].T
+
+
+class _ScriptedTrainer(Trainer):
+    """Validation scores from a script; snapshots the weights at every evaluation."""
+
+    def __init__(self, data: FoldData, cfg: TrainingConfig, scores: list[float]) -> None:
+        self.reported: list[float] = []
+        super().__init__(data, cfg, report=self.reported.append)
+        self.scripted, self.snapshots = iter(scores), {}
+
+    def evaluate(self, model: TrainableModel) -> float:
+        self.snapshots[2 * (len(self.snapshots) + 1)] = model.module.weight.detach().clone()
+        return next(self.scripted)
+
+
+def test_trainer_stops_on_stalled_validation_and_restores_best_epoch() -> None:
     data = _fold(train=[(u, i, 5.0) for u in range(4) for i in range(u, u + 3)],
                  validation=[(u, (u + 4) % 8, 5.0) for u in range(4)], n_users=4, n_items=8)
-    module = torch.nn.Embedding(12, 4)
-    scripted = iter([0.1, 0.3, 0.2, 0.2, 0.25, 0.9, 0.9])
-    snapshots: dict[int, torch.Tensor] = {}
-    epoch_counter = {"n": 0}
-
-    def evaluate() -> float:
-        epoch_counter["n"] += 2
-        snapshots[epoch_counter["n"]] = module.weight.detach().clone()
-        return next(scripted)
-
-    def loss(u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        e = module.weight
-        return -torch.nn.functional.logsigmoid((e[u] * e[i + 4]).sum(-1) - (e[u] * e[j + 4]).sum(-1)).mean()
-
     cfg = TrainingConfig(max_epochs=100, eval_every=2, patience=3, batch_size=4)
-    log = train_bpr(module, loss, evaluate, data, cfg, 0.1, torch.device("cpu"), seed_everything(0))
+    model = _EmbeddingBPR(0.1, cfg.batch_size, torch.device("cpu"))
+    scripted = [0.1, 0.3, 0.2, 0.2, 0.25, 0.9, 0.9]
+    trainer = _ScriptedTrainer(data, cfg, scripted)
+    log = trainer.fit(model)
     assert log.epochs_run == 10 and log.best_epoch == 4 and log.best_validation_ndcg10 == pytest.approx(0.3)
-    assert torch.equal(module.weight, snapshots[4])
-    assert not torch.equal(module.weight, snapshots[10])
+    assert torch.equal(model.module.weight, trainer.snapshots[4])
+    assert not torch.equal(model.module.weight, trainer.snapshots[10])
+    assert log.curve == scripted[:5] == trainer.reported and log.final_training_loss > 0
+    assert not model.module.training  # left in eval mode
+
+
+def test_trainer_scores_validation_through_the_module_in_training() -> None:
+    data = _fold(train=[(u, i, 5.0) for u in range(4) for i in range(u, u + 3)],
+                 validation=[(u, (u + 4) % 8, 5.0) for u in range(4)], n_users=4, n_items=8)
+    cfg = TrainingConfig(max_epochs=4, eval_every=2, patience=5, batch_size=4)
+    model = _EmbeddingBPR(0.1, cfg.batch_size, torch.device("cpu"))
+    log = Trainer(data, cfg).fit(model)
+    assert log.epochs_run == 4 and len(log.curve) == 2
+    assert validation_ndcg(model.scorer(), data) == pytest.approx(log.best_validation_ndcg10)
 
 
 def test_the_symmetric_sparse_product_has_torchs_gradient():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -13,12 +12,9 @@ from torch import Tensor
 from e2ep.configbase import Strict
 from models.config import PAPER_GAT, GATConfig, TrainingConfig
 from e2ep.errors import ConfigError, DataError
-from models.base import FoldData, Recommender, dot_product_scores
-from models.gat.graph import build_rating_graph, build_signed_graph
-from models.gat.network import build_network
-from models.gat.train import train_gat
-from models.training import (TrainingLog, grid_search, parameter_grid, resolve_device, seed_everything,
-                             validation_ndcg)
+from models.base import FoldData, Recommender, TrainingLog, dot_product_scores
+from models.gat.train import GATTraining
+from models.training import Report, Trainer, grid_search, parameter_grid, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +27,8 @@ class GATRecommender(Recommender):
     `models.gat.graph` and `models.gat.layers`). Node inputs are the MiniLM embeddings of the user and item
     profiles (`FoldData.user_features` / `item_features`), projected to `cfg.hidden`; a user's score for an item is
     the dot product of their final vectors. Trained with BPR + cosine alignment (`models.gat.loss`), AdamW and
-    early stopping on validation NDCG@10 (`models.gat.train`); the backend (DGL or PyG) is `cfg.backend`.
+    early stopping on validation NDCG@10 (`models.gat.train.GATTraining`); the backend (DGL or PyG) is
+    `cfg.backend`.
     """
 
     name: ClassVar[str] = "gat"
@@ -40,13 +37,13 @@ class GATRecommender(Recommender):
     uses_features: ClassVar[bool] = True
 
     def __init__(self, cfg: GATConfig | None = None, training: TrainingConfig | None = None) -> None:
+        super().__init__()
         self.cfg = cfg or GATConfig()
         self.training = training or TrainingConfig()
         self.device = self._device()
         self.network: torch.nn.Module | None = None
         self.n_users = 0
         self._embedding: Tensor | None = None
-        self.training_log = TrainingLog()
 
     def _device(self) -> torch.device:
         device = resolve_device(self.training.device)
@@ -97,12 +94,9 @@ class GATRecommender(Recommender):
         tuning = self.training.tuning
         pruning = tuning.pruning_warmup if tuning.pruning else None
 
-        def fit_one(report: Callable[[float], None], **params: float,
-                    ) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
-            self.cfg = base.model_copy(update={k: type(getattr(base, k))(v) for k, v in params.items()})
-            self._fit_network(data, features, report)
-            assert self.network is not None and self._embedding is not None
-            return (self.network, self._embedding, self.cfg), self.training_log
+        def fit_one(report: Report, **params: float) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
+            cfg = base.model_copy(update={k: type(getattr(base, k))(v) for k, v in params.items()})
+            return self._fit_network(data, cfg, features, report)
 
         (self.network, self._embedding, self.cfg), log = grid_search(grid, fit_one, started, pruning)
         log.selected = {k: getattr(self.cfg, k) for k in base.selection_grid}
@@ -110,34 +104,24 @@ class GATRecommender(Recommender):
         self.cfg = base
         return self
 
-    def _fit_network(self, data: FoldData, features: Tensor | None,
-                     report: Callable[[float], None] | None = None) -> None:
-        generator = seed_everything(self.training.seed)
-        cfg = self.cfg
-        graph = build_rating_graph(data) if cfg.edge_ratings else build_signed_graph(data, cfg.negative_edges)
-        graphs = graph.to_backend("torch" if cfg.layer == "normalised" else cfg.backend, self.device)
-        features = features.to(self.device) if features is not None else None
-        self.network = network = build_network(graph.n_nodes, cfg, list(graphs), features,
-                                               ids=cfg.id_embeddings).to(self.device)
-
-        def evaluate() -> float:
-            self._embedding = self._vectors(network(graphs).detach())
-            return validation_ndcg(self, data)
-
-        self.training_log = train_gat(network, lambda: network(graphs), evaluate, data, self.cfg, self.training,
-                                      self.device, generator, report)
+    def _fit_network(self, data: FoldData, cfg: GATConfig, features: Tensor | None, report: Report | None = None,
+                     ) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
+        """One network with the settings `cfg`: the trained network, its final vectors, `cfg`, and the log."""
+        training = self.training
+        if cfg.patience is not None:
+            training = training.model_copy(update={"patience": cfg.patience})
+        fit = GATTraining(cfg, features, self.device)
+        log = Trainer(data, training, report).fit(fit)
         with torch.no_grad():
-            self._embedding = self._vectors(network(graphs).detach())  # the restored best state's vectors
-        self.training_log.hyperparameters = {**self.hyperparameters(), **self.training_log.hyperparameters}
+            embedding = fit.vectors()  # the restored best state's vectors
+        log.hyperparameters = {**self.hyperparameters(cfg), **log.hyperparameters}
+        return (fit.module, embedding, cfg), log
 
-    def _vectors(self, h: Tensor) -> Tensor:
-        return torch.nn.functional.normalize(h, dim=1) if self.cfg.cosine_scores else h
-
-    def hyperparameters(self) -> dict[str, Any]:
-        features = ("profiles+ids" if self.cfg.id_embeddings and self.cfg.layer == "normalised" else "profiles") \
+    def hyperparameters(self, cfg: GATConfig) -> dict[str, Any]:
+        """What a fit with the settings `cfg` logs."""
+        features = ("profiles+ids" if cfg.id_embeddings and cfg.layer == "normalised" else "profiles") \
             if self.uses_features else "ids"
-        return {**self.cfg.model_dump(), "features": features,
-                "device": self.device.type}
+        return {**cfg.model_dump(), "features": features, "device": self.device.type}
 
     @torch.no_grad()
     def score(self, users: Tensor) -> Tensor:
