@@ -93,7 +93,8 @@ def summarize(per_user: pl.DataFrame, catalog: pl.DataFrame | None = None) -> pl
     pairs = per_user.select(KEY + ["fold", "user_idx"]).unique().group_by(KEY).agg(n_users=pl.len().cast(pl.Int64))
     out = (out.join(pairs, on=KEY, how="left")
            .with_columns(n_users=pl.when(pl.col("user_metric")).then(pl.col("n_users").fill_null(0))))
-    return out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA).sort(KEY)
+    # The pyright ignore below: polars types a schema mapping's keys invariantly, so it refuses a dict[str, ...]
+    return out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA).sort(KEY)  # pyright: ignore[reportArgumentType]
 
 
 def user_differences(per_user: pl.DataFrame, reference: str) -> pl.DataFrame:
@@ -151,7 +152,8 @@ def wilcoxon_p(d: np.ndarray) -> float:
         return 1.0
     nonzero = d[d != 0]
     exact = len(nonzero) <= 50 and len(np.unique(np.abs(nonzero))) == len(nonzero)
-    return float(wilcoxon(d, alternative="two-sided", method="exact" if exact else "asymptotic").pvalue)
+    result = wilcoxon(d, alternative="two-sided", method="exact" if exact else "asymptotic")
+    return float(result.pvalue)  # pyright: ignore[reportAttributeAccessIssue]  # scipy's result type is untyped
 
 
 def holm_adjust(p: pl.Series | np.ndarray) -> pl.Series:

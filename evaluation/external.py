@@ -15,6 +15,7 @@ bound). Malformed input raises `DataError` naming the file and, where known, the
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -149,7 +150,7 @@ def _read_plain(path: Path, lines: list[str], first: str) -> pl.DataFrame:
 
 
 def evaluate_files(test_path: str | Path, recs_path: str | Path, *, train_path: str | Path | None = None,
-                   protocol: Literal["full", "paper"] = "full", k: list[int] = (5, 10, 20),
+                   protocol: Literal["full", "paper"] = "full", k: Sequence[int] = (5, 10, 20),
                    relevance_threshold: float = 4.0, cold_start_max: int | None = None,
                    n_items: int | None = None) -> ExternalReport:
     """Evaluate a recommendation file against a test (and optional train) file; see the module docstring."""
@@ -191,8 +192,9 @@ def evaluate_files(test_path: str | Path, recs_path: str | Path, *, train_path: 
             known = [test["item_idx"], recs["item_idx"]] + ([train["item_idx"]] if train is not None else [])
             catalog_size, source = pl.concat(known).n_unique(), "distinct items in train ∪ test ∪ recs"
     report = ExternalReport(protocol, ks, relevance_threshold, catalog_size, source, counts, warnings)
-    segments = {"all": None}
+    segments: dict[str, pl.Series | None] = {"all": None}
     if cold_start_max is not None:
+        assert train is not None  # cold_start_max without a train file was refused above
         segments["cold-start"] = cold_start_users(train, cold_start_max, all_users=test["user_idx"])
     for name, seg_users in segments.items():
         t, r = test, recs
@@ -214,7 +216,8 @@ def _id_map(raw: pl.Series) -> pl.DataFrame:
         .select("raw", "idx")
 
 
-def _audit(test, recs, train, threshold, protocol) -> tuple[dict[str, int], list[str]]:
+def _audit(test: pl.DataFrame, recs: pl.DataFrame, train: pl.DataFrame | None, threshold: float,
+           protocol: str) -> tuple[dict[str, int], list[str]]:
     test_users = test["user_idx"].unique()
     seen_items = pl.concat([test["item_idx"]] + ([train["item_idx"]] if train is not None else [])).unique()
     foreign_users = recs.filter(~pl.col("user_idx").is_in(test_users))
@@ -228,7 +231,7 @@ def _audit(test, recs, train, threshold, protocol) -> tuple[dict[str, int], list
               "recs_users_not_in_test": foreign_users["user_idx"].n_unique(),
               "recs_rows_items_unseen": unseen.height, "recs_items_unseen": unseen["item_idx"].n_unique(),
               "recs_duplicate_pairs": dup, "recs_duplicate_ranks": tied}
-    warnings = []
+    warnings: list[str] = []
     if foreign_users.height:
         warnings.append(f"{counts['recs_users_not_in_test']} recommended users have no test ratings; they are not "
                         "evaluated" + (" (their lists still count for coverage)" if protocol == "full" else ""))

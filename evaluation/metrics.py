@@ -24,14 +24,22 @@ Everything is computed on dense (users × max k) numpy matrices: 6040 users × 5
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from evaluation.paper_protocol import evaluate_paper
-from evaluation.ranking import (PER_USER_SCHEMA, CATALOG_SCHEMA, EvaluationResult, check_k, require_columns, normalize_recs, dense_flags, ideal_dcg, long_frame)
+from evaluation.ranking import (
+    CATALOG_SCHEMA,
+    EvaluationResult,
+    check_k,
+    dense_flags,
+    ideal_dcg,
+    long_frame,
+    normalize_recs,
+    require_columns,
+)
 
 FULL_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "novelty")
 def evaluate(recs: pl.DataFrame, test: pl.DataFrame, *, protocol: Literal["full", "paper"], k: list[int],
@@ -49,7 +57,8 @@ def evaluate(recs: pl.DataFrame, test: pl.DataFrame, *, protocol: Literal["full"
     return _evaluate_full(recs, test, ks, relevance_threshold, train, n_items)
 
 
-def _evaluate_full(recs, test, ks, threshold, train, n_items) -> EvaluationResult:
+def _evaluate_full(recs: pl.DataFrame, test: pl.DataFrame, ks: list[int], threshold: float,
+                   train: pl.DataFrame | None, n_items: int) -> EvaluationResult:
     max_k = ks[-1]
     rel = (test.filter(pl.col("rating") >= threshold)
            .select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64)).unique())
@@ -74,7 +83,7 @@ def _evaluate_full(recs, test, ks, threshold, train, n_items) -> EvaluationResul
     if train is not None:
         info = dense_flags(users, _self_information(re, train), "info", max_k, dtype=np.float64)
     everyone = np.ones(len(users), dtype=bool)
-    parts = []
+    parts: list[tuple[str, int, np.ndarray, np.ndarray]] = []
     for k in ks:
         h = hit[:, :k]
         hits = h.sum(axis=1).astype(np.float64)

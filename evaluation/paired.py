@@ -25,8 +25,9 @@ def mean_ci(diffs: np.ndarray, confidence: float = 0.95, resamples: int = 2000, 
         return float("nan"), float("nan")
     if np.all(diffs == diffs[0]):
         return float(diffs[0]), float(diffs[0])
+    # The pyright ignore below: scipy adds `random_state` with a decorator its signature does not show
     result = bootstrap((diffs,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
-                       vectorized=True, random_state=np.random.default_rng(seed))
+                       vectorized=True, random_state=np.random.default_rng(seed))  # pyright: ignore[reportCallIssue]
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from evaluation.ranking import (CATALOG_SCHEMA, EvaluationResult, dense_flags, ideal_dcg, long_frame,
-                                normalize_recs)
+from evaluation.ranking import CATALOG_SCHEMA, EvaluationResult, dense_flags, ideal_dcg, long_frame, normalize_recs
 
 PAPER_METRICS = ("precision", "recall", "ndcg", "map", "mrr")
 

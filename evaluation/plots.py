@@ -84,7 +84,7 @@ def metrics_figure(summary: pl.DataFrame, *, protocol: str, models: Sequence[str
     table = _lookup(summary)
     fig, axes = _panels(len(metrics), len(models))
     colours = _colours(models)
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=False):
         values = np.array([[table.get((m, protocol, segment, metric, kk), (np.nan, 0))[0] for kk in k]
                            for m in models], dtype=float)
         errors = np.array([[table.get((m, protocol, segment, metric, kk), (np.nan, 0))[1] for kk in k]
@@ -109,7 +109,7 @@ def reranker_figure(intervals: pl.DataFrame, *, protocol: str, methods: Sequence
     colours = _colours(methods)
     # Short labels: up to six segments share one axis (the cold-start protocol's `cold-start-n<n>` become "new, n").
     labels = [{"all": "all", "cold-start": "cold-start"}.get(s, s.replace("cold-start-n", "new n=")) for s in segments]
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=False):
         cells = [[table.get((m, protocol, s, metric, k), (np.nan, np.nan, np.nan)) for s in segments]
                  for m in methods]
         values = np.array([[c[0] for c in row] for row in cells], dtype=float)

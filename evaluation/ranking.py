@@ -4,10 +4,11 @@ builds on these, so neither imports the other."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 PER_USER_SCHEMA = {"user_idx": pl.Int64, "metric": pl.String, "k": pl.Int64, "value": pl.Float64}
@@ -68,7 +69,7 @@ def normalize_recs(recs: pl.DataFrame, max_k: int) -> pl.DataFrame:
 
 
 def dense_flags(users: np.ndarray, rows: pl.DataFrame, flag: str | None, width: int,
-                dtype=bool) -> np.ndarray:
+                dtype: npt.DTypeLike = bool) -> np.ndarray:
     """(len(users) × width) matrix with rows' `flag` (or True) at [user row, pos-1]; rows' users ⊂ users."""
     out = np.zeros((len(users), width), dtype=dtype)
     if rows.height:

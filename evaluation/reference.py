@@ -31,7 +31,7 @@ def validation_scores(logs: pl.DataFrame) -> dict[str, float]:
     means = (logs.select("model", pl.col(VALIDATION_SCORE).cast(pl.Float64))
              .filter(pl.col(VALIDATION_SCORE).is_finite())
              .group_by("model").agg(pl.col(VALIDATION_SCORE).mean()))
-    return dict(zip(means["model"].to_list(), means[VALIDATION_SCORE].to_list()))
+    return dict(zip(means["model"].to_list(), means[VALIDATION_SCORE].to_list(), strict=False))
 
 
 def choose_reference(setting: str, methods: Sequence[str], logs: pl.DataFrame) -> tuple[str, str]:

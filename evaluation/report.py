@@ -13,8 +13,14 @@ from evaluation.config import RunSettings
 from evaluation.llm_cost import estimate_vs_actual
 from evaluation.paired import paired_intervals
 from evaluation.plots import metrics_figure, reranker_figure, save_png
-from evaluation.tables import (cold_start_protocol_table, difference_table, in_segment_order, markdown_tables,
-                               runs_phrase, simulated_segments)
+from evaluation.tables import (
+    cold_start_protocol_table,
+    difference_table,
+    in_segment_order,
+    markdown_tables,
+    runs_phrase,
+    simulated_segments,
+)
 from rerank.method import Method
 from rerank.report import cost_table
 
@@ -50,9 +56,11 @@ def hyperparameter_table(logs: list[dict[str, Any]], models: list[str]) -> str:
     lines = ["| model | fold | chosen on validation | validation NDCG@10 | trials (pruned) | sampler | search s |",
              "|---|---:|---|---:|---:|---|---:|"]
     for log in rows:
-        chosen = ", ".join(f"{k}={_value(v)}" for k, v in (log.get("selected") or log.get("hyperparameters", {})).items())
+        chosen = ", ".join(f"{k}={_value(v)}"
+                           for k, v in (log.get("selected") or log.get("hyperparameters", {})).items())
         search = log["search"]
-        lines.append(f"| {log['model']} | {log['fold']} | {chosen} | {log.get('best_validation_ndcg10', float('nan')):.4f}"
+        lines.append(f"| {log['model']} | {log['fold']} | {chosen} | "
+                     f"{log.get('best_validation_ndcg10', float('nan')):.4f}"
                      f" | {search.get('trials', 0)} ({search.get('pruned', 0)}) | {search.get('sampler', '')}"
                      f" | {search.get('seconds', 0.0):.1f} |")
     return "\n".join(lines)
@@ -160,7 +168,8 @@ def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFram
 
     md = [f"# Run `{directory.name}`: {dataset}", "",
           f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. {thresholds(run)}; "
-          f"cold-start users have fewer than {ev.cold_start_max} training ratings. Values: {runs_phrase(summary)}; ▲/▼: better/worse than the "
+          f"cold-start users have fewer than {ev.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
+          "▲/▼: better/worse than the "
           f"reference (`{reference}`, {reference_reason or 'configured'}, unless a section says otherwise): "
           "two-sided Wilcoxon signed-rank on per-user differences averaged over folds and seeds (users are the "
           "units), Holm-adjusted across the methods compared in each column, p < 0.05. Paper-protocol MAP/MRR "

@@ -15,10 +15,17 @@ from e2ep.store import write_parquet, write_text
 from evaluation.aggregate import paired_tests, summarize
 from evaluation.config import RunSettings
 from evaluation.reference import choose_reference
-from evaluation.report import (TABLE_METRICS, hyperparameter_table, ordered, run_report_markdown, semantic_section,
-                               table_k, thresholds, training_table)
-from evaluation.tables import (cold_start_protocol_table, headline_table, in_segment_order, markdown_tables,
-                               runs_phrase)
+from evaluation.report import (
+    TABLE_METRICS,
+    hyperparameter_table,
+    ordered,
+    run_report_markdown,
+    semantic_section,
+    table_k,
+    thresholds,
+    training_table,
+)
+from evaluation.tables import cold_start_protocol_table, headline_table, in_segment_order, markdown_tables, runs_phrase
 from rerank.method import Method
 from rerank.report import rerank_section, rerank_settings
 from rerank.selection import BaseChoice

@@ -3,7 +3,8 @@ the reference with their CIs, and the console's headline table."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any, TypeGuard
 
 import polars as pl
 
@@ -35,19 +36,24 @@ def _cell(mean: float | None, std: float | None, mark: str) -> str:
     return f"{mean:.3f}{spread}{mark}"
 
 
-def significant(row: dict | None, alpha: float) -> bool:
+def significant(row: dict[str, Any] | None, alpha: float) -> TypeGuard[dict[str, Any]]:
     """Holm-adjusted p of a `paired_tests` row below `alpha` (untested rows never are)."""
     p = None if row is None else row["p_holm"]
     return p is not None and p == p and p < alpha
 
 
+def _count(value: Any) -> int:
+    """A count column's max or min as an int (0 for an empty frame)."""
+    return int(value or 0)
+
+
 def runs_phrase(summary: pl.DataFrame) -> str:
     """"mean ± std over 5 folds × 3 seeds", "mean ± std over 5 folds", or "one fold, one seed: means only"."""
-    folds = int(summary["n_folds"].max() or 0)
-    seeds = int(summary["n_seeds"].max() or 0)
-    if int(summary["n_runs"].max() or 0) <= 1:
+    folds = _count(summary["n_folds"].max())
+    seeds = _count(summary["n_seeds"].max())
+    if _count(summary["n_runs"].max()) <= 1:
         return "one fold, one seed: means only"
-    fewer = seeds > 1 and int(summary["n_seeds"].min() or 0) < seeds
+    fewer = seeds > 1 and _count(summary["n_seeds"].min()) < seeds
     return "mean ± std over " + (f"{folds} folds" if folds > 1 else "one fold") + (
         f" × {seeds} seeds" if seeds > 1 else "") + (
         " (a model whose seeds give identical lists counts once per fold)" if fewer else "")
@@ -68,7 +74,7 @@ def markdown_tables(summary: pl.DataFrame, tests: pl.DataFrame | None, *,
     if models is None:
         models = list(dict.fromkeys(summary["model"].to_list()))
     means = {(r["model"], r["protocol"], r["segment"], r["metric"], r["k"]): r for r in summary.iter_rows(named=True)}
-    p: dict[tuple, dict] = {}
+    p: dict[tuple[Any, ...], dict[str, Any]] = {}
     if tests is not None:
         p = {(r["model"], r["protocol"], r["segment"], r["metric"], r["k"]): r for r in tests.iter_rows(named=True)}
     columns = [(m, kk) for m in metrics for kk in k]
@@ -86,7 +92,7 @@ def markdown_tables(summary: pl.DataFrame, tests: pl.DataFrame | None, *,
                 mark = ""
                 if model != reference and significant(test, alpha):
                     mark = ("▲" if test["mean_diff"] > 0 else "▼") if directional else marker
-                cells.append(_cell(r and r["mean"], r and r["std"], mark))
+                cells.append(_cell(None if r is None else r["mean"], None if r is None else r["std"], mark))
             first = means.get((model, protocol, segment, *columns[0])) if columns else None
             users = first["n_users"] if first and first["n_users"] is not None else "–"
             out.append(f"| {model} | " + " | ".join(cells) + f" | {users} |")
@@ -106,7 +112,7 @@ def format_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _diff(row: dict | None) -> str:
+def _diff(row: dict[str, Any] | None) -> str:
     """`+0.012 [+0.004, +0.020]`: mean user-level difference and its bootstrap CI."""
     if row is None or row["mean_diff"] is None or row["mean_diff"] != row["mean_diff"]:
         return "–"
@@ -115,7 +121,7 @@ def _diff(row: dict | None) -> str:
     return f"{row['mean_diff']:+.3f}{ci}"
 
 
-def _test_rows(tests: pl.DataFrame | None) -> dict[tuple, dict]:
+def _test_rows(tests: pl.DataFrame | None) -> dict[tuple[Any, ...], dict[str, Any]]:
     if tests is None:
         return {}
     return {(r["model"], r["protocol"], r["segment"], r["metric"], r["k"]): r for r in tests.iter_rows(named=True)}
@@ -135,8 +141,11 @@ def difference_table(tests: pl.DataFrame, *, reference: str, models: Sequence[st
         for m in metrics:
             r = rows.get((model, protocol, segment, m, k))
             note = r is not None and r["note"]
-            cells.append("n/a | –" if note else f"{_diff(r)} | {format_p(r and r['p_value'])} "
-                                                  f"({format_p(r and r['p_holm'])})")
+            if note:
+                cells.append("n/a | –")
+            else:
+                p_value, p_holm = (None, None) if r is None else (r["p_value"], r["p_holm"])
+                cells.append(f"{_diff(r)} | {format_p(p_value)} ({format_p(p_holm)})")
         first = rows.get((model, protocol, segment, metrics[0], k))
         out.append(f"| {model} | {first['n_users'] if first else '–'} | " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -163,9 +172,9 @@ def headline_table(summary: pl.DataFrame, tests: pl.DataFrame | None, *, referen
         for metric, _ in HEADLINE_METRICS:
             r, test = means.get((model, metric)), tests_at.get((model, protocol, segment, metric, k))
             mark = ("▲" if test["mean_diff"] > 0 else "▼") if model != reference and significant(test, alpha) else ""
-            cells.append(_cell(r and r["mean"], r and r["std"], mark))
+            cells.append(_cell(None if r is None else r["mean"], None if r is None else r["std"], mark))
         ndcg = tests_at.get((model, protocol, segment, "ndcg", k))
-        cells += ["–", "–"] if model == reference else [_diff(ndcg), format_p(ndcg and ndcg["p_holm"])]
+        cells += ["–", "–"] if model == reference else [_diff(ndcg), format_p(None if ndcg is None else ndcg["p_holm"])]
         body.append(cells)
     return _padded([head, *body])
 
@@ -191,9 +200,9 @@ def cold_start_protocol_table(summary: pl.DataFrame, tests: pl.DataFrame | None,
         for segment in segments:
             r, test = means.get((model, segment)), tests_at.get((model, protocol, segment, metric, k))
             mark = ("▲" if test["mean_diff"] > 0 else "▼") if model != reference and significant(test, alpha) else ""
-            cells.append(_cell(r and r["mean"], r and r["std"], mark))
+            cells.append(_cell(None if r is None else r["mean"], None if r is None else r["std"], mark))
         body.append(cells)
-    users = [max((r["n_users"] for (m, s), r in means.items() if s == segment), default=0) for segment in segments]
+    users = [max((r["n_users"] for (_, s), r in means.items() if s == segment), default=0) for segment in segments]
     body.append(["(fold, user) pairs", *(str(n) for n in users)])
     return _padded([head, *body])
 
@@ -204,7 +213,7 @@ def _padded(rows: list[list[str]]) -> str:
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                                 enumerate(zip(cells, widths))) + " |"
+                                 enumerate(zip(cells, widths, strict=False))) + " |"
 
     rule = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
     return "\n".join([line(rows[0]), rule, *(line(row) for row in rows[1:])])

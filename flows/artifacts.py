@@ -35,7 +35,8 @@ def with_total(frame: pl.DataFrame, label_column: str, keys: tuple[str, ...] = (
     """`frame` plus a `total` row summing its numeric columns except `keys` (those and text cells left empty)."""
     if frame.is_empty():
         return frame
-    sums = {c: frame[c].sum() if frame[c].dtype.is_numeric() and c not in keys else None for c in frame.columns}
+    sums: dict[str, Any] = {c: frame[c].sum() if frame[c].dtype.is_numeric() and c not in keys else None
+                            for c in frame.columns}
     sums[label_column] = "total"
     return pl.concat([frame, pl.DataFrame([sums], schema=frame.schema)])
 

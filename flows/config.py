@@ -13,15 +13,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from data.config import OFFICIAL_ML100K_FOLDS, DatasetConfig, RelevanceConfig, SplitConfig
+from e2ep.configbase import Strict as _Strict
 from e2ep.errors import ConfigError
 from e2ep.llm.config import LLMConfig
-from semantic.metadata.config import MetadataConfig
-from semantic.profiles.config import EmbeddingConfig, ProfilesConfig, Representation
-from e2ep.configbase import Strict as _Strict
 from evaluation.config import EvaluationConfig, RunSettings
 from models.config import ModelsConfig
 from rerank.config import RerankConfig
 from rerank.method import Method
+from semantic.metadata.config import MetadataConfig
+from semantic.profiles.config import EmbeddingConfig, ProfilesConfig, Representation
 
 FeatureSource = Literal["profiles", "template", "llm", "precomputed", "precomputed-items", "none"]
 

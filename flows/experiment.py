@@ -15,6 +15,7 @@ prepare-dataset ─▶ item-metadata ─▶ item-profiles ─▶ embed-items
 # validates its parameters from real annotation objects (string ones name globals the copy does not carry).
 from pathlib import Path
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -50,9 +51,15 @@ from tasks.semantic import (
     user_profiles_task,
     variant_of,
 )
-from tasks.train import (NodeFeatures, TrainedRef, TrainJob, ablation_job, model_job, pinned_job,
-                         train_and_recommend_task)
-
+from tasks.train import (
+    NodeFeatures,
+    TrainedRef,
+    TrainJob,
+    ablation_job,
+    model_job,
+    pinned_job,
+    train_and_recommend_task,
+)
 
 SMALL_DATA = 500  # fewer users or items than this: check each fold's size before training
 
@@ -69,7 +76,10 @@ def semantic_items(cfg: ExperimentConfig, dataset: DatasetRef) -> SemanticResult
     return SemanticResult(metadata=metadata, llm=llm, variants=sides)
 
 
-@flow(name="fold", flow_run_name="fold-{fold.number}", task_runner=ThreadPoolTaskRunner(max_workers=16))
+# The pyright ignore below: prefect's `flow` takes a TaskRunner[PrefectFuture[Any]], invariant in the future type,
+# which no ThreadPoolTaskRunner (its futures are PrefectConcurrentFuture) matches.
+@flow(name="fold", flow_run_name="fold-{fold.number}",
+      task_runner=ThreadPoolTaskRunner(max_workers=16))  # pyright: ignore[reportCallIssue, reportArgumentType]
 def fold_flow(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
               semantic: SemanticResult | None = None) -> FoldResult:
     """Build the fold's user profiles (from its training ratings only), fit every model and ablation, evaluate."""
@@ -192,8 +202,9 @@ def rerank_bases(cfg: ExperimentConfig, fold: FoldRef,
         if missing:
             raise ConfigError(f"rerank base model(s) {missing} were not trained; add them to models.names")
         return [by_label[n] for n in names], None
-    rankings = {n: by_label[n].validation_recommendations.read_parquet()
-                for n in cfg.models.names if n in by_label and by_label[n].validation_recommendations is not None}
+    rankings: dict[str, pl.DataFrame | None] = {
+        n: ref.read_parquet()
+        for n in cfg.models.names if n in by_label and (ref := by_label[n].validation_recommendations) is not None}
     best, scores = best_on_validation(rankings, fold.load_train(), cfg.relevance.positive_threshold)
     return [by_label[best]], BaseChoice(chosen=best, validation_ndcg10=scores)
 
@@ -251,8 +262,10 @@ def run_fold(cfg: ExperimentConfig, dataset: DatasetRef, fold: FoldRef,
         return fold_flow(cfg, dataset, fold, semantic)
 
 
-@flow(name="experiment", task_runner=ThreadPoolTaskRunner(max_workers=8))
-def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:
+# The pyright ignore below: as for fold_flow.
+@flow(name="experiment",
+      task_runner=ThreadPoolTaskRunner(max_workers=8))  # pyright: ignore[reportCallIssue, reportArgumentType]
+def experiment(config: ExperimentConfig = ExperimentConfig()) -> str:  # noqa: B008  # the deployment's default
     """Run a cross-validated comparison of recommenders and write `artifacts/<run>/`; returns the headline table
     (the full tables are in the run folder's summary.md and report.md)."""
     # Training and embedding run in a pool of worker processes (threads here only wait for them).

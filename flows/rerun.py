@@ -21,11 +21,11 @@ from pathlib import Path
 
 import polars as pl
 
-from e2ep.codehash import code_digest
-from flows.config import ExperimentConfig, semantic_settings
 from data import Dataset, make_folds
+from e2ep.codehash import code_digest
 from e2ep.runtime import e2ep_home
 from e2ep.store import atomic_write, file_digest, stable_hash
+from flows.config import ExperimentConfig, semantic_settings
 
 # Fields that name or schedule a run without changing any number in it.
 NOT_RESULTS = {"run_name": True, "artifacts_dir": True, "parallel_folds": True, "workers": True,

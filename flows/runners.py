@@ -20,7 +20,7 @@ def fold_task_runner(cfg: ExperimentConfig, parallel: int) -> TaskRunner:
     (each fold trains with torch's own threads, so one Dask thread per worker avoids oversubscription)."""
     if cfg.task_runner == "threads":
         return ThreadPoolTaskRunner(max_workers=parallel)
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)

@@ -107,4 +107,5 @@ def rerank_frames(data: Dataset, reranked: Sequence[RerankedRef],
     return explanations, pl.DataFrame(rows)
 
 
-report_task = task(collect_results, name="report", cache_policy=NO_CACHE, persist_result=False)
+# task(...)(fn), as the decorator does: prefect's overloads type no task(fn, name=...) call.
+report_task = task(name="report", cache_policy=NO_CACHE, persist_result=False)(collect_results)

@@ -120,14 +120,14 @@ def test_end_to_end_table():
     md = markdown_tables(s, t, k=[5], reference="good", models=["good", "random"])
     good = get(s, model="good", metric="precision")["mean"].item()
     lines = md.splitlines()
-    assert any(l.startswith("| good |") and f"{good:.3f} ± 0.000" in l for l in lines)
-    random_line = next(l for l in lines if l.startswith("| random |"))
+    assert any(line.startswith("| good |") and f"{good:.3f} ± 0.000" in line for line in lines)
+    random_line = next(line for line in lines if line.startswith("| random |"))
     n_eval = 2 * test.filter(pl.col("rating") >= 4)["user_idx"].n_unique()  # users with a relevant item × folds
     assert "*" in random_line and f"| {n_eval} |" in random_line
     assert "precision@5" in md and "p < 0.05" in md and "Holm" in md
     one_fold = summarize(pu.filter(pl.col("fold") == 1), cat.filter(pl.col("fold") == 1))
-    assert "±" not in "".join(l for l in markdown_tables(one_fold, None, k=[5], reference="good").splitlines()
-                              if l.startswith("| "))
+    assert "±" not in "".join(line for line in markdown_tables(one_fold, None, k=[5], reference="good").splitlines()
+                              if line.startswith("| "))
 
 
 def test_cold_start_protocol_table_orders_n_numerically_and_marks_tested_differences():

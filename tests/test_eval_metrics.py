@@ -6,8 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from torchmetrics.retrieval import (RetrievalHitRate, RetrievalMAP, RetrievalMRR, RetrievalNormalizedDCG,
-                                    RetrievalPrecision, RetrievalRecall)
+from torchmetrics.retrieval import (
+    RetrievalHitRate,
+    RetrievalMAP,
+    RetrievalMRR,
+    RetrievalNormalizedDCG,
+    RetrievalPrecision,
+    RetrievalRecall,
+)
 
 from evaluation.metrics import cold_start_users, evaluate
 
@@ -49,7 +55,7 @@ def test_hand_computed_user():
         assert value(res, m, 5, 3) is None
     assert res.n_users_evaluated == 2
     # coverage over every user's top-k: k=1 -> {10, 60}; k=5 -> {10,99,20,40,98,60}
-    cov = dict(zip(res.catalog["k"], res.catalog["value"]))
+    cov = dict(zip(res.catalog["k"], res.catalog["value"], strict=True))
     assert cov == {1: 2 / 100, 5: 6 / 100}
 
 

@@ -84,7 +84,7 @@ def test_vectorised_equals_reference(seed):
         per_user, coverage, means = reference(recs, test, k, threshold)
         for m in METRICS:
             got = res.per_user.filter((pl.col("metric") == m) & (pl.col("k") == k))
-            got = dict(zip(got["user_idx"].to_list(), got["value"].to_list()))
+            got = dict(zip(got["user_idx"].to_list(), got["value"].to_list(), strict=True))
             assert got.keys() == per_user[m].keys(), (m, k)
             for u, v in per_user[m].items():
                 assert abs(got[u] - v) <= 1e-12, (m, k, u)
@@ -101,7 +101,7 @@ def test_hand_computed():
     recs = pl.DataFrame([(u, i, r + 1) for u, items in lists.items() for r, i in enumerate(items)],
                         schema=["user_idx", "item_idx", "rank"], orient="row")
     res = evaluate(recs, test, protocol="paper", k=[5])
-    s = dict(zip(res.summary()["metric"], res.summary()["value"]))
+    s = dict(zip(res.summary()["metric"], res.summary()["value"], strict=True))
     # Evaluated: users 1, 2, 3 (4 has no recs, 5 no test).
     # u1: F = [10, 40, 20] (30 is at rank 6), hits at F-positions 1 and 3, |R| = 3.
     # u2: F = [60], R empty -> precision 0, skipped elsewhere. u3: F empty, R = {70} -> recall 0 only.

@@ -6,8 +6,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.config import load_config
 from e2ep.runtime import work_dir
+from flows.config import load_config
 from tests.synthetic import write_planted_csv
 
 
@@ -18,7 +18,8 @@ def config(tmp_path_factory):
     return load_config(None, {
         "dataset.name": "csv", "dataset.ratings_path": str(ratings),
         "split.n_folds": 3, "split.folds": [1, 2],
-        "models.names": ["popularity", "bpr-mf", "lightgcn"], "models.training.max_epochs": 30, "models.training.eval_every": 5,
+        "models.names": ["popularity", "bpr-mf", "lightgcn"],
+        "models.training.max_epochs": 30, "models.training.eval_every": 5,
         "models.training.seeds": [0, 1],
         "models.lightgcn.num_layers": [2], "evaluation.n_recommendations": 20, "rerank.strategies": [],
         "artifacts_dir": str(root / "artifacts"), "run_name": "first",

@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flows.config import AblationConfig, load_config, resolve_auto
-from models.config import ModelsConfig
 from e2ep.store import FileRef
+from flows.config import AblationConfig, load_config, resolve_auto
 from models.base import fold_data
+from models.config import ModelsConfig
 from tasks.semantic import MAIN_VARIANT, profile_variants, variant_of
 from tasks.train import NodeFeatures, ablation_job, model_job, with_features
 from tests.synthetic import planted_ratings, write_planted_csv

@@ -2,12 +2,11 @@
 
 import re
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from dataclasses import replace
 
 from evaluation.config import RunSettings
 from evaluation.summary import RerankOutcome, write_run_report
