@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.config import BPRMFConfig, LightGCNConfig, ModelsConfig
 from e2ep.errors import ConfigError
 from models.base import FoldData
 from models.bpr_mf import BPRMF
+from models.config import BPRMFConfig, LightGCNConfig, ModelsConfig
 from models.lightgcn import LightGCNRecommender
-from models.propagation import bipartite_adjacency
 from models.popularity import Popularity
+from models.propagation import bipartite_adjacency
 from models.registry import build_model, model_names
 from tests.synthetic import CLUSTER, N_POP, N_USERS, planted_fold
 from tests.synthetic import FAST_TRAINING as FAST

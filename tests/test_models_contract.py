@@ -84,7 +84,7 @@ def test_declares_its_config_section(cls: type[Recommender]) -> None:
     if cls.config_field is not None:
         assert cls.config_class is not None
         section = getattr(cfg, cls.config_field)
-        assert isinstance(section, cls.config_class) and getattr(model, "cfg") == section
+        assert isinstance(section, cls.config_class) and model.cfg == section
         assert cls.config_field in ModelsConfig.model_fields
 
 

@@ -14,16 +14,16 @@ import polars as pl
 import pytest
 import torch
 
-from models.config import GATConfig, ModelsConfig, TrainingConfig, TuningConfig
 from e2ep.errors import ConfigError, DataError
 from models.base import FoldData, Recommender
+from models.config import GATConfig, ModelsConfig, TrainingConfig, TuningConfig
 from models.gat import GATIDRecommender, GATRecommender
 from models.gat.graph import build_signed_graph
 from models.gat.layers import SignedGATLayer
 from models.gat.loss import HardNegatives, bpr_cosine_loss, full_softmax_loss
 from models.popularity import Popularity
-from models.training import validation_ndcg
 from models.registry import build_model
+from models.training import validation_ndcg
 from tasks.train import settings_for
 from tests.synthetic import planted_ratings
 
@@ -113,7 +113,7 @@ def test_gat_without_features_is_a_config_error(planted: FoldData) -> None:
 def test_negative_edges_are_a_second_bidirectional_relation(planted: FoldData) -> None:
     signed = build_signed_graph(planted, negative_edges=True)
     n_users = planted.n_users
-    as_set = lambda e: set(zip(*e.tolist()))  # noqa: E731
+    as_set = lambda e: set(zip(*e.tolist(), strict=True))  # noqa: E731
     pos, neg = planted.positive_pairs, planted.negative_pairs
     assert as_set(signed.positive) == as_set(torch.stack([pos[0], pos[1] + n_users])) \
         | as_set(torch.stack([pos[1] + n_users, pos[0]]))
@@ -167,7 +167,7 @@ def test_full_softmax_per_distinct_user_equals_the_per_pair_softmax(cosine: bool
              if cosine else u[users] @ items.T) / 0.2, positive)
         assert torch.isclose(loss, expected, atol=1e-5)
         grads.append(torch.autograd.grad(loss, [u, items]))
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
 

@@ -9,11 +9,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from models.config import EASEConfig, ItemKNNConfig, RP3betaConfig
 from models.base import FoldData
+from models.config import EASEConfig, ItemKNNConfig, RP3betaConfig
 from models.ease import EASERecommender
-from models.itemknn import ItemKNNRecommender
 from models.item_similarity import keep_top_k_per_row, positive_matrix
+from models.itemknn import ItemKNNRecommender
 from models.rp3beta import RP3betaRecommender, rp3beta_weights
 
 # 4 users x 5 items; item 4 has no positive, one rating (user 3, item 0) is below the positive threshold.
@@ -33,7 +33,7 @@ def random_fold(n_users: int = 40, n_items: int = 9, seed: int = 0) -> tuple[Fol
     rng = np.random.default_rng(seed)
     rated = rng.random((n_users, n_items)) < 0.4
     ratings = rng.integers(1, 6, (n_users, n_items))
-    rows = [(u, i, float(ratings[u, i])) for u, i in zip(*np.nonzero(rated))]
+    rows = [(u, i, float(ratings[u, i])) for u, i in zip(*np.nonzero(rated), strict=True)]
     schema = {"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64}
     data = FoldData(n_users=n_users, n_items=n_items, train=pl.DataFrame(rows, schema=schema, orient="row"),
                     validation=pl.DataFrame([rows[0]], schema=schema, orient="row"))

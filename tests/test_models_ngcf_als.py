@@ -9,11 +9,11 @@ import torch
 from pydantic import ValidationError
 
 from flows.config import load_config
-from models.config import ALSConfig, ModelsConfig, NGCFConfig
 from models.als import ALSRecommender, confidence_matrix
 from models.base import FoldData
-from models.propagation import bipartite_adjacency
+from models.config import ALSConfig, ModelsConfig, NGCFConfig
 from models.ngcf import LEAKY_SLOPE, NGCFModule, NGCFRecommender, drop_adjacency_entries
+from models.propagation import bipartite_adjacency
 from models.registry import build_model
 from tasks.train import settings_for
 from tests.synthetic import FAST_TRAINING, planted_fold

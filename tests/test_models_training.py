@@ -8,14 +8,14 @@ import polars as pl
 import pytest
 import torch
 
-from models.config import TrainingConfig
 from models.base import FoldData, Recommender, Scores
+from models.config import TrainingConfig
 from models.training import (
     BPRTraining,
     EarlyStopping,
     NegativeSampler,
-    Trainer,
     TrainableModel,
+    Trainer,
     bpr_epoch,
     ndcg_at_k,
     resolve_device,
@@ -78,7 +78,7 @@ def test_bpr_epoch_covers_each_positive_once_shuffled() -> None:
     users = torch.cat([b[0] for b in batches])
     pos = torch.cat([b[1] for b in batches])
     neg = torch.cat([b[2] for b in batches])
-    assert sorted(zip(users.tolist(), pos.tolist())) == sorted(zip(pairs[0].tolist(), pairs[1].tolist()))
+    assert sorted(zip(users.tolist(), pos.tolist(), strict=True)) == sorted(zip(*pairs.tolist(), strict=True))
     assert not torch.equal(users, pairs[0])  # shuffled
     assert not sampler.is_positive(users, neg).any()
 

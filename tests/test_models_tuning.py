@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from flows.config import load_config
-from models.config import FloatRange, IntRange, RP3betaConfig, TrainingConfig, TuningConfig
 from models.base import FoldData, fold_data
+from models.config import FloatRange, IntRange, RP3betaConfig, TrainingConfig, TuningConfig
 from models.rp3beta import RP3betaRecommender
 from models.training import TrainingLog, ndcg_at_k
 from models.tuning import grid_points, tune
@@ -163,8 +163,8 @@ def test_search_spaces_accept_lists_ranges_and_single_values() -> None:
 def test_the_choice_per_fold_reaches_training_json_and_the_report(tmp_path, data: FoldData) -> None:
     import json
 
-    from models.config import EASEConfig
     from evaluation.summary import write_run_report
+    from models.config import EASEConfig
     from models.ease import EASERecommender
     from tests.test_report_run import catalog_frame, config, per_user_frame
 
