@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from e2ep.configbase import Strict
-from models.config import ALSConfig, TrainingConfig
 from models.base import FoldData, Recommender, Scores, TrainingLog
+from models.config import ALSConfig, TrainingConfig
 from models.training import TrainableModel, Trainer
 from models.tuning import Axis, Report, tune
 
@@ -107,8 +107,8 @@ class ALSRecommender(Recommender):
     by alternating least squares (implicit's conjugate-gradient solver); score
     :math:`\hat{y}_{ui} = \mathbf{x}_u^\top \mathbf{y}_i`. Each trial `(factors, regularization, alpha)` of the
     config's search space runs one sweep at a time, is evaluated on validation NDCG@10 after each sweep and stops
-    after `patience` sweeps without improvement, keeping its best sweep; the best trial is kept. Initial factors come from
-    `training.seed`, so fits are deterministic. BLAS is limited to one thread during fits (implicit's own
+    after `patience` sweeps without improvement, keeping its best sweep; the best trial is kept. Initial factors come
+    from `training.seed`, so fits are deterministic. BLAS is limited to one thread during fits (implicit's own
     threads do the parallel work; a threaded BLAS underneath slows it down).
     """
 

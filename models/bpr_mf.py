@@ -10,8 +10,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from e2ep.configbase import Strict
-from models.config import BPRMFConfig, TrainingConfig
 from models.base import FoldData, Recommender, Scores, TrainingLog
+from models.config import BPRMFConfig, TrainingConfig
 from models.training import BPRTraining, Trainer, resolve_device
 from models.tuning import Axis, Report, tune
 

@@ -4,7 +4,7 @@ section with its hyperparameter axes (searched per fold on validation, models/tu
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -207,6 +207,9 @@ class EASEConfig(_Strict):
 
 
 Similarity = Literal["cosine", "bm25"]
+Attention = Literal["gatv2", "gat", "static", "none"]
+"""GAT attention kinds (`GATConfig.attention`); the `conv` layer (`models.gat.layers`) runs anything but `gatv2` as
+`gat`."""
 
 
 class ItemKNNConfig(_Strict):
@@ -262,7 +265,7 @@ class GATConfig(_Strict):
     """Graph library running the `conv` layer: DGL (`dgl.nn.GATv2Conv`) or torch_geometric (`GATv2Conv`). The
     `normalised` layer is plain torch whatever this says."""
 
-    attention: Literal["gatv2", "gat", "static", "none"] = "static"
+    attention: Attention = "static"
     """`gatv2`: dynamic attention (Brody et al., 2022; what the paper's authors used); `gat`: the original GAT;
     `static` (`normalised` layer only): GAT's logits without their LeakyReLU, computed with two sparse products
     instead of per-edge gathers (`models.gat.attention.NormalisedAttention.static`); `none`: uniform attention,
@@ -410,7 +413,7 @@ class GATConfig(_Strict):
             raise ValueError("edge_ratings (rating edge features) needs layer 'conv' with backend 'pyg'")
         if self.layer_heads is not None and self.layer != "conv":
             raise ValueError("layer_heads applies to layer 'conv' only")
-        numeric = {name for name, f in GATConfig.model_fields.items() if f.annotation in (int, float)
+        numeric = {name for name, f in GATConfig.model_fields.items() if cast(Any, f.annotation) in (int, float)
                    or str(f.annotation).startswith("typing.Annotated[float") or str(f.annotation).startswith(
                        "typing.Annotated[int")}
         if unknown := set(self.selection_grid) - numeric:
@@ -435,8 +438,9 @@ theirs)."""
 class ModelsConfig(_Strict):
     names: list[str] = ["popularity", "ease", "itemknn", "rp3beta", "bpr-mf", "lightgcn", "ngcf", "als", "gat-id",
                         "gat"]
-    """Recommenders to run, in table order (any of `models.registry.model_names()`, checked by the experiment config): the baselines, the GAT without LLM (`gat-id`)
-    and the GAT on profile embeddings (`gat`, the base of the rerankers)."""
+    """Recommenders to run, in table order (any of `models.registry.model_names()`, checked by the experiment
+    config): the baselines, the GAT without LLM (`gat-id`) and the GAT on profile embeddings (`gat`, the base of the
+    rerankers)."""
 
     training: TrainingConfig = TrainingConfig()
     ease: EASEConfig = EASEConfig()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,7 +41,7 @@ class EASERecommender(ItemSimilarityRecommender):
         coo = interactions.tocoo()
         # Identity id maps make Cornac's indices our indices, items without positives included (made from the
         # arrays directly: `Dataset.build` would loop over the triples in Python).
-        n_users, n_items = interactions.shape
+        n_users, n_items = cast(tuple[int, int], interactions.shape)
         return Dataset(n_users, n_items, OrderedDict((u, u) for u in range(n_users)),
                        OrderedDict((i, i) for i in range(n_items)),
                        (coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data.astype(np.float64)))
@@ -49,5 +49,7 @@ class EASERecommender(ItemSimilarityRecommender):
     def weights_for(self, prepared: Any, l2: float) -> np.ndarray:
         from cornac.models import EASE
 
-        model = EASE(lamb=l2, posB=self.cfg.clip_negative_weights, verbose=False).fit(prepared)
+        # pyright infers `lamb: int` from Cornac's untyped default (500); it takes any float
+        model = EASE(lamb=l2, posB=self.cfg.clip_negative_weights, verbose=False).fit(prepared)  # pyright: ignore[reportArgumentType]
+        assert model.B is not None  # set by `fit`
         return model.B.astype(np.float32)

@@ -14,8 +14,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from models.config import TrainingConfig
 from models.base import FoldData, Recommender, TrainingLog
+from models.config import TrainingConfig
 from models.training import validation_ndcg
 from models.tuning import Axis, Report, tune
 
@@ -68,7 +68,7 @@ class ItemSimilarityRecommender(Recommender):
         return interactions
 
     @abstractmethod
-    def weights_for(self, prepared: Any, **params: Any) -> np.ndarray:
+    def weights_for(self, prepared: Any, *args: Any, **params: Any) -> np.ndarray:
         """The dense float32 item–item weights `[n_items, n_items]` for one trial's parameters."""
 
     def fit(self, data: FoldData) -> ItemSimilarityRecommender:

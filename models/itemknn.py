@@ -45,4 +45,5 @@ class ItemKNNRecommender(ItemSimilarityRecommender):
         with warnings.catch_warnings():  # implicit re-weights into a COO matrix itself, then warns about it
             warnings.simplefilter("ignore", ParameterWarning)
             model.fit(interactions, show_progress=False)
+        assert model.similarity is not None  # set by `fit`
         return model.similarity.toarray().astype(np.float32)

@@ -3,7 +3,7 @@ validation NDCG@10."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -45,14 +45,17 @@ class LightGCNRecommender(PropagationRecommender):
         u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
         pos_rank, neg_rank = (u * i).sum(-1), (u * j).sum(-1)
         node_id = torch.cat([users, pos + n_users, neg + n_users])
-        return module.recommendation_loss(pos_rank, neg_rank, node_id=node_id, lambda_reg=weight_decay)
+        lightgcn = cast("PyGLightGCN", module)  # built by `build_module`
+        return lightgcn.recommendation_loss(pos_rank, neg_rank, node_id=node_id, lambda_reg=weight_decay)
 
     def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:
         r"""PyG's `LightGCN.get_embedding` (:math:`\sum_l \alpha_l \hat{A}^l \mathbf{E}`) with the symmetric
         product's cheaper gradient."""
-        x = module.embedding.weight
-        out = x * module.alpha[0]
-        for layer in range(module.num_layers):
+        lightgcn = cast("PyGLightGCN", module)  # built by `build_module`
+        alpha = cast(Tensor, lightgcn.alpha)  # a buffer
+        x = lightgcn.embedding.weight
+        out = x * alpha[0]
+        for layer in range(lightgcn.num_layers):
             x = symmetric_spmm(adj, x)
-            out = out + x * module.alpha[layer + 1]
+            out = out + x * alpha[layer + 1]
         return out

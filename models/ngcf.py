@@ -3,7 +3,7 @@ tuned per fold on validation NDCG@10."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +52,7 @@ class NGCFModule(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         torch.nn.init.xavier_uniform_(self.embedding.weight)
-        for linear in [*self.w1, *self.w2]:
+        for linear in cast(list[torch.nn.Linear], [*self.w1, *self.w2]):
             torch.nn.init.xavier_uniform_(linear.weight)
             torch.nn.init.zeros_(linear.bias)
 
@@ -61,7 +61,7 @@ class NGCFModule(torch.nn.Module):
         (`symmetric`: the full normalised adjacency, whose product has a cheaper gradient)."""
         ego = self.embedding.weight
         layers = [ego]
-        for w1, w2 in zip(self.w1, self.w2):
+        for w1, w2 in zip(self.w1, self.w2, strict=True):
             side = symmetric_spmm(adj, ego) if symmetric else adj @ ego
             ego = F.leaky_relu(w1(side + ego) + w2(side * ego), LEAKY_SLOPE)
             ego = F.dropout(ego, self.message_dropout, self.training)
@@ -99,7 +99,7 @@ class NGCFRecommender(PropagationRecommender):
         emb = module(drop_adjacency_entries(adj, node_dropout), symmetric=node_dropout == 0)
         u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
         log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
-        ego = module.embedding.weight
+        ego = cast(NGCFModule, module).embedding.weight  # built by `build_module`
         reg = (ego[users].pow(2).sum() + ego[pos + n_users].pow(2).sum()
                + ego[neg + n_users].pow(2).sum()) / users.numel()
         return -log_prob + weight_decay * reg

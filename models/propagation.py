@@ -7,20 +7,21 @@ from __future__ import annotations
 import time
 import warnings
 from abc import abstractmethod
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
-from models.config import TrainingConfig
 from models.base import FoldData, Recommender, Scores, TrainingLog, dot_product_scores
+from models.config import TrainingConfig
 from models.training import BPRTraining, Trainer, resolve_device
 from models.tuning import Axis, Report, tune
 
 
 def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> Tensor:
     r"""Symmetrically normalised adjacency :math:`D^{-1/2} A D^{-1/2}` of the user–item graph, as a sparse CSR
-    tensor (the format `LGConv`'s `spmm` wants) over `n_users + n_items` nodes (users `0..U-1`, items `U..U+I-1`, edges in both directions).
+    tensor (the format `LGConv`'s `spmm` wants) over `n_users + n_items` nodes (users `0..U-1`, items `U..U+I-1`,
+    edges in both directions).
 
     Normalising once here, instead of inside every `LGConv` call, is the same operator and saves the per-batch
     degree computation.
@@ -30,7 +31,8 @@ def bipartite_adjacency(positive_pairs: Tensor, n_users: int, n_items: int) -> T
     users, items = positive_pairs[0].long(), positive_pairs[1].long() + n_users
     edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
     n = n_users + n_items
-    edge_index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
+    # a Tensor `edge_index` gets Tensors back (gcn_norm's overloads are TorchScript comments pyright cannot read)
+    edge_index, weight = cast(tuple[Tensor, Tensor], gcn_norm(edge_index, None, n, add_self_loops=False))
     adj = torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n), check_invariants=False).coalesce()
     with warnings.catch_warnings():  # "sparse CSR support is in beta": works fine for spmm and its gradient
         warnings.simplefilter("ignore", UserWarning)
@@ -49,7 +51,7 @@ class SymmetricSpmm(torch.autograd.Function):
         return torch.sparse.mm(adj, x)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:  # pyright: ignore[reportIncompatibleMethodOverride]  # torch types it `*grad_outputs`
         return None, torch.sparse.mm(ctx.adj, grad)
 
 

@@ -3,6 +3,7 @@ are declared on its class (`models.base.Recommender`), so adding a model is addi
 
 from __future__ import annotations
 
+from e2ep.errors import ConfigError
 from models.als import ALSRecommender
 from models.base import Recommender
 from models.bpr_mf import BPRMF
@@ -14,7 +15,6 @@ from models.lightgcn import LightGCNRecommender
 from models.ngcf import NGCFRecommender
 from models.popularity import Popularity
 from models.rp3beta import RP3betaRecommender
-from e2ep.errors import ConfigError
 
 MODELS: tuple[type[Recommender], ...] = (
     Popularity, EASERecommender, ItemKNNRecommender, RP3betaRecommender, BPRMF, LightGCNRecommender,

@@ -5,7 +5,7 @@ Written here (scipy and numpy, a dozen lines): neither Cornac nor implicit, the 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,11 +28,11 @@ def rp3beta_weights(interactions: sp.csr_matrix, alpha: float, beta: float, neig
     matrix = sp.csr_matrix(interactions, dtype=np.float64)
     user_degree = np.asarray(matrix.sum(axis=1)).ravel()
     item_degree = np.asarray(matrix.sum(axis=0)).ravel()
-    user_to_item = sp.diags(1.0 / np.maximum(user_degree, 1.0)) @ matrix
-    item_to_user = sp.diags(1.0 / np.maximum(item_degree, 1.0)) @ matrix.T.tocsr()
+    user_to_item = cast(sp.csr_matrix, sp.diags(1.0 / np.maximum(user_degree, 1.0)) @ matrix)
+    item_to_user = cast(sp.csr_matrix, sp.diags(1.0 / np.maximum(item_degree, 1.0)) @ matrix.T.tocsr())
     user_to_item.data **= alpha
     item_to_user.data **= alpha
-    weights = (item_to_user @ user_to_item).toarray()
+    weights = cast(sp.csr_matrix, item_to_user @ user_to_item).toarray()
     with np.errstate(divide="ignore"):
         penalty = np.where(item_degree > 0, np.power(np.maximum(item_degree, 1.0), -beta), 0.0)
     weights *= penalty[None, :]

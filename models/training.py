@@ -196,7 +196,7 @@ Fitted = TypeVar("Fitted")
 
 def parameter_grid(**axes: list[Any]) -> list[dict[str, Any]]:
     """Every combination of the axes' values, in order (the last axis varies fastest)."""
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
 def _no_report(score: float) -> None:

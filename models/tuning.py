@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import optuna
@@ -28,8 +28,8 @@ from models.config import FloatRange, IntRange
 from models.training import Report
 
 if TYPE_CHECKING:
-    from models.config import TrainingConfig
     from models.base import FoldData
+    from models.config import TrainingConfig
 
 Axis = list[Any] | FloatRange | IntRange
 Fitted = TypeVar("Fitted")
@@ -110,8 +110,10 @@ def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne[Fitted], data: F
     points = grid_points(space)
     exhaustive = points is not None and points <= n_trials and not conditions
     if exhaustive:
+        assert points is not None  # implied by `exhaustive`
+        # an exhaustive space has list axes only
         sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(
-            {k: list(v) for k, v in space.items()}, seed=training.seed)
+            {k: list(cast(list[Any], v)) for k, v in space.items()}, seed=training.seed)
         budget = points
     else:
         sampler = optuna.samplers.TPESampler(seed=training.seed, n_startup_trials=max(2, n_trials // 3))

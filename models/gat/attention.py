@@ -21,9 +21,8 @@ written directly; it runs on any device torch does, whatever `backend` says (tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn

@@ -16,12 +16,12 @@ weights). With an edge feature (the rating, `edge_dim=1`) only PyG's `GATv2Conv`
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-Attention = Literal["gatv2", "gat"]
+from models.config import Attention
 
 
 class DGLAttention(nn.Module):

@@ -20,7 +20,7 @@ Two layer families (`GATConfig.layer`):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -69,12 +69,14 @@ class GATNetwork(nn.Module):
         h = self.ids if self.ids is not None else 0.0
         if self.projection is not None:
             h = h + self.projection(self.input_dropout(self.features))
+        assert isinstance(h, Tensor)  # without features, `ids` is always set
         return h
 
     def forward(self, graphs: dict[str, Any]) -> Tensor:
         h = self.inputs()
         total = h
-        for depth, convs in enumerate(self.layers):
+        for depth, layer in enumerate(self.layers):
+            convs = cast(nn.ModuleDict, layer)
             message = convs["positive"](h, graphs["positive"])
             if self.negative_gate is not None:
                 message = message + self.negative_gate[depth] * convs["negative"](h, graphs["negative"])
@@ -103,7 +105,7 @@ class ConvGATNetwork(nn.Module):
         width = self.embedding.shape[1]
         self.input_dropout = nn.Dropout(cfg.feature_dropout)
         edge_dim = 1 if "rated" in relations else None
-        layers: list[nn.Module] = []
+        layers: list[SignedGATLayer] = []
         if cfg.layer_heads:
             self.input: nn.Module = nn.Identity()
             for heads in cfg.layer_heads:

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from e2ep.configbase import Strict
-from models.config import PAPER_GAT, GATConfig, TrainingConfig
 from e2ep.errors import ConfigError, DataError
 from models.base import FoldData, Recommender, TrainingLog, dot_product_scores
+from models.config import PAPER_GAT, GATConfig, TrainingConfig
 from models.gat.train import GATTraining
 from models.training import Report, Trainer, grid_search, parameter_grid, resolve_device
 
@@ -69,6 +69,7 @@ class GATRecommender(Recommender):
                               "enable it or use gat-id")
         items = data.item_features
         users = liked_item_mean(data.positive_pairs, items.float(), data.n_users) if liked else data.user_features
+        assert users is not None  # checked above: profiles are only optional with `liked_items`
         if users.shape[0] != data.n_users or items.shape[0] != data.n_items or users.ndim != 2 \
                 or items.ndim != 2 or users.shape[1] != items.shape[1]:
             raise DataError(f"profile embeddings do not fit the fold: users {tuple(users.shape)} for {data.n_users} "
