@@ -23,6 +23,7 @@ from models.training import TrainingLog
 if TYPE_CHECKING:
     from models.base import FoldData
 
+
 def training_note(log: TrainingLog) -> str:
     """Epochs, seconds per epoch (over every grid point tried) and where early stopping kept the weights."""
     if not log.epochs_run:
@@ -31,8 +32,10 @@ def training_note(log: TrainingLog) -> str:
     # pruned trials record how many evaluations they had, not epochs
     epochs = sum(t.get("epochs_run", 0) for t in log.trials) or log.epochs_run
     grid = f", {log.search.get('sampler', 'grid')} of {len(log.trials)}" if log.trials else ""
-    return (f"{log.epochs_run} epochs, best {log.best_epoch}, {log.seconds / epochs:.3f} s/epoch{grid}, "
-            f"val NDCG@10 {log.best_validation_ndcg10:.4f}")
+    return (
+        f"{log.epochs_run} epochs, best {log.best_epoch}, {log.seconds / epochs:.3f} s/epoch{grid}, "
+        f"val NDCG@10 {log.best_validation_ndcg10:.4f}"
+    )
 
 
 def with_random_features(data: FoldData, dim: int = 384, seed: int = 0) -> FoldData:
@@ -47,8 +50,14 @@ def with_random_features(data: FoldData, dim: int = 384, seed: int = 0) -> FoldD
     return dataclasses.replace(data, user_features=unit(data.n_users), item_features=unit(data.n_items))
 
 
-def bench_dataset(label: str, dataset_cfg: DatasetConfig, split_cfg: SplitConfig, models: ModelsConfig,
-                  rows: list[StageMeasure], gat_backends: Sequence[str] = ()) -> None:
+def bench_dataset(
+    label: str,
+    dataset_cfg: DatasetConfig,
+    split_cfg: SplitConfig,
+    models: ModelsConfig,
+    rows: list[StageMeasure],
+    gat_backends: Sequence[str] = (),
+) -> None:
     """Load, split into every fold, then fit/recommend/evaluate every model on fold 1, and the GAT (`gat`, with
     random features) on each of `gat_backends`."""
     from data import load_dataset, make_folds
@@ -100,15 +109,17 @@ def bench_semantic(label: str, dataset_cfg: DatasetConfig, rows: list[StageMeasu
     items = load_dataset(dataset_cfg).items
     profiles_cfg = ProfilesConfig(backend="llm")
     with StubLLM(latency_s=0.2, reply=reply) as server:
-        llm_cfg = LLMConfig(model="openai/stand-in", api_base=server.api_base, concurrency=16,
-                            cache_dir=str(tmp / "llm-cache"))
+        llm_cfg = LLMConfig(
+            model="openai/stand-in", api_base=server.api_base, concurrency=16, cache_dir=str(tmp / "llm-cache")
+        )
         for attempt in ("cold", "rerun"):
             before = server.count
             with LLMGateway(llm_cfg) as gateway, measure(label, f"LLM item profiles ({attempt})", rows) as m:
                 result = item_profiles(items, profiles_cfg, gateway=gateway)
                 calls = server.count - before
-                m.note = f"{calls} calls" + (f", {calls / max(m.elapsed(), 1e-9):.1f} calls/s (ideal 80)"
-                                             if calls else "")
+                m.note = f"{calls} calls" + (
+                    f", {calls / max(m.elapsed(), 1e-9):.1f} calls/s (ideal 80)" if calls else ""
+                )
     texts = result.frame["text"].to_list()
     with measure(label, "embed item profiles", rows) as m:
         embed_texts(texts, EmbeddingConfig(cache=False))
@@ -122,8 +133,10 @@ def _targets(args: argparse.Namespace) -> dict[str, Callable[[], tuple[DatasetCo
     def ml1m_split() -> tuple[DatasetConfig, SplitConfig]:
         path = args.ml1m_ratings or os.environ.get("E2EP_ML1M_RATINGS")
         if not path or not Path(path).is_file():
-            raise DataError("no ML-1M-scale ratings CSV: pass --ml1m-ratings or set E2EP_ML1M_RATINGS "
-                            "(e.g. the paper authors' 800k-rating ML-1M training split)")
+            raise DataError(
+                "no ML-1M-scale ratings CSV: pass --ml1m-ratings or set E2EP_ML1M_RATINGS "
+                "(e.g. the paper authors' 800k-rating ML-1M training split)"
+            )
         return DatasetConfig(name="csv", ratings_path=path), SplitConfig(official=False)
 
     return {"ml-100k": ml100k, "ml-1m-split": ml1m_split, "semantic": ml100k, "rerank": ml100k, "run": ml100k}
@@ -162,10 +175,9 @@ def main(args: argparse.Namespace) -> int:
             continue
         models = ModelsConfig()
         if args.max_epochs:
-            models = ModelsConfig.model_validate({"training": {"max_epochs": args.max_epochs,
-                                                                "eval_every": min(5, args.max_epochs)}})
+            models = ModelsConfig.model_validate(
+                {"training": {"max_epochs": args.max_epochs, "eval_every": min(5, args.max_epochs)}}
+            )
         gat_backends = [b.strip() for b in args.gat_backends.split(",") if b.strip()]
         bench_dataset(name, dataset_cfg, split_cfg, models, rows, gat_backends)
     return 0
-
-

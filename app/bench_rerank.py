@@ -56,9 +56,15 @@ def bench_rerank(label: str, dataset_cfg: DatasetConfig, rows: list[Any], tmp: P
         items = item_profiles(ds.items, profiles).frame
         users = user_profiles(fold, ds.items, profiles, n_users=ds.n_users).frame
         embedding = EmbeddingConfig()
-        inputs = build_inputs(items, users, embed_frame(items, "item_idx", ds.n_items, embedding).numpy(),
-                              embed_frame(users, "user_idx", ds.n_users, embedding).numpy(), fold.train, 4.0,
-                              embedding)
+        inputs = build_inputs(
+            items,
+            users,
+            embed_frame(items, "item_idx", ds.n_items, embedding).numpy(),
+            embed_frame(users, "user_idx", ds.n_users, embedding).numpy(),
+            fold.train,
+            4.0,
+            embedding,
+        )
         m.note = "template profiles, embeddings (cached by text), Dislikes embeddings"
     for strategy in STRATEGIES:
         cfg = RerankConfig(base_model="bpr-mf", judge="semantic", strategies=[strategy])
@@ -66,8 +72,9 @@ def bench_rerank(label: str, dataset_cfg: DatasetConfig, rows: list[Any], tmp: P
             cost = rerank_recommendations(recs, strategy, make_judge(cfg, inputs, None, strategy), inputs, cfg).cost
             m.note = f"{cost['users']} users, {cost['requests'] / cost['users']:.1f} judge requests/user"
     with StubLLM(latency_s=0.2, reply=stand_in_reply) as server:
-        llm = LLMConfig(model="openai/stand-in", api_base=server.api_base, concurrency=16,
-                        cache_dir=str(tmp / "llm-cache"))
+        llm = LLMConfig(
+            model="openai/stand-in", api_base=server.api_base, concurrency=16, cache_dir=str(tmp / "llm-cache")
+        )
         for strategy in STRATEGIES:
             cfg = RerankConfig(base_model="bpr-mf", judge="llm", strategies=[strategy], max_users=llm_users)
             for attempt in ("cold", "rerun"):
@@ -75,6 +82,8 @@ def bench_rerank(label: str, dataset_cfg: DatasetConfig, rows: list[Any], tmp: P
                 with measure(label, f"rerank {strategy} LLM {attempt}", rows) as m:
                     cost = rerank_recommendations(recs, strategy, judge, inputs, cfg, workers=llm.concurrency).cost
                     n = cost["users"]
-                    m.note = (f"{n} users; per user {cost['calls'] / n:.1f} calls, "
-                              f"{(cost['prompt_tokens'] + cost['completion_tokens']) / n:.0f} tokens")
+                    m.note = (
+                        f"{n} users; per user {cost['calls'] / n:.1f} calls, "
+                        f"{(cost['prompt_tokens'] + cost['completion_tokens']) / n:.0f} tokens"
+                    )
                 judge.gateway.close()  # type: ignore[attr-defined]

@@ -127,19 +127,34 @@ def compute_floor(budget: Sequence[tuple[str, int, float, float]], workers: int)
     without its wait for a worker) spread perfectly over the pool's `workers`. The other rows are left out because
     their task times may include waits."""
     work = sum(total for stage, _, total, _ in budget if stage.startswith(("train ", "embed ")))
-    return (f"fits and embeddings alone: {work:.1f} s of one core's work, so no schedule on {workers} worker(s) "
-            f"ends under {work / max(workers, 1):.1f} s")
+    return (
+        f"fits and embeddings alone: {work:.1f} s of one core's work, so no schedule on {workers} worker(s) "
+        f"ends under {work / max(workers, 1):.1f} s"
+    )
 
 
 def bench_run(run_args: Sequence[str]) -> int:
     """Run `e2ep run <run_args>` cold in a fresh home; print its wall time, peak memory and stage budget."""
     with tempfile.TemporaryDirectory(prefix="e2ep-bench-") as tmp:
         home = Path(tmp)
-        env = {**os.environ, "E2EP_HOME": str(home), "PREFECT_HOME": str(home / "prefect"),
-               "PREFECT_LOCAL_STORAGE_PATH": str(home / "results")}
+        env = {
+            **os.environ,
+            "E2EP_HOME": str(home),
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_LOCAL_STORAGE_PATH": str(home / "results"),
+        }
         env.pop("PREFECT_API_URL", None)
-        command = [sys.executable, "-m", "app.cli", "run", "--artifacts-dir", str(home / "artifacts"),
-                   "--run-name", "bench", *run_args]
+        command = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "run",
+            "--artifacts-dir",
+            str(home / "artifacts"),
+            "--run-name",
+            "bench",
+            *run_args,
+        ]
         print(f"  cold run: e2ep run {' '.join(run_args)}", flush=True)
         started = time.perf_counter()
         with (home / "run.log").open("w") as log:
@@ -162,7 +177,9 @@ def bench_run(run_args: Sequence[str]) -> int:
         for stage, count, total, longest in budget:
             print(f"  {stage:32s}{count:6d}{total:11.1f}{longest:11.1f}")
         print(f"  {compute_floor(budget, default_workers())}", flush=True)
-        print(f"  wall {wall:.1f} s, peak RSS of the process tree {peak / 2**30:.2f} GiB "
-              f"({os.cpu_count()} cores)", flush=True)
+        print(
+            f"  wall {wall:.1f} s, peak RSS of the process tree {peak / 2**30:.2f} GiB ({os.cpu_count()} cores)",
+            flush=True,
+        )
         print(f"  peak PSS of the process tree {peak_pss / 2**30:.2f} GiB (shared pages counted once)", flush=True)
     return 0

@@ -88,40 +88,63 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file with ExperimentConfig fields")
     parser.add_argument("--dataset", help="ml-100k (default), ml-1m or csv")
     parser.add_argument("--data-dir", help="folder holding extracted ml-100k/ or ml-1m/ (else $E2EP_DATA_DIR)")
-    parser.add_argument("--ratings", help="csv dataset: ratings file with a header naming user, item, rating "
-                                          "[and timestamp] columns (userId,movieId,rating or user_id,item_id,...)")
+    parser.add_argument(
+        "--ratings",
+        help="csv dataset: ratings file with a header naming user, item, rating "
+        "[and timestamp] columns (userId,movieId,rating or user_id,item_id,...)",
+    )
     parser.add_argument("--items", help="csv dataset: optional items file keyed by item id (movieId, item_id, ...)")
     parser.add_argument("--sep", help="csv dataset: separator of --ratings/--items (, tab :: | ;); default: sniffed")
-    parser.add_argument("--rating-scale", metavar="LOW,HIGH",
-                        help="valid ratings (default: the dataset's declared scale, 1,5 or 0.5,5 for csv)")
+    parser.add_argument(
+        "--rating-scale",
+        metavar="LOW,HIGH",
+        help="valid ratings (default: the dataset's declared scale, 1,5 or 0.5,5 for csv)",
+    )
     parser.add_argument("--n-folds", help="number of folds (default 5)")
     parser.add_argument("--folds", help="only these 1-based folds, e.g. 1 or 1,2")
-    parser.add_argument("--random-folds", action="store_const", const="1",
-                        help="ML-100K: seeded random folds instead of the official u1-u5 files")
+    parser.add_argument(
+        "--random-folds",
+        action="store_const",
+        const="1",
+        help="ML-100K: seeded random folds instead of the official u1-u5 files",
+    )
     parser.add_argument("--seed", help="split seed")
     parser.add_argument("--models", help=f"comma-separated, any of: {','.join(model_names())}")
     parser.add_argument("--k", help="cut-offs, e.g. 5,10,20")
     parser.add_argument("--protocol", help="full, paper or full,paper")
     parser.add_argument("--cold-start-max", help="cold-start = fewer training ratings than this")
     parser.add_argument("--relevance", help="ratings at or above this are relevant (default 4)")
-    parser.add_argument("--reference", help="method the significance tests compare against (default auto: the "
-                                            "baseline with the best validation NDCG@10)")
+    parser.add_argument(
+        "--reference",
+        help="method the significance tests compare against (default auto: the "
+        "baseline with the best validation NDCG@10)",
+    )
     parser.add_argument("--metadata", help="item metadata CSV keyed by item id (else MovieLens titles and genres)")
-    parser.add_argument("--profiles", help="profile backend: auto (default: llm if $E2EP_LLM_MODEL), template, "
-                                           "llm or precomputed")
-    parser.add_argument("--no-semantic", action="store_const", const="1",
-                        help="skip metadata, profiles and embeddings")
+    parser.add_argument(
+        "--profiles", help="profile backend: auto (default: llm if $E2EP_LLM_MODEL), template, llm or precomputed"
+    )
+    parser.add_argument("--no-semantic", action="store_const", const="1", help="skip metadata, profiles and embeddings")
     parser.add_argument("--max-epochs", help="cap on training epochs")
     parser.add_argument("--seeds", help="train every model under each of these seeds, e.g. 0,1,2")
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--parallel-folds", help="fold subflows run at once")
     parser.add_argument("--artifacts-dir", help="where run folders are written (default artifacts)")
     parser.add_argument("--run-name", help="run folder name")
-    parser.add_argument("--retry-failed", action="store_const", const="1",
-                        help="ask the LLM again for units whose failure is memoised (else a rerun reproduces "
-                             "their fallback at no cost)")
-    parser.add_argument("--set", action="append", default=[], type=_parse_set, metavar="KEY=VALUE",
-                        help="any config field, e.g. --set models.training.patience=10 (repeatable)")
+    parser.add_argument(
+        "--retry-failed",
+        action="store_const",
+        const="1",
+        help="ask the LLM again for units whose failure is memoised (else a rerun reproduces "
+        "their fallback at no cost)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_parse_set,
+        metavar="KEY=VALUE",
+        help="any config field, e.g. --set models.training.patience=10 (repeatable)",
+    )
 
 
 def build_config(args: argparse.Namespace):
@@ -177,8 +200,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if reused is not None:
         earlier, console = reused
         print(console)
-        print(f"e2ep: nothing this run reads changed since {earlier}; its results are copied to {run_dir} "
-              "(--rerun runs the flow anyway)", file=sys.stderr)
+        print(
+            f"e2ep: nothing this run reads changed since {earlier}; its results are copied to {run_dir} "
+            "(--rerun runs the flow anyway)",
+            file=sys.stderr,
+        )
         return 0
     from e2ep.errors import E2EPError
     from e2ep.interrupt import leave_if_busy, run_interruptibly
@@ -253,10 +279,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ks = _int_list(args.k)
     if not ks or any(k <= 0 for k in ks):
         raise argparse.ArgumentTypeError(f"--k must be positive integers, got {args.k!r}")
-    report = evaluate_files(args.test, args.recs, train_path=args.train, protocol=args.protocol, k=ks,
-                            relevance_threshold=args.relevance,
-                            cold_start_max=args.cold_start_max if args.train else None,
-                            n_items=args.n_items)
+    report = evaluate_files(
+        args.test,
+        args.recs,
+        train_path=args.train,
+        protocol=args.protocol,
+        k=ks,
+        relevance_threshold=args.relevance,
+        cold_start_max=args.cold_start_max if args.train else None,
+        n_items=args.n_items,
+    )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_markdown())
     return 0
 
@@ -267,9 +299,11 @@ def make_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the experiment flow (load, split, train, evaluate, report)")
     _add_config_flags(run)
-    run.add_argument("--rerun", action="store_true",
-                     help="run the flow even when nothing it reads changed since a finished run (whose folder "
-                          "is otherwise copied)")
+    run.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run the flow even when nothing it reads changed since a finished run (whose folder is otherwise copied)",
+    )
     run.set_defaults(func=_cmd_run)
 
     estimate = sub.add_parser("estimate", help="LLM calls, tokens and cost per stage of a run (nothing is sent)")
@@ -298,17 +332,24 @@ def make_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     bench = sub.add_parser("bench", help="time and measure peak memory of each stage")
-    bench.add_argument("--datasets", default="run,ml-100k,ml-1m-split,semantic,rerank",
-                       help="comma-separated: run (a cold `e2ep run`, the `make eval` experiment, and its time "
-                            "budget per stage), ml-100k, ml-1m-split, semantic (LLM profiles + embeddings), "
-                            "rerank (each strategy, offline and LLM judge)")
+    bench.add_argument(
+        "--datasets",
+        default="run,ml-100k,ml-1m-split,semantic,rerank",
+        help="comma-separated: run (a cold `e2ep run`, the `make eval` experiment, and its time "
+        "budget per stage), ml-100k, ml-1m-split, semantic (LLM profiles + embeddings), "
+        "rerank (each strategy, offline and LLM judge)",
+    )
     bench.add_argument("--run-args", help="flags of the cold `e2ep run` (default: as `make eval`)")
     bench.add_argument("--data-dir", help="folder holding extracted ml-100k/ (else $E2EP_DATA_DIR)")
     bench.add_argument("--ml1m-ratings", help="ratings CSV for the ML-1M benchmark (else $E2EP_ML1M_RATINGS)")
-    bench.add_argument("--max-epochs", type=int,
-                       help="cap training epochs (per-epoch figures stay exact; fits end early)")
-    bench.add_argument("--gat-backends", default="dgl,pyg",
-                       help="GAT backends to time next to the other models (comma-separated; '' for none)")
+    bench.add_argument(
+        "--max-epochs", type=int, help="cap training epochs (per-epoch figures stay exact; fits end early)"
+    )
+    bench.add_argument(
+        "--gat-backends",
+        default="dgl,pyg",
+        help="GAT backends to time next to the other models (comma-separated; '' for none)",
+    )
     bench.set_defaults(func=lambda a: __import__("app.bench", fromlist=["main"]).main(a))
     return parser
 
@@ -327,9 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"e2ep: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        problems = "; ".join(": ".join(filter(None, (".".join(map(str, e["loc"])),
-                                                      e["msg"].removeprefix("Value error, "))))
-                             for e in exc.errors())
+        problems = "; ".join(
+            ": ".join(filter(None, (".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, "))))
+            for e in exc.errors()
+        )
         print(f"e2ep: error: invalid configuration: {problems}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before the flow started (after, e2ep.interrupt exits 130 itself)

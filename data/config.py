@@ -13,8 +13,18 @@ DatasetName = Literal["ml-100k", "ml-1m", "csv"]
 
 OFFICIAL_ML100K_FOLDS = 5
 _DECLARED_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0), "csv": (0.5, 5.0)}
-_SEPARATOR_NAMES = {"comma": ",", ",": ",", "tab": "\t", "\\t": "\t", "\t": "\t", "::": "::", "pipe": "|",
-                    "|": "|", "semicolon": ";", ";": ";"}
+_SEPARATOR_NAMES = {
+    "comma": ",",
+    ",": ",",
+    "tab": "\t",
+    "\\t": "\t",
+    "\t": "\t",
+    "::": "::",
+    "pipe": "|",
+    "|": "|",
+    "semicolon": ";",
+    ";": ";",
+}
 
 
 class DatasetConfig(_Strict):
@@ -100,8 +110,9 @@ class SplitConfig(_Strict):
     @model_validator(mode="after")
     def _folds_exist(self) -> SplitConfig:
         if self.folds and (missing := sorted({f for f in self.folds if f > self.n_folds})):
-            raise ValueError(f"fold(s) {', '.join(map(str, missing))} do not exist: there are {self.n_folds} "
-                             f"(split.n_folds)")
+            raise ValueError(
+                f"fold(s) {', '.join(map(str, missing))} do not exist: there are {self.n_folds} (split.n_folds)"
+            )
         return self
 
 

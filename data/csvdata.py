@@ -34,17 +34,38 @@ DEFAULT_SCALE = (0.5, 5.0)
 """Ratings a CSV file may hold unless `dataset.rating_scale` says otherwise (MovieLens' half-star scale)."""
 
 # Normalised header name (lower case, no `_` or spaces) -> the column's role.
-_RATING_ROLES = {"userid": "user_id", "user": "user_id", "movieid": "item_id", "itemid": "item_id",
-                 "item": "item_id", "movie": "item_id", "rating": "rating", "score": "rating",
-                 "timestamp": "timestamp"}
-_ITEM_ROLES = {"movieid": "item_id", "itemid": "item_id", "item": "item_id", "movie": "item_id",
-               "title": "title", "genres": "genres", "genre": "genres", "year": "year"}
+_RATING_ROLES = {
+    "userid": "user_id",
+    "user": "user_id",
+    "movieid": "item_id",
+    "itemid": "item_id",
+    "item": "item_id",
+    "movie": "item_id",
+    "rating": "rating",
+    "score": "rating",
+    "timestamp": "timestamp",
+}
+_ITEM_ROLES = {
+    "movieid": "item_id",
+    "itemid": "item_id",
+    "item": "item_id",
+    "movie": "item_id",
+    "title": "title",
+    "genres": "genres",
+    "genre": "genres",
+    "year": "year",
+}
 _NO_GENRES = "(no genres listed)"  # MovieLens' movies.csv placeholder, not a genre
 _log = logging.getLogger(__name__)
 
 
-def load_csv(ratings_path: Path, items_path: Path | None = None, *, separator: str | None = None,
-             scale: tuple[float, float] = DEFAULT_SCALE) -> RawTables:
+def load_csv(
+    ratings_path: Path,
+    items_path: Path | None = None,
+    *,
+    separator: str | None = None,
+    scale: tuple[float, float] = DEFAULT_SCALE,
+) -> RawTables:
     """Ratings (and optional items) files, `.gz` accepted. Ids become Int64 when all are integers, else String.
 
     Duplicates are checked after ids are typed, so "7" and "07" count as the same integer id. A (user, item) pair
@@ -69,17 +90,23 @@ def _read_ratings(path: Path, separator: str | None, scale: tuple[float, float])
     src = _source(path, separator)
     columns = _columns(src, _RATING_ROLES)
     if missing := [role for role in ("user_id", "item_id", "rating") if role not in columns]:
-        raise DataError(f"{src.label}: header lacks {', '.join(missing)} column(s) (read as "
-                        f"{src.separator_name}-separated: {_shown(src)}); expected e.g. userId,movieId,rating"
-                        f"[,timestamp]{_sep_hint(separator)}")
+        raise DataError(
+            f"{src.label}: header lacks {', '.join(missing)} column(s) (read as "
+            f"{src.separator_name}-separated: {_shown(src)}); expected e.g. userId,movieId,rating"
+            f"[,timestamp]{_sep_hint(separator)}"
+        )
     has_time = "timestamp" in columns
     kinds: dict[str, Kind] = {columns["rating"]: "float", **({columns["timestamp"]: "int"} if has_time else {})}
     ratings = read_table(src, None, required=[columns["user_id"], columns["item_id"], *kinds], kinds=kinds)
     if ratings.is_empty():
         raise DataError(f"{src.label}: no ratings (the file has a header and no data lines)")
     timestamp = pl.col(columns["timestamp"]) if has_time else pl.lit(None, pl.Int64)
-    ratings = ratings.select(pl.col(columns["user_id"]).alias("user_id"), pl.col(columns["item_id"]).alias("item_id"),
-                             pl.col(columns["rating"]).alias("rating"), timestamp.alias("timestamp"))
+    ratings = ratings.select(
+        pl.col(columns["user_id"]).alias("user_id"),
+        pl.col(columns["item_id"]).alias("item_id"),
+        pl.col(columns["rating"]).alias("rating"),
+        timestamp.alias("timestamp"),
+    )
     check_rating_scale(ratings, src, scale)
     _log_columns(src, columns)
     return ratings, src
@@ -89,15 +116,16 @@ def _read_items(path: Path, separator: str | None) -> tuple[pl.DataFrame, TextSo
     src = _source(path, separator)
     columns = _columns(src, _ITEM_ROLES)
     if "item_id" not in columns:
-        raise DataError(f"{src.label}: header needs an item id column (movieId, item_id, ...); read as "
-                        f"{src.separator_name}-separated: {_shown(src)}{_sep_hint(separator)}")
+        raise DataError(
+            f"{src.label}: header needs an item id column (movieId, item_id, ...); read as "
+            f"{src.separator_name}-separated: {_shown(src)}{_sep_hint(separator)}"
+        )
     kinds: dict[str, Kind] = {columns["year"]: "int"} if "year" in columns else {}
     items = read_table(src, None, required=[columns["item_id"]], kinds=kinds)
     items = items.select(pl.col(name).alias(role) for role, name in columns.items())
     if "genres" in items.columns:
         genres = pl.col("genres").str.strip_chars()
-        items = items.with_columns(pl.when(genres.is_in(["", _NO_GENRES])).then(None).otherwise(genres)
-                                   .alias("genres"))
+        items = items.with_columns(pl.when(genres.is_in(["", _NO_GENRES])).then(None).otherwise(genres).alias("genres"))
     if "year" in items.columns:
         items = items.with_columns(pl.col("year").cast(pl.Int32))
     elif "title" in items.columns:
@@ -111,8 +139,12 @@ def _log_columns(src: TextSource, columns: dict[str, str]) -> None:
     """Say how a file was read when that is not the obvious (comma-separated, columns named as ours)."""
     if src.separator_name == "comma" and all(role == name for role, name in columns.items()):
         return
-    _log.info("%s: %s-separated; columns used: %s", src.label, src.separator_name,
-              ", ".join(f"{role}={name}" for role, name in columns.items()))
+    _log.info(
+        "%s: %s-separated; columns used: %s",
+        src.label,
+        src.separator_name,
+        ", ".join(f"{role}={name}" for role, name in columns.items()),
+    )
 
 
 def _columns(src: TextSource, roles: dict[str, str]) -> dict[str, str]:
@@ -146,5 +178,11 @@ def _source(path: Path, separator: str | None) -> TextSource:
     raw = read_bytes(path)
     if separator is None:
         separator = sniff_separator(raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace"))
-    return TextSource.from_bytes(path.name, raw, separator=separator,
-                                 separator_name=SEPARATORS.get(separator, repr(separator)), quoted=True, header=True)
+    return TextSource.from_bytes(
+        path.name,
+        raw,
+        separator=separator,
+        separator_name=SEPARATORS.get(separator, repr(separator)),
+        quoted=True,
+        header=True,
+    )

@@ -53,8 +53,9 @@ class Dataset:
 
     def with_original_ids(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`frame` (keyed by `user_idx` and `item_idx`) joined to the original `user_id` and `item_id`."""
-        return (frame.join(self.users.select("user_idx", "user_id"), on="user_idx")
-                     .join(self.items.select("item_idx", "item_id"), on="item_idx"))
+        return frame.join(self.users.select("user_idx", "user_id"), on="user_idx").join(
+            self.items.select("item_idx", "item_id"), on="item_idx"
+        )
 
     def item_titles(self) -> pl.DataFrame | None:
         """item_id, title (None when the items have no titles)."""

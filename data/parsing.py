@@ -184,8 +184,10 @@ def check_rating_scale(ratings: pl.DataFrame, src: TextSource, scale: tuple[floa
     low, high = scale
     bad = ratings.select(((pl.col("rating") < low) | (pl.col("rating") > high)).arg_true().first()).item()
     if bad is not None:
-        raise DataError(f"{src.label} line {src.line_of_row(bad)}: rating {ratings['rating'][bad]:g} is outside "
-                        f"the rating scale {low:g}-{high:g} (--rating-scale LOW,HIGH if the data uses another)")
+        raise DataError(
+            f"{src.label} line {src.line_of_row(bad)}: rating {ratings['rating'][bad]:g} is outside "
+            f"the rating scale {low:g}-{high:g} (--rating-scale LOW,HIGH if the data uses another)"
+        )
 
 
 def check_unique(frame: pl.DataFrame, keys: Sequence[str], src: TextSource, what: str) -> None:

@@ -148,25 +148,34 @@ MIN_FOLD_USERS = 10
 """Below this many users with test ratings (or with a validation slice), a fold's figures are mostly noise."""
 
 
-def small_fold_warnings(fold: Fold, n_items: int, max_k: int, positive_threshold: float, trains: bool,
-                        pool_size: int | None = None) -> list[str]:
+def small_fold_warnings(
+    fold: Fold, n_items: int, max_k: int, positive_threshold: float, trains: bool, pool_size: int | None = None
+) -> list[str]:
     """What a fold is too small for, given the run's largest cut-off, whether any model is trained (they select
     and stop on the validation slice) and the rerank pool: one sentence per problem, empty when the fold is fine."""
     problems = []
     test_users = fold.test.filter(pl.col("rating") >= positive_threshold)["user_idx"].n_unique()
     if test_users < MIN_FOLD_USERS:
-        problems.append(f"only {test_users} users have a relevant test rating (≥ {positive_threshold:g}): its "
-                        "metrics are mostly noise")
+        problems.append(
+            f"only {test_users} users have a relevant test rating (≥ {positive_threshold:g}): its "
+            "metrics are mostly noise"
+        )
     if n_items <= max_k:
-        problems.append(f"the catalog has {n_items} items, not more than the largest cut-off k={max_k}: every "
-                        "list holds every item, so @k metrics cannot tell models apart")
+        problems.append(
+            f"the catalog has {n_items} items, not more than the largest cut-off k={max_k}: every "
+            "list holds every item, so @k metrics cannot tell models apart"
+        )
     if pool_size is not None and n_items < pool_size:
         problems.append(f"the catalog has {n_items} items, fewer than the rerank pool of {pool_size}")
     validating = fold.train.filter(pl.col("is_validation"))["user_idx"].n_unique()
     if trains and validating < MIN_FOLD_USERS:
-        problems.append(f"only {validating} users have a validation slice: early stopping and model selection of "
-                        "the trained models have little to go on")
+        problems.append(
+            f"only {validating} users have a validation slice: early stopping and model selection of "
+            "the trained models have little to go on"
+        )
     return [f"fold {fold.number}: {p}" for p in problems]
+
+
 _COLD_STREAM = 104_729  # seed-sequence salt of the cold-start protocol's user draw
 
 
@@ -181,13 +190,16 @@ def cold_start_plan(fold: Fold, share: float, ns: list[int], seed: int) -> pl.Da
         return pl.DataFrame(schema={"user_idx": fold.train.schema["user_idx"], "n": pl.Int64})
     counts = fold.train.group_by("user_idx").len()
     test_users = fold.test.select("user_idx").unique()
-    eligible = np.sort(counts.join(test_users, on="user_idx").filter(pl.col("len") > max(ns))["user_idx"]
-                       .to_numpy()).astype(np.int64)
+    eligible = np.sort(
+        counts.join(test_users, on="user_idx").filter(pl.col("len") > max(ns))["user_idx"].to_numpy()
+    ).astype(np.int64)
     rng = np.random.default_rng([seed % 2**63, _COLD_STREAM, fold.number])
     size = int(np.floor(share * len(eligible) + 0.5))
     chosen = rng.permutation(eligible)[:size]
-    plan = pl.DataFrame({"user_idx": chosen, "n": [ns[i % len(ns)] for i in range(size)]},
-                        schema={"user_idx": fold.train.schema["user_idx"], "n": pl.Int64})
+    plan = pl.DataFrame(
+        {"user_idx": chosen, "n": [ns[i % len(ns)] for i in range(size)]},
+        schema={"user_idx": fold.train.schema["user_idx"], "n": pl.Int64},
+    )
     return plan.sort("user_idx")
 
 
@@ -196,8 +208,11 @@ def truncate_users(train: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
     validation rows included, and the kept rows all become training rows, since a user that new has no
     validation slice); every other user's rows are untouched, in their original order."""
     indexed = train.with_row_index("_row")
-    position = (indexed.sort("user_idx", "timestamp", "item_idx", nulls_last=True)
-                       .with_columns(_pos=pl.int_range(pl.len()).over("user_idx")).select("_row", "_pos"))
+    position = (
+        indexed.sort("user_idx", "timestamp", "item_idx", nulls_last=True)
+        .with_columns(_pos=pl.int_range(pl.len()).over("user_idx"))
+        .select("_row", "_pos")
+    )
     marked = indexed.join(position, on="_row").join(plan.select("user_idx", "n"), on="user_idx", how="left")
     kept = marked.filter(pl.col("n").is_null() | (pl.col("_pos") < pl.col("n"))).sort("_row")
     if "is_validation" in kept.columns:

@@ -35,8 +35,9 @@ def import_dgl() -> types.ModuleType:
             sys.modules.pop("dgl.graphbolt", None)
         from e2ep.errors import ConfigError
 
-        raise ConfigError(f"DGL could not be imported ({type(exc).__name__}: {exc}); "
-                          "use models.gat.backend=pyg") from exc
+        raise ConfigError(
+            f"DGL could not be imported ({type(exc).__name__}: {exc}); use models.gat.backend=pyg"
+        ) from exc
     return dgl
 
 

@@ -129,8 +129,11 @@ def run_interruptibly(fn: Callable[[], T], grace_s: float = 3.0) -> T:
         if STOP.is_set():
             signum = _received[0] if _received else signal.SIGINT
             name = signal.Signals(signum).name
-            print(f"e2ep: {name} received: stopping (answered LLM calls and finished results are kept)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"e2ep: {name} received: stopping (answered LLM calls and finished results are kept)",
+                file=sys.stderr,
+                flush=True,
+            )
             started = time.monotonic()
             worker.join(grace_s)
             waited = time.monotonic() - started

@@ -77,8 +77,12 @@ def worker_pool(workers: int = 0, threads: int = 1) -> Iterator[int]:
             outer = False
             # spawn, not fork: the flow process runs Prefect's threads and event loops, which fork would copy
             # mid-flight.
-            _active = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
-                                          initializer=_init_worker, initargs=(threads, os.getpid()))
+            _active = ProcessPoolExecutor(
+                max_workers=size,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(threads, os.getpid()),
+            )
             _slots, _threads = threading.Semaphore(size), threads
     failed = False
     try:
@@ -178,8 +182,9 @@ def _mmap_large_blocks(threshold: int = 1 << 20) -> None:
         pass
 
 
-def _run_alone(conn: Any, threads: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> None:
+def _run_alone(
+    conn: Any, threads: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     _init_worker(threads, parent)
     _mmap_large_blocks()
     try:
@@ -205,8 +210,11 @@ def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     context = multiprocessing.get_context("spawn")
     with _slot(pool, slots):
         receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_run_alone, args=(send, _threads, os.getpid(), fn, args, kwargs),
-                                  name=f"isolated-{getattr(fn, '__name__', 'job')}")
+        process = context.Process(
+            target=_run_alone,
+            args=(send, _threads, os.getpid(), fn, args, kwargs),
+            name=f"isolated-{getattr(fn, '__name__', 'job')}",
+        )
         with _lock:
             _isolated.add(process)
         try:

@@ -59,8 +59,9 @@ def temporary_server() -> Iterator[Callable[[], str | None]]:
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "e2ep.prefect_server", str(os.getpid()), str(port)], env=env,
-                               stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "e2ep.prefect_server", str(os.getpid()), str(port)], env=env, stdin=subprocess.DEVNULL
+    )
     settings = ExitStack()  # Prefect pointed at the server, from `ready()` to the end of the block
     reached = False
 
@@ -119,8 +120,10 @@ def _wait_until_healthy(api_url: str, process: subprocess.Popen[bytes], timeout_
     except RuntimeError:
         raise E2EPError(f"the temporary Prefect server exited with status {process.returncode} at start") from None
     except TimeoutError:
-        raise E2EPError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
-                        "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)") from None
+        raise E2EPError(
+            f"the temporary Prefect server did not answer within {timeout_s:.0f} s "
+            "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)"
+        ) from None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -155,8 +158,14 @@ def main(argv: list[str]) -> None:
     _die_with(parent)
     import uvicorn
 
-    uvicorn.run("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
-                log_level="error", lifespan="on")
+    uvicorn.run(
+        "prefect.server.api.server:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        lifespan="on",
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ def resolve_secret(name: str) -> str | None:
         value = Secret.load(block).get()  # pyright: ignore[reportAttributeAccessIssue]
     except ValueError:
         # Prefect raises ValueError for an unknown block document; its message holds only the name.
-        raise ConfigError(f"Prefect Secret block {block!r} not found (create it in the UI or with "
-                          f"`Secret(value=...).save({block!r})`)") from None
+        raise ConfigError(
+            f"Prefect Secret block {block!r} not found (create it in the UI or with "
+            f"`Secret(value=...).save({block!r})`)"
+        ) from None
     return str(value) if value else None
 
 

@@ -5,5 +5,13 @@ from evaluation.external import ExternalReport, evaluate_files
 from evaluation.metrics import EvaluationResult, cold_start_users, evaluate
 from evaluation.tables import markdown_tables
 
-__all__ = ["EvaluationResult", "ExternalReport", "cold_start_users", "evaluate", "evaluate_files",
-           "markdown_tables", "paired_tests", "summarize"]
+__all__ = [
+    "EvaluationResult",
+    "ExternalReport",
+    "cold_start_users",
+    "evaluate",
+    "evaluate_files",
+    "markdown_tables",
+    "paired_tests",
+    "summarize",
+]

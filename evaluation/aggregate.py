@@ -36,12 +36,33 @@ GROUP = ["model", "protocol", "segment"]
 KEY = GROUP + ["metric", "k"]
 FAMILY = ["protocol", "segment", "metric", "k"]
 RUN = ["fold", "seed"]
-SUMMARY_SCHEMA = {"model": pl.String, "protocol": pl.String, "segment": pl.String, "metric": pl.String,
-                  "k": pl.Int64, "mean": pl.Float64, "std": pl.Float64, "n_runs": pl.Int64, "n_folds": pl.Int64,
-                  "n_seeds": pl.Int64, "n_users": pl.Int64}
-TESTS_SCHEMA = {"model": pl.String, "protocol": pl.String, "segment": pl.String, "metric": pl.String,
-                "k": pl.Int64, "n_users": pl.Int64, "mean_diff": pl.Float64, "ci_low": pl.Float64,
-                "ci_high": pl.Float64, "p_value": pl.Float64, "p_holm": pl.Float64, "note": pl.String}
+SUMMARY_SCHEMA = {
+    "model": pl.String,
+    "protocol": pl.String,
+    "segment": pl.String,
+    "metric": pl.String,
+    "k": pl.Int64,
+    "mean": pl.Float64,
+    "std": pl.Float64,
+    "n_runs": pl.Int64,
+    "n_folds": pl.Int64,
+    "n_seeds": pl.Int64,
+    "n_users": pl.Int64,
+}
+TESTS_SCHEMA = {
+    "model": pl.String,
+    "protocol": pl.String,
+    "segment": pl.String,
+    "metric": pl.String,
+    "k": pl.Int64,
+    "n_users": pl.Int64,
+    "mean_diff": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "p_value": pl.Float64,
+    "p_holm": pl.Float64,
+    "note": pl.String,
+}
 UNPAIRED = {("paper", "map"), ("paper", "mrr")}
 UNPAIRED_NOTE = "not tested: the paper protocol averages MAP/MRR over users with a hit only (unpaired user sets)"
 N_BOOTSTRAP = 2000
@@ -83,16 +104,23 @@ def summarize(per_user: pl.DataFrame, catalog: pl.DataFrame | None = None) -> pl
         cat = catalog.select(KEY + RUN + ["value"]).cast({"k": pl.Int64})
         parts.append(cat.with_columns(user_metric=pl.lit(False)).select(parts[0].columns).cast(parts[0].schema))
     # sorted first: a group's values are summed in row order, so the same input gives the same last bits
-    out = pl.concat(parts).sort(KEY + RUN).group_by(KEY).agg(
-        mean=pl.col("value").mean(),
-        std=pl.when(pl.len() > 1).then(pl.col("value").std(ddof=1)),
-        n_runs=pl.len().cast(pl.Int64),
-        n_folds=pl.col("fold").n_unique().cast(pl.Int64),
-        n_seeds=pl.col("seed").n_unique().cast(pl.Int64),
-        user_metric=pl.col("user_metric").any())
+    out = (
+        pl.concat(parts)
+        .sort(KEY + RUN)
+        .group_by(KEY)
+        .agg(
+            mean=pl.col("value").mean(),
+            std=pl.when(pl.len() > 1).then(pl.col("value").std(ddof=1)),
+            n_runs=pl.len().cast(pl.Int64),
+            n_folds=pl.col("fold").n_unique().cast(pl.Int64),
+            n_seeds=pl.col("seed").n_unique().cast(pl.Int64),
+            user_metric=pl.col("user_metric").any(),
+        )
+    )
     pairs = per_user.select(KEY + ["fold", "user_idx"]).unique().group_by(KEY).agg(n_users=pl.len().cast(pl.Int64))
-    out = (out.join(pairs, on=KEY, how="left")
-           .with_columns(n_users=pl.when(pl.col("user_metric")).then(pl.col("n_users").fill_null(0))))
+    out = out.join(pairs, on=KEY, how="left").with_columns(
+        n_users=pl.when(pl.col("user_metric")).then(pl.col("n_users").fill_null(0))
+    )
     # The pyright ignore below: polars types a schema mapping's keys invariantly, so it refuses a dict[str, ...]
     return out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA).sort(KEY)  # pyright: ignore[reportArgumentType]
 
@@ -105,12 +133,22 @@ def user_differences(per_user: pl.DataFrame, reference: str) -> pl.DataFrame:
     seed_means = per_user.group_by(cell).agg(pl.col("value").mean())
     on = FAMILY + ["fold", "user_idx"]
     ref = seed_means.filter(pl.col("model") == reference).select(on + [pl.col("value").alias("ref")])
-    return (seed_means.filter(pl.col("model") != reference).join(ref, on=on, how="inner")
-            .group_by(KEY + ["user_idx"]).agg(diff=(pl.col("value") - pl.col("ref")).mean()))
+    return (
+        seed_means.filter(pl.col("model") != reference)
+        .join(ref, on=on, how="inner")
+        .group_by(KEY + ["user_idx"])
+        .agg(diff=(pl.col("value") - pl.col("ref")).mean())
+    )
 
 
-def paired_tests(per_user: pl.DataFrame, reference: str, *, n_bootstrap: int = N_BOOTSTRAP,
-                 confidence: float = CONFIDENCE, seed: int = 0) -> pl.DataFrame:
+def paired_tests(
+    per_user: pl.DataFrame,
+    reference: str,
+    *,
+    n_bootstrap: int = N_BOOTSTRAP,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> pl.DataFrame:
     """Every other model vs `reference` per (protocol, segment, metric, k), at the user level (module docstring).
 
     `n_users`: users both methods scored; `mean_diff` = mean over those users of (model − reference), with the
@@ -135,8 +173,7 @@ def paired_tests(per_user: pl.DataFrame, reference: str, *, n_bootstrap: int = N
         d = tested[key]
         low, high = next(ci)
         rows.append((*key, len(d), float(d.mean()) if len(d) else None, low, high, wilcoxon_p(d), None, None))
-    out = pl.DataFrame(rows, schema=TESTS_SCHEMA, orient="row").with_columns(
-        pl.col(pl.Float64).fill_null(float("nan")))
+    out = pl.DataFrame(rows, schema=TESTS_SCHEMA, orient="row").with_columns(pl.col(pl.Float64).fill_null(float("nan")))
     return out.with_columns(p_holm=pl.col("p_value").map_batches(holm_adjust).over(FAMILY)).sort(KEY)
 
 
@@ -170,8 +207,9 @@ def holm_adjust(p: pl.Series | np.ndarray) -> pl.Series:
     return pl.Series(out)
 
 
-def bootstrap_mean_ci(samples: list[np.ndarray], *, n_bootstrap: int = N_BOOTSTRAP,
-                      confidence: float = CONFIDENCE, seed: int = 0) -> list[tuple[float | None, float | None]]:
+def bootstrap_mean_ci(
+    samples: list[np.ndarray], *, n_bootstrap: int = N_BOOTSTRAP, confidence: float = CONFIDENCE, seed: int = 0
+) -> list[tuple[float | None, float | None]]:
     """Percentile bootstrap CI of the mean of each sample (units resampled with replacement).
 
     Vectorised: samples of the same size share one `n_bootstrap × n` matrix of resampling counts (seeded by

@@ -27,8 +27,13 @@ from e2ep.errors import ConfigError, DataError
 from evaluation.metrics import check_k, cold_start_users, evaluate
 
 RATING_ALIASES = {"user_id": "user", "item_id": "item", "movie_id": "item", "rating": "value"}
-RECS_ALIASES = {"user_id": "user", "item_id": "item", "movie_id": "item", "rank": "value",
-                "recommendation_rank": "value"}
+RECS_ALIASES = {
+    "user_id": "user",
+    "item_id": "item",
+    "movie_id": "item",
+    "rank": "value",
+    "recommendation_rank": "value",
+}
 
 
 @dataclass
@@ -45,24 +50,39 @@ class ExternalReport:
     segments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "k": list(self.k), "relevance_threshold": self.relevance_threshold,
-                "catalog_size": self.catalog_size, "catalog_source": self.catalog_source,
-                "counts": dict(self.counts), "warnings": list(self.warnings), "segments": self.segments}
+        return {
+            "protocol": self.protocol,
+            "k": list(self.k),
+            "relevance_threshold": self.relevance_threshold,
+            "catalog_size": self.catalog_size,
+            "catalog_source": self.catalog_source,
+            "counts": dict(self.counts),
+            "warnings": list(self.warnings),
+            "segments": self.segments,
+        }
 
     def to_markdown(self) -> str:
-        out = [f"## External evaluation, protocol `{self.protocol}` (relevant: rating ≥ {self.relevance_threshold:g})",
-               ""]
+        out = [
+            f"## External evaluation, protocol `{self.protocol}` (relevant: rating ≥ {self.relevance_threshold:g})",
+            "",
+        ]
         if self.catalog_size is not None:
             out += [f"Catalog: {self.catalog_size} items ({self.catalog_source}).", ""]
         out += ["| input | count |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in self.counts.items()] + [""]
         out += [f"- warning: {w}" for w in self.warnings] + ([""] if self.warnings else [])
         for name, seg in self.segments.items():
-            out += [f"### {name} ({seg['n_users_evaluated']} users evaluated)", "",
-                    "| metric | " + " | ".join(f"@{k}" for k in self.k) + " |", "|---|" + "---:|" * len(self.k)]
+            out += [
+                f"### {name} ({seg['n_users_evaluated']} users evaluated)",
+                "",
+                "| metric | " + " | ".join(f"@{k}" for k in self.k) + " |",
+                "|---|" + "---:|" * len(self.k),
+            ]
             for metric, by_k in seg["metrics"].items():
-                cells = [f"{by_k[str(k)]['value']:.4f}" + (f" (n={by_k[str(k)]['n_users']})"
-                                                           if by_k[str(k)]["n_users"] is not None else "")
-                         for k in self.k]
+                cells = [
+                    f"{by_k[str(k)]['value']:.4f}"
+                    + (f" (n={by_k[str(k)]['n_users']})" if by_k[str(k)]["n_users"] is not None else "")
+                    for k in self.k
+                ]
                 out.append(f"| {metric} | " + " | ".join(cells) + " |")
             out.append("")
         return "\n".join(out)
@@ -91,22 +111,28 @@ def read_table(path: str | Path, kind: Literal["ratings", "recs"]) -> pl.DataFra
     if "user_id" in header:
         df = _read_csv(path, text, aliases)
     elif kind == "recs":
-        raise DataError(f"{path}: recommendations need a CSV header with user_id, item_id (or movie_id), rank "
-                        f"(or recommendation_rank); first line is {first[:60]!r}")
+        raise DataError(
+            f"{path}: recommendations need a CSV header with user_id, item_id (or movie_id), rank "
+            f"(or recommendation_rank); first line is {first[:60]!r}"
+        )
     else:
         df = _read_plain(path, lines, first)
     what = "rating" if kind == "ratings" else "rank"
-    df = df.with_columns(pl.col("user").str.strip_chars(), pl.col("item").str.strip_chars(),
-                         num=pl.col("value").str.strip_chars().cast(pl.Float64, strict=False))
-    bad = df.filter(pl.col("num").is_null() | pl.col("num").is_nan() | (pl.col("user") == "")
-                    | (pl.col("item") == ""))
+    df = df.with_columns(
+        pl.col("user").str.strip_chars(),
+        pl.col("item").str.strip_chars(),
+        num=pl.col("value").str.strip_chars().cast(pl.Float64, strict=False),
+    )
+    bad = df.filter(pl.col("num").is_null() | pl.col("num").is_nan() | (pl.col("user") == "") | (pl.col("item") == ""))
     if kind == "recs":
         bad = pl.concat([bad, df.filter((pl.col("num") < 1) | (pl.col("num") != pl.col("num").floor()))])
     if bad.height:
         row = bad.sort("line").row(0, named=True)
-        raise DataError(f"{path}: line {row['line']}: expected user, item and a numeric {what}"
-                        f"{' (integer ≥ 1)' if kind == 'recs' else ''}, got user={row['user']!r} "
-                        f"item={row['item']!r} {what}={row['value']!r}")
+        raise DataError(
+            f"{path}: line {row['line']}: expected user, item and a numeric {what}"
+            f"{' (integer ≥ 1)' if kind == 'recs' else ''}, got user={row['user']!r} "
+            f"item={row['item']!r} {what}={row['value']!r}"
+        )
     if not df.height:
         raise DataError(f"{path}: no data rows")
     return df.select("user", "item", pl.col("num").alias("value"), "line")
@@ -127,8 +153,11 @@ def _read_csv(path: Path, text: str, aliases: dict[str, str]) -> pl.DataFrame:
         need = [c for c, r in aliases.items() if r in missing]
         raise DataError(f"{path}: missing column(s) {' / '.join(need)}; header has {df.columns}")
     # data row i is line i + 2 when there are no blank or multi-line quoted rows
-    return df.select(*(pl.col(c).alias(r) for r, c in picked.items())).with_row_index("line", offset=2) \
+    return (
+        df.select(*(pl.col(c).alias(r) for r, c in picked.items()))
+        .with_row_index("line", offset=2)
         .with_columns(pl.col("line").cast(pl.Int64))
+    )
 
 
 def _read_plain(path: Path, lines: list[str], first: str) -> pl.DataFrame:
@@ -145,14 +174,25 @@ def _read_plain(path: Path, lines: list[str], first: str) -> pl.DataFrame:
     if short.height:
         row = short.row(0, named=True)
         raise DataError(f"{path}: line {row['line']}: expected 'user item rating [timestamp]', got {row['text']!r}")
-    return s.select(user=pl.col("parts").list.get(0), item=pl.col("parts").list.get(1),
-                    value=pl.col("parts").list.get(2), line="line")
+    return s.select(
+        user=pl.col("parts").list.get(0),
+        item=pl.col("parts").list.get(1),
+        value=pl.col("parts").list.get(2),
+        line="line",
+    )
 
 
-def evaluate_files(test_path: str | Path, recs_path: str | Path, *, train_path: str | Path | None = None,
-                   protocol: Literal["full", "paper"] = "full", k: Sequence[int] = (5, 10, 20),
-                   relevance_threshold: float = 4.0, cold_start_max: int | None = None,
-                   n_items: int | None = None) -> ExternalReport:
+def evaluate_files(
+    test_path: str | Path,
+    recs_path: str | Path,
+    *,
+    train_path: str | Path | None = None,
+    protocol: Literal["full", "paper"] = "full",
+    k: Sequence[int] = (5, 10, 20),
+    relevance_threshold: float = 4.0,
+    cold_start_max: int | None = None,
+    n_items: int | None = None,
+) -> ExternalReport:
     """Evaluate a recommendation file against a test (and optional train) file; see the module docstring."""
     try:
         ks = check_k(k)
@@ -172,16 +212,22 @@ def evaluate_files(test_path: str | Path, recs_path: str | Path, *, train_path: 
     items = _id_map(pl.concat([f["item"] for f in frames]))
 
     def encode(df: pl.DataFrame, value: str) -> pl.DataFrame:
-        return (df.join(users, left_on="user", right_on="raw").rename({"idx": "user_idx"})
-                .join(items, left_on="item", right_on="raw").rename({"idx": "item_idx"})
-                .select("user_idx", "item_idx", pl.col("value").alias(value)))
+        return (
+            df.join(users, left_on="user", right_on="raw")
+            .rename({"idx": "user_idx"})
+            .join(items, left_on="item", right_on="raw")
+            .rename({"idx": "item_idx"})
+            .select("user_idx", "item_idx", pl.col("value").alias(value))
+        )
 
     test = encode(test_raw, "rating")
     recs = encode(recs_raw, "rank").with_columns(pl.col("rank").cast(pl.Int64))
     if not recs["user_idx"].is_in(test["user_idx"].unique().implode()).any():
-        raise DataError(f"{recs_path}: none of its {recs_raw['user'].n_unique()} users is a user of {test_path} "
-                        f"(ids are compared as written: e.g. recs {recs_raw['user'][0]!r}, test "
-                        f"{test_raw['user'][0]!r}); nothing could be evaluated")
+        raise DataError(
+            f"{recs_path}: none of its {recs_raw['user'].n_unique()} users is a user of {test_path} "
+            f"(ids are compared as written: e.g. recs {recs_raw['user'][0]!r}, test "
+            f"{test_raw['user'][0]!r}); nothing could be evaluated"
+        )
     train = encode(train_raw, "rating") if train_raw is not None else None
     counts, warnings = _audit(test, recs, train, relevance_threshold, protocol)
     catalog_size, source = None, "not used by the paper protocol"
@@ -200,8 +246,9 @@ def evaluate_files(test_path: str | Path, recs_path: str | Path, *, train_path: 
         t, r = test, recs
         if seg_users is not None:
             t, r = test.filter(pl.col("user_idx").is_in(seg_users)), recs.filter(pl.col("user_idx").is_in(seg_users))
-        res = evaluate(r, t, protocol=protocol, k=ks, relevance_threshold=relevance_threshold, train=train,
-                       n_items=catalog_size)
+        res = evaluate(
+            r, t, protocol=protocol, k=ks, relevance_threshold=relevance_threshold, train=train, n_items=catalog_size
+        )
         metrics: dict[str, dict[str, Any]] = {}
         for row in res.summary().iter_rows(named=True):
             metrics.setdefault(row["metric"], {})[str(row["k"])] = {"value": row["value"], "n_users": row["n_users"]}
@@ -212,43 +259,62 @@ def evaluate_files(test_path: str | Path, recs_path: str | Path, *, train_path: 
 def _id_map(raw: pl.Series) -> pl.DataFrame:
     """Raw id string → dense int, numeric ids in numeric order (stable across runs)."""
     u = pl.DataFrame({"raw": raw.unique()}).with_columns(n=pl.col("raw").cast(pl.Float64, strict=False))
-    return u.sort("n", "raw", nulls_last=True).with_row_index("idx").with_columns(pl.col("idx").cast(pl.Int64)) \
+    return (
+        u.sort("n", "raw", nulls_last=True)
+        .with_row_index("idx")
+        .with_columns(pl.col("idx").cast(pl.Int64))
         .select("raw", "idx")
+    )
 
 
-def _audit(test: pl.DataFrame, recs: pl.DataFrame, train: pl.DataFrame | None, threshold: float,
-           protocol: str) -> tuple[dict[str, int], list[str]]:
+def _audit(
+    test: pl.DataFrame, recs: pl.DataFrame, train: pl.DataFrame | None, threshold: float, protocol: str
+) -> tuple[dict[str, int], list[str]]:
     test_users = test["user_idx"].unique()
     seen_items = pl.concat([test["item_idx"]] + ([train["item_idx"]] if train is not None else [])).unique()
     foreign_users = recs.filter(~pl.col("user_idx").is_in(test_users))
     unseen = recs.filter(~pl.col("item_idx").is_in(seen_items))
     dup = recs.height - recs.select("user_idx", "item_idx").unique().height
     tied = recs.height - recs.select("user_idx", "rank").unique().height
-    counts = {"test_rows": test.height, "test_users": test_users.len(),
-              "test_relevant_rows": test.filter(pl.col("rating") >= threshold).height,
-              "recs_rows": recs.height, "recs_users": recs["user_idx"].n_unique(),
-              "recs_rows_users_not_in_test": foreign_users.height,
-              "recs_users_not_in_test": foreign_users["user_idx"].n_unique(),
-              "recs_rows_items_unseen": unseen.height, "recs_items_unseen": unseen["item_idx"].n_unique(),
-              "recs_duplicate_pairs": dup, "recs_duplicate_ranks": tied}
+    counts = {
+        "test_rows": test.height,
+        "test_users": test_users.len(),
+        "test_relevant_rows": test.filter(pl.col("rating") >= threshold).height,
+        "recs_rows": recs.height,
+        "recs_users": recs["user_idx"].n_unique(),
+        "recs_rows_users_not_in_test": foreign_users.height,
+        "recs_users_not_in_test": foreign_users["user_idx"].n_unique(),
+        "recs_rows_items_unseen": unseen.height,
+        "recs_items_unseen": unseen["item_idx"].n_unique(),
+        "recs_duplicate_pairs": dup,
+        "recs_duplicate_ranks": tied,
+    }
     warnings: list[str] = []
     if foreign_users.height:
-        warnings.append(f"{counts['recs_users_not_in_test']} recommended users have no test ratings; they are not "
-                        "evaluated" + (" (their lists still count for coverage)" if protocol == "full" else ""))
+        warnings.append(
+            f"{counts['recs_users_not_in_test']} recommended users have no test ratings; they are not "
+            "evaluated" + (" (their lists still count for coverage)" if protocol == "full" else "")
+        )
     if unseen.height:
-        warnings.append(f"{counts['recs_items_unseen']} recommended items appear in neither test nor train; they "
-                        "are kept and can never be hits")
+        warnings.append(
+            f"{counts['recs_items_unseen']} recommended items appear in neither test nor train; they "
+            "are kept and can never be hits"
+        )
     if dup:
         warnings.append(f"{dup} repeated (user, item) recommendations; each keeps its best rank")
     if tied:
         first = recs.filter(pl.struct("user_idx", "rank").is_duplicated()).sort("user_idx", "rank").row(0, named=True)
-        warnings.append(f"{tied} recommendations share a rank with another item of the same user (first: rank "
-                        f"{first['rank']}); tied items keep their order in the file")
+        warnings.append(
+            f"{tied} recommendations share a rank with another item of the same user (first: rank "
+            f"{first['rank']}); tied items keep their order in the file"
+        )
     if train is not None:
         counts["train_rows"], counts["train_users"] = train.height, train["user_idx"].n_unique()
         leak = recs.join(train.select("user_idx", "item_idx").unique(), on=["user_idx", "item_idx"]).height
         counts["recs_rows_in_train"] = leak
         if leak and protocol == "full":
-            warnings.append(f"{leak} recommendations are items the user rated in train; the full protocol assumes "
-                            "lists exclude them, so they only waste slots")
+            warnings.append(
+                f"{leak} recommendations are items the user rated in train; the full protocol assumes "
+                "lists exclude them, so they only waste slots"
+            )
     return counts, warnings

@@ -15,9 +15,16 @@ def cold_start_segment(n: int) -> str:
     return f"cold-start-n{n}"
 
 
-def evaluate_fold(recs: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, *, cfg: EvaluationConfig,
-                  relevance_threshold: float, n_items: int,
-                  cold_start_plan: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def evaluate_fold(
+    recs: pl.DataFrame,
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    *,
+    cfg: EvaluationConfig,
+    relevance_threshold: float,
+    n_items: int,
+    cold_start_plan: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per-user and catalog metrics with `protocol` and `segment` columns added.
 
     `train` is the fold's whole training side (validation slice included): it defines what counts as a
@@ -30,8 +37,10 @@ def evaluate_fold(recs: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, *
         cold = cold_start_users(train, cfg.cold_start_max)
         groups = {"all": None, "cold-start": cold}
     else:
-        groups = {cold_start_segment(int(n)): part["user_idx"]
-                  for (n,), part in cold_start_plan.sort("n").group_by("n", maintain_order=True)}
+        groups = {
+            cold_start_segment(int(n)): part["user_idx"]
+            for (n,), part in cold_start_plan.sort("n").group_by("n", maintain_order=True)
+        }
     per_user, catalog = [], []
     for protocol in cfg.protocols:
         for segment, users in groups.items():
@@ -39,8 +48,15 @@ def evaluate_fold(recs: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, *
             if users is not None:
                 seg_recs = recs.filter(pl.col("user_idx").is_in(users.implode()))
                 seg_test = test.filter(pl.col("user_idx").is_in(users.implode()))
-            result = evaluate(seg_recs, seg_test, protocol=protocol, k=list(cfg.k),
-                              relevance_threshold=relevance_threshold, train=train, n_items=n_items)
+            result = evaluate(
+                seg_recs,
+                seg_test,
+                protocol=protocol,
+                k=list(cfg.k),
+                relevance_threshold=relevance_threshold,
+                train=train,
+                n_items=n_items,
+            )
             labels = [pl.lit(protocol).alias("protocol"), pl.lit(segment).alias("segment")]
             per_user.append(result.per_user.with_columns(labels))
             catalog.append(result.catalog.with_columns(labels))

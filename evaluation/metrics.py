@@ -42,9 +42,18 @@ from evaluation.ranking import (
 )
 
 FULL_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "novelty")
-def evaluate(recs: pl.DataFrame, test: pl.DataFrame, *, protocol: Literal["full", "paper"], k: list[int],
-             relevance_threshold: float = 4.0, train: pl.DataFrame | None = None,
-             n_items: int | None = None) -> EvaluationResult:
+
+
+def evaluate(
+    recs: pl.DataFrame,
+    test: pl.DataFrame,
+    *,
+    protocol: Literal["full", "paper"],
+    k: list[int],
+    relevance_threshold: float = 4.0,
+    train: pl.DataFrame | None = None,
+    n_items: int | None = None,
+) -> EvaluationResult:
     """Score `recs` against `test` under `protocol` ("full": this module; "paper": see paper_protocol)."""
     ks = check_k(k)
     require_columns(test, ("user_idx", "item_idx", "rating"), "test")
@@ -57,21 +66,32 @@ def evaluate(recs: pl.DataFrame, test: pl.DataFrame, *, protocol: Literal["full"
     return _evaluate_full(recs, test, ks, relevance_threshold, train, n_items)
 
 
-def _evaluate_full(recs: pl.DataFrame, test: pl.DataFrame, ks: list[int], threshold: float,
-                   train: pl.DataFrame | None, n_items: int) -> EvaluationResult:
+def _evaluate_full(
+    recs: pl.DataFrame, test: pl.DataFrame, ks: list[int], threshold: float, train: pl.DataFrame | None, n_items: int
+) -> EvaluationResult:
     max_k = ks[-1]
-    rel = (test.filter(pl.col("rating") >= threshold)
-           .select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64)).unique())
+    rel = (
+        test.filter(pl.col("rating") >= threshold)
+        .select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64))
+        .unique()
+    )
     n_rel = rel.group_by("user_idx").len().sort("user_idx")
     users = n_rel["user_idx"].to_numpy()
     nrel = n_rel["len"].to_numpy().astype(np.float64)
     r = normalize_recs(recs, max_k)
-    catalog = pl.DataFrame({"metric": ["coverage"] * len(ks), "k": ks,
-                            "value": [r.filter(pl.col("pos") <= k)["item_idx"].n_unique() / n_items
-                                      for k in ks]}, schema=CATALOG_SCHEMA)
-    re = (r.filter(pl.col("user_idx").is_in(users.tolist()))
-          .join(rel.with_columns(hit=pl.lit(True)), on=["user_idx", "item_idx"], how="left")
-          .with_columns(pl.col("hit").fill_null(False)))
+    catalog = pl.DataFrame(
+        {
+            "metric": ["coverage"] * len(ks),
+            "k": ks,
+            "value": [r.filter(pl.col("pos") <= k)["item_idx"].n_unique() / n_items for k in ks],
+        },
+        schema=CATALOG_SCHEMA,
+    )
+    re = (
+        r.filter(pl.col("user_idx").is_in(users.tolist()))
+        .join(rel.with_columns(hit=pl.lit(True)), on=["user_idx", "item_idx"], how="left")
+        .with_columns(pl.col("hit").fill_null(False))
+    )
     present = dense_flags(users, re, None, max_k)
     hit = dense_flags(users, re, "hit", max_k)
     pos = np.arange(1, max_k + 1, dtype=np.float64)
@@ -112,11 +132,11 @@ def _self_information(rows: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
     n_train_users = pairs["user_idx"].n_unique()
     pop = pairs.group_by("item_idx").agg(n=pl.len())
     return rows.join(pop, on="item_idx", how="left").with_columns(
-        info=-((pl.col("n").fill_null(0) + 1) / (n_train_users + 1)).log(2))
+        info=-((pl.col("n").fill_null(0) + 1) / (n_train_users + 1)).log(2)
+    )
 
 
-def cold_start_users(train: pl.DataFrame, max_interactions: int,
-                     all_users: pl.Series | None = None) -> pl.Series:
+def cold_start_users(train: pl.DataFrame, max_interactions: int, all_users: pl.Series | None = None) -> pl.Series:
     """`user_idx` of users with fewer than `max_interactions` training ratings (any rating value).
 
     Users absent from `train` have zero ratings; they are included only if listed in `all_users`.

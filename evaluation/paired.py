@@ -14,9 +14,18 @@ import numpy as np
 import polars as pl
 from scipy.stats import bootstrap
 
-CI_SCHEMA = {"model": pl.String, "base": pl.String, "protocol": pl.String, "segment": pl.String,
-             "metric": pl.String, "k": pl.Int64, "n_pairs": pl.Int64, "mean_diff": pl.Float64, "low": pl.Float64,
-             "high": pl.Float64}
+CI_SCHEMA = {
+    "model": pl.String,
+    "base": pl.String,
+    "protocol": pl.String,
+    "segment": pl.String,
+    "metric": pl.String,
+    "k": pl.Int64,
+    "n_pairs": pl.Int64,
+    "mean_diff": pl.Float64,
+    "low": pl.Float64,
+    "high": pl.Float64,
+}
 
 
 def mean_ci(diffs: np.ndarray, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -26,13 +35,28 @@ def mean_ci(diffs: np.ndarray, confidence: float = 0.95, resamples: int = 2000, 
     if np.all(diffs == diffs[0]):
         return float(diffs[0]), float(diffs[0])
     # The pyright ignore below: scipy adds `random_state` with a decorator its signature does not show
-    result = bootstrap((diffs,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
-                       vectorized=True, random_state=np.random.default_rng(seed))  # pyright: ignore[reportCallIssue]
+    result = bootstrap(
+        (diffs,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(seed),  # pyright: ignore[reportCallIssue]
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def paired_intervals(per_user: pl.DataFrame, pairs: Sequence[tuple[str, str]], *, metrics: Sequence[str],
-                     k: int, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> pl.DataFrame:
+def paired_intervals(
+    per_user: pl.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    metrics: Sequence[str],
+    k: int,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> pl.DataFrame:
     """One row per (method, base, protocol, segment, metric) at `k`: mean per-user difference (method − base) and
     its bootstrap interval over the (fold, user) pairs both scored."""
     on = ["protocol", "segment", "metric", "k", "fold", "user_idx"]
@@ -41,8 +65,7 @@ def paired_intervals(per_user: pl.DataFrame, pairs: Sequence[tuple[str, str]], *
     for model, base in pairs:
         ref = part.filter(pl.col("model") == base).select(on + [pl.col("value").alias("ref")])
         joined = part.filter(pl.col("model") == model).select(on + ["value"]).join(ref, on=on, how="inner")
-        for (protocol, segment, metric), group in joined.group_by("protocol", "segment", "metric",
-                                                                  maintain_order=True):
+        for (protocol, segment, metric), group in joined.group_by("protocol", "segment", "metric", maintain_order=True):
             d = (group["value"] - group["ref"]).to_numpy()
             low, high = mean_ci(d, confidence, resamples, seed)
             rows.append((model, base, protocol, segment, metric, k, len(d), float(d.mean()), low, high))

@@ -31,17 +31,28 @@ from evaluation.ranking import CATALOG_SCHEMA, EvaluationResult, dense_flags, id
 PAPER_METRICS = ("precision", "recall", "ndcg", "map", "mrr")
 
 
-def evaluate_paper(recs: pl.DataFrame, test: pl.DataFrame, *, k: list[int],
-                   relevance_threshold: float = 4.0) -> EvaluationResult:
+def evaluate_paper(
+    recs: pl.DataFrame, test: pl.DataFrame, *, k: list[int], relevance_threshold: float = 4.0
+) -> EvaluationResult:
     """Vectorised paper protocol; `k` already validated and sorted (see `evaluation.metrics.evaluate`)."""
     max_k = k[-1]
-    t = (test.select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64),
-                     rel=pl.col("rating") >= relevance_threshold)
-         .group_by("user_idx", "item_idx").agg(pl.col("rel").any()))
+    t = (
+        test.select(
+            pl.col("user_idx").cast(pl.Int64),
+            pl.col("item_idx").cast(pl.Int64),
+            rel=pl.col("rating") >= relevance_threshold,
+        )
+        .group_by("user_idx", "item_idx")
+        .agg(pl.col("rel").any())
+    )
     r = normalize_recs(recs, max_k)
     users = np.intersect1d(t["user_idx"].unique().to_numpy(), r["user_idx"].unique().to_numpy())
-    n_rel = (t.filter(pl.col("rel")).group_by("user_idx").len()
-             .join(pl.DataFrame({"user_idx": users}, schema={"user_idx": pl.Int64}), on="user_idx", how="right"))
+    n_rel = (
+        t.filter(pl.col("rel"))
+        .group_by("user_idx")
+        .len()
+        .join(pl.DataFrame({"user_idx": users}, schema={"user_idx": pl.Int64}), on="user_idx", how="right")
+    )
     n_rel = n_rel.sort("user_idx")["len"].fill_null(0).to_numpy().astype(np.float64)
     f_rows = r.join(t, on=["user_idx", "item_idx"], how="inner")  # recs rated in test: users ⊂ `users`
     in_test = dense_flags(users, f_rows, None, max_k)

@@ -33,13 +33,14 @@ class EvaluationResult:
 
     def summary(self) -> pl.DataFrame:
         """Mean over included users per (metric, k) with `n_users`; 0.0 with n_users 0 when nobody qualified."""
-        grid = pl.DataFrame({"metric": [m for m in self.metrics for _ in self.k],
-                             "k": [k for _ in self.metrics for k in self.k]},
-                            schema={"metric": pl.String, "k": pl.Int64})
-        means = self.per_user.group_by("metric", "k").agg(
-            value=pl.col("value").mean(), n_users=pl.len().cast(pl.Int64))
+        grid = pl.DataFrame(
+            {"metric": [m for m in self.metrics for _ in self.k], "k": [k for _ in self.metrics for k in self.k]},
+            schema={"metric": pl.String, "k": pl.Int64},
+        )
+        means = self.per_user.group_by("metric", "k").agg(value=pl.col("value").mean(), n_users=pl.len().cast(pl.Int64))
         out = grid.join(means, on=["metric", "k"], how="left").with_columns(
-            pl.col("value").fill_null(0.0), pl.col("n_users").fill_null(0))
+            pl.col("value").fill_null(0.0), pl.col("n_users").fill_null(0)
+        )
         cat = self.catalog.with_columns(n_users=pl.lit(None, pl.Int64))
         return pl.concat([out, cat.select(out.columns)])
 
@@ -62,14 +63,16 @@ def normalize_recs(recs: pl.DataFrame, max_k: int) -> pl.DataFrame:
     """`user_idx, item_idx, pos` with pos = 1..n per user in rank order, duplicates dropped, pos ≤ max_k."""
     require_columns(recs, ("user_idx", "item_idx", "rank"), "recs")
     r = recs.select(pl.col("user_idx").cast(pl.Int64), pl.col("item_idx").cast(pl.Int64), pl.col("rank"))
-    r = r.sort("user_idx", "rank", maintain_order=True).unique(["user_idx", "item_idx"], keep="first",
-                                                                maintain_order=True)
+    r = r.sort("user_idx", "rank", maintain_order=True).unique(
+        ["user_idx", "item_idx"], keep="first", maintain_order=True
+    )
     r = r.with_columns(pos=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("user_idx"))
     return r.filter(pl.col("pos") <= max_k).drop("rank")
 
 
-def dense_flags(users: np.ndarray, rows: pl.DataFrame, flag: str | None, width: int,
-                dtype: npt.DTypeLike = bool) -> np.ndarray:
+def dense_flags(
+    users: np.ndarray, rows: pl.DataFrame, flag: str | None, width: int, dtype: npt.DTypeLike = bool
+) -> np.ndarray:
     """(len(users) × width) matrix with rows' `flag` (or True) at [user row, pos-1]; rows' users ⊂ users."""
     out = np.zeros((len(users), width), dtype=dtype)
     if rows.height:
@@ -92,5 +95,6 @@ def long_frame(users: np.ndarray, parts: list[tuple[str, int, np.ndarray, np.nda
     v = np.concatenate([vals[m] for _, _, vals, m in parts]).astype(np.float64)
     metric = np.concatenate([np.full(int(m.sum()), name, dtype=object) for name, _, _, m in parts])
     kk = np.concatenate([np.full(int(m.sum()), k, dtype=np.int64) for _, k, _, m in parts])
-    return pl.DataFrame({"user_idx": u.astype(np.int64), "metric": metric.astype(str), "k": kk, "value": v},
-                        schema=PER_USER_SCHEMA)
+    return pl.DataFrame(
+        {"user_idx": u.astype(np.int64), "metric": metric.astype(str), "k": kk, "value": v}, schema=PER_USER_SCHEMA
+    )

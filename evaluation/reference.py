@@ -28,9 +28,12 @@ def validation_scores(logs: pl.DataFrame) -> dict[str, float]:
     """Mean validation NDCG@10 per model over its (fold, seed) fits; models without a finite score are absent."""
     if logs.is_empty() or not {"model", VALIDATION_SCORE} <= set(logs.columns):
         return {}
-    means = (logs.select("model", pl.col(VALIDATION_SCORE).cast(pl.Float64))
-             .filter(pl.col(VALIDATION_SCORE).is_finite())
-             .group_by("model").agg(pl.col(VALIDATION_SCORE).mean()))
+    means = (
+        logs.select("model", pl.col(VALIDATION_SCORE).cast(pl.Float64))
+        .filter(pl.col(VALIDATION_SCORE).is_finite())
+        .group_by("model")
+        .agg(pl.col(VALIDATION_SCORE).mean())
+    )
     return dict(zip(means["model"].to_list(), means[VALIDATION_SCORE].to_list(), strict=False))
 
 
@@ -42,8 +45,11 @@ def choose_reference(setting: str, methods: Sequence[str], logs: pl.DataFrame) -
     no baseline in the run, the same rule over every method that is not reranked."""
     if setting != AUTO:
         return setting, "set by evaluation.reference"
-    pool = ([m for m in methods if is_baseline(m)] or [m for m in methods if not Method.parse(m).is_reranked]
-            or list(methods))
+    pool = (
+        [m for m in methods if is_baseline(m)]
+        or [m for m in methods if not Method.parse(m).is_reranked]
+        or list(methods)
+    )
     if not pool:
         return setting, "no method ran"
     scores = {m: s for m, s in validation_scores(logs).items() if m in pool and math.isfinite(s)}

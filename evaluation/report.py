@@ -53,31 +53,43 @@ def hyperparameter_table(logs: list[dict[str, Any]], models: list[str]) -> str:
         return ""
     order = {m: i for i, m in enumerate(models)}
     rows.sort(key=lambda log: (order.get(log["model"], len(order)), log["fold"]))
-    lines = ["| model | fold | chosen on validation | validation NDCG@10 | trials (pruned) | sampler | search s |",
-             "|---|---:|---|---:|---:|---|---:|"]
+    lines = [
+        "| model | fold | chosen on validation | validation NDCG@10 | trials (pruned) | sampler | search s |",
+        "|---|---:|---|---:|---:|---|---:|",
+    ]
     for log in rows:
-        chosen = ", ".join(f"{k}={_value(v)}"
-                           for k, v in (log.get("selected") or log.get("hyperparameters", {})).items())
+        chosen = ", ".join(
+            f"{k}={_value(v)}" for k, v in (log.get("selected") or log.get("hyperparameters", {})).items()
+        )
         search = log["search"]
-        lines.append(f"| {log['model']} | {log['fold']} | {chosen} | "
-                     f"{log.get('best_validation_ndcg10', float('nan')):.4f}"
-                     f" | {search.get('trials', 0)} ({search.get('pruned', 0)}) | {search.get('sampler', '')}"
-                     f" | {search.get('seconds', 0.0):.1f} |")
+        lines.append(
+            f"| {log['model']} | {log['fold']} | {chosen} | "
+            f"{log.get('best_validation_ndcg10', float('nan')):.4f}"
+            f" | {search.get('trials', 0)} ({search.get('pruned', 0)}) | {search.get('sampler', '')}"
+            f" | {search.get('seconds', 0.0):.1f} |"
+        )
     return "\n".join(lines)
 
 
 def semantic_section(report: dict[str, Any]) -> str:
     """Where item metadata came from, profile sources per stage, embeddings, and LLM calls/tokens/cost."""
-    lines = ["## Semantic layer", "", f"Item metadata: {report['metadata'].get('summary', '')}", "",
-             "| profiles | by source | embedded | LLM calls | cache hits | tokens | cost (USD) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Semantic layer",
+        "",
+        f"Item metadata: {report['metadata'].get('summary', '')}",
+        "",
+        "| profiles | by source | embedded | LLM calls | cache hits | tokens | cost (USD) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name, stage in report["profiles"].items():
         sources = ", ".join(f"{k} {v}" for k, v in stage.get("counts", {}).items())
         embedded = report["embeddings"].get(name, {}).get("counts", {}).get("embedded", "–")
         total = stage.get("llm_usage", {}).get("total", {})
         tokens = total.get("prompt_tokens", 0) + total.get("completion_tokens", 0)
-        lines.append(f"| {name} | {sources} | {embedded} | {total.get('calls', 0)} | {total.get('cache_hits', 0)} "
-                     f"| {tokens} | {total.get('cost_usd', 0.0):.4f} |")
+        lines.append(
+            f"| {name} | {sources} | {embedded} | {total.get('calls', 0)} | {total.get('cache_hits', 0)} "
+            f"| {tokens} | {total.get('cost_usd', 0.0):.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -86,8 +98,9 @@ def _one_line(text: str, limit: int = 600) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def explanations_sample(explanations: pl.DataFrame, models: list[str], titles: pl.DataFrame | None = None,
-                        n_users: int = 3, top: int = 3) -> str:
+def explanations_sample(
+    explanations: pl.DataFrame, models: list[str], titles: pl.DataFrame | None = None, n_users: int = 3, top: int = 3
+) -> str:
     """A few users' top items with their explanations: the first method (in run order) that has explanations,
     its first fold, the users with the smallest ids, deterministic."""
     if explanations.is_empty():
@@ -98,8 +111,9 @@ def explanations_sample(explanations: pl.DataFrame, models: list[str], titles: p
     fold = frame["fold"].min()
     frame = frame.filter((pl.col("fold") == fold) & (pl.col("rank") <= top))
     if titles is not None and {"item_id", "title"} <= set(titles.columns):
-        frame = frame.join(titles.select("item_id", "title").cast({"item_id": frame.schema["item_id"]}),
-                           on="item_id", how="left")
+        frame = frame.join(
+            titles.select("item_id", "title").cast({"item_id": frame.schema["item_id"]}), on="item_id", how="left"
+        )
     users = sorted(frame["user_id"].unique().to_list())[:n_users]
     out = [f"Method `{model}`, fold {fold}: top-{top} items of {len(users)} users.", ""]
     for user in users:
@@ -117,11 +131,16 @@ def thresholds(run: RunSettings) -> str:
     3.5 on a half-star scale) are neutral."""
     r, (low, high) = run.relevance, run.rating_scale
     step = 1.0 if low == int(low) else 0.5  # a scale starting at 0.5 has half stars
-    neutral = [v for v in (low + step * i for i in range(int((high - low) / step) + 1))
-               if r.negative_threshold < v < r.positive_threshold]
+    neutral = [
+        v
+        for v in (low + step * i for i in range(int((high - low) / step) + 1))
+        if r.negative_threshold < v < r.positive_threshold
+    ]
     between = f"in between ({', '.join(f'{v:g}' for v in neutral)})" if neutral else "none in between"
-    return (f"Ratings ≥ {r.positive_threshold:g} are positive (training edges; relevant in test), ≤ "
-            f"{r.negative_threshold:g} negative, {between} neutral (rating scale {low:g}-{high:g})")
+    return (
+        f"Ratings ≥ {r.positive_threshold:g} are positive (training edges; relevant in test), ≤ "
+        f"{r.negative_threshold:g} negative, {between} neutral (rating scale {low:g}-{high:g})"
+    )
 
 
 def table_k(run: RunSettings) -> int:
@@ -140,11 +159,20 @@ def _figure(fig: Figure, directory: Path, name: str, written: list[str]) -> str:
     return f"figures/{name}"
 
 
-def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFrame, summary: pl.DataFrame,
-                        tests: pl.DataFrame, logs: pl.DataFrame, semantic: dict[str, Any] | None = None,
-                        explanations: pl.DataFrame | None = None, rerank_cost: pl.DataFrame | None = None,
-                        item_titles: pl.DataFrame | None = None, reference: str | None = None,
-                        reference_reason: str = "") -> str:
+def run_report_markdown(
+    directory: Path,
+    run: RunSettings,
+    per_user: pl.DataFrame,
+    summary: pl.DataFrame,
+    tests: pl.DataFrame,
+    logs: pl.DataFrame,
+    semantic: dict[str, Any] | None = None,
+    explanations: pl.DataFrame | None = None,
+    rerank_cost: pl.DataFrame | None = None,
+    item_titles: pl.DataFrame | None = None,
+    reference: str | None = None,
+    reference_reason: str = "",
+) -> str:
     """`report.md`: figures (written under `figures/`), tables with ▲/▼ significance marks and the differences to
     the reference with CIs, cold-start users, rerankers vs their base model, GAT ablations vs `gat`, LLM calls and
     cost, sample explanations."""
@@ -161,33 +189,52 @@ def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFram
     folds = sorted(per_user["fold"].unique().to_list())
     figures: list[str] = []
 
-    def tables(frame: pl.DataFrame, against: pl.DataFrame | None, reference: str, rows: list[str],
-               k: list[int] | None = None) -> str:
-        return markdown_tables(frame, against, metrics=TABLE_METRICS, reference=reference, models=rows,
-                               directional=True, k=ev.k if k is None else k)
+    def tables(
+        frame: pl.DataFrame, against: pl.DataFrame | None, reference: str, rows: list[str], k: list[int] | None = None
+    ) -> str:
+        return markdown_tables(
+            frame,
+            against,
+            metrics=TABLE_METRICS,
+            reference=reference,
+            models=rows,
+            directional=True,
+            k=ev.k if k is None else k,
+        )
 
-    md = [f"# Run `{directory.name}`: {dataset}", "",
-          f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. {thresholds(run)}; "
-          f"cold-start users have fewer than {ev.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
-          "▲/▼: better/worse than the "
-          f"reference (`{reference}`, {reference_reason or 'configured'}, unless a section says otherwise): "
-          "two-sided Wilcoxon signed-rank on per-user differences averaged over folds and seeds (users are the "
-          "units), Holm-adjusted across the methods compared in each column, p < 0.05. Paper-protocol MAP/MRR "
-          "average only users with a hit and are not tested. Protocols: `full` ranks every unseen item; `paper` "
-          "first filters each list to the user's test items (the seed authors' protocol, inflated).", ""]
+    md = [
+        f"# Run `{directory.name}`: {dataset}",
+        "",
+        f"Dataset **{dataset}**, folds {folds}, methods {', '.join(f'`{m}`' for m in methods)}. {thresholds(run)}; "
+        f"cold-start users have fewer than {ev.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
+        "▲/▼: better/worse than the "
+        f"reference (`{reference}`, {reference_reason or 'configured'}, unless a section says otherwise): "
+        "two-sided Wilcoxon signed-rank on per-user differences averaged over folds and seeds (users are the "
+        "units), Holm-adjusted across the methods compared in each column, p < 0.05. Paper-protocol MAP/MRR "
+        "average only users with a hit and are not tested. Protocols: `full` ranks every unseen item; `paper` "
+        "first filters each list to the user's test items (the seed authors' protocol, inflated).",
+        "",
+    ]
 
     md += ["## Figure 2: ranking quality per method", ""]
     for protocol in protocols:
-        fig = metrics_figure(summary, protocol=protocol, models=plain, dataset=dataset, metrics=TABLE_METRICS,
-                             k=ev.k)
+        fig = metrics_figure(summary, protocol=protocol, models=plain, dataset=dataset, metrics=TABLE_METRICS, k=ev.k)
         link = _figure(fig, directory, f"metrics-{protocol}.png", figures)
         md += [f"![{dataset}, protocol {protocol}]({link})", ""]
-        md.append(tables(summary.filter((pl.col("protocol") == protocol) & (pl.col("segment") == "all")), tests,
-                         reference, plain))
-        md += [f"Differences to `{reference}` at k = {k10}, protocol `{protocol}`, all users: mean over users of "
-               "(method − reference), 95 % user bootstrap CI, Wilcoxon p (Holm-adjusted).", "",
-               difference_table(tests, reference=reference, models=plain, protocol=protocol, segment="all",
-                                metrics=TABLE_METRICS, k=k10), ""]
+        md.append(
+            tables(
+                summary.filter((pl.col("protocol") == protocol) & (pl.col("segment") == "all")), tests, reference, plain
+            )
+        )
+        md += [
+            f"Differences to `{reference}` at k = {k10}, protocol `{protocol}`, all users: mean over users of "
+            "(method − reference), 95 % user bootstrap CI, Wilcoxon p (Holm-adjusted).",
+            "",
+            difference_table(
+                tests, reference=reference, models=plain, protocol=protocol, segment="all", metrics=TABLE_METRICS, k=k10
+            ),
+            "",
+        ]
 
     md += ["## Cold-start users", ""]
     if cold is None:
@@ -197,11 +244,16 @@ def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFram
     simulated = simulated_segments(segments)
     if simulated:
         cs = ev.cold_start_protocol
-        md += ["## Cold-start protocol (simulated new users)", "",
-               f"Per fold, {cs.share:.0%} of the test users with more than {max(cs.n)} training ratings keep only "
-               f"their first n by time (one group of users per n ∈ {cs.n}); every model is retrained on that "
-               "truncated training set and evaluated on those users only.", "",
-               cold_start_protocol_table(summary, tests, reference=reference, models=methods, k=k10), ""]
+        md += [
+            "## Cold-start protocol (simulated new users)",
+            "",
+            f"Per fold, {cs.share:.0%} of the test users with more than {max(cs.n)} training ratings keep only "
+            f"their first n by time (one group of users per n ∈ {cs.n}); every model is retrained on that "
+            "truncated training set and evaluated on those users only.",
+            "",
+            cold_start_protocol_table(summary, tests, reference=reference, models=methods, k=k10),
+            "",
+        ]
         part = in_segment_order(summary.filter(pl.col("segment").is_in(simulated)))
         md.append(tables(part, tests, reference, methods))
 
@@ -212,16 +264,27 @@ def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFram
         bases = list(dict.fromkeys(ids[m].rerank_base for m in reranked))
         segments = [s for s in ("all", cold, *simulated) if s]
         # With rerank.max_users the reranked methods cover a user sample: they are paired with the base on it.
-        paired_base = {m: next(c for c in (str(ids[m].rerank_base.sampled()), str(ids[m].rerank_base))
-                               if c in methods) for m in reranked}
-        intervals = paired_intervals(per_user, [(m, paired_base[m]) for m in reranked], metrics=TABLE_METRICS,
-                                     k=k10)
-        md += [f"Each reranker against its own base model, @{k10}: mean per-user difference with a paired 95 % "
-               "bootstrap interval over (fold, user) pairs (fold difficulty cancels out); ▲/▼ in the tables: "
-               "against the base model.", ""]
+        paired_base = {
+            m: next(c for c in (str(ids[m].rerank_base.sampled()), str(ids[m].rerank_base)) if c in methods)
+            for m in reranked
+        }
+        intervals = paired_intervals(per_user, [(m, paired_base[m]) for m in reranked], metrics=TABLE_METRICS, k=k10)
+        md += [
+            f"Each reranker against its own base model, @{k10}: mean per-user difference with a paired 95 % "
+            "bootstrap interval over (fold, user) pairs (fold difficulty cancels out); ▲/▼ in the tables: "
+            "against the base model.",
+            "",
+        ]
         for protocol in protocols:
-            fig = reranker_figure(intervals, protocol=protocol, methods=reranked, dataset=dataset,
-                                  metrics=TABLE_METRICS, k=k10, segments=segments)
+            fig = reranker_figure(
+                intervals,
+                protocol=protocol,
+                methods=reranked,
+                dataset=dataset,
+                metrics=TABLE_METRICS,
+                k=k10,
+                segments=segments,
+            )
             link = _figure(fig, directory, f"rerank-{protocol}.png", figures)
             md += [f"![reranking, protocol {protocol}]({link})", ""]
         for base_id in bases:
@@ -230,8 +293,15 @@ def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFram
             base = str(base_id.sampled()) if str(base_id.sampled()) in methods else str(base_id)
             group = [base, *members]
             frame = per_user.filter(pl.col("model").is_in(group))
-            md.append(tables(in_segment_order(summary.filter(pl.col("model").is_in(group))),
-                             paired_tests(frame, base), base, group, k=[k10]))
+            md.append(
+                tables(
+                    in_segment_order(summary.filter(pl.col("model").is_in(group))),
+                    paired_tests(frame, base),
+                    base,
+                    group,
+                    k=[k10],
+                )
+            )
 
     ablations = [m for m in methods if ids[m].is_ablation]
     md += ["## Ablations", ""]
@@ -241,8 +311,15 @@ def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFram
         group = (["gat"] if "gat" in methods else []) + ablations
         against = paired_tests(per_user.filter(pl.col("model").is_in(group)), "gat") if "gat" in methods else None
         md += ["GAT variants beside `gat`; ▲/▼ against `gat`.", ""]
-        md.append(tables(summary.filter(pl.col("model").is_in(group) & (pl.col("segment") == "all")), against,
-                         "gat", group, k=[k10]))
+        md.append(
+            tables(
+                summary.filter(pl.col("model").is_in(group) & (pl.col("segment") == "all")),
+                against,
+                "gat",
+                group,
+                k=[k10],
+            )
+        )
 
     md += ["## Calls and cost", ""]
     if semantic is not None:
@@ -252,15 +329,22 @@ def run_report_markdown(directory: Path, run: RunSettings, per_user: pl.DataFram
     if semantic is None and (rerank_cost is None or rerank_cost.is_empty()):
         md += ["No LLM was used in this run.", ""]
     if semantic is not None and semantic.get("llm_estimate"):
-        md += ["### LLM estimate vs actual", "", estimate_vs_actual(semantic["llm_estimate"], semantic, rerank_cost),
-               ""]
+        md += [
+            "### LLM estimate vs actual",
+            "",
+            estimate_vs_actual(semantic["llm_estimate"], semantic, rerank_cost),
+            "",
+        ]
 
     md += ["## Sample explanations", ""]
     sample = explanations_sample(explanations, methods, item_titles) if explanations is not None else ""
     md += [sample or "This run produced no explanations.", ""]
 
-    training = training_table(logs, [m for m in methods if m in set(logs["model"].to_list())]) \
-        if "model" in logs.columns else ""
+    training = (
+        training_table(logs, [m for m in methods if m in set(logs["model"].to_list())])
+        if "model" in logs.columns
+        else ""
+    )
     if training:
         md += ["## Training (mean over folds and seeds)", "", training, ""]
     for stale in (directory / "figures").glob("*.png"):  # from an earlier report in this folder

@@ -93,12 +93,18 @@ def rerank_markdown(run: RunSettings, summary: pl.DataFrame, rerank: RerankOutco
     return rerank_section(summary, rerank.cost, bases, methods, settings)
 
 
-def write_run_report(directory: Path, run: RunSettings, per_user: pl.DataFrame, catalog: pl.DataFrame,
-                     recommendations: pl.DataFrame, logs: list[dict[str, Any]],
-                     semantic: dict[str, Any] | None = None,
-                     profiles: dict[str, pl.DataFrame] | None = None,
-                     rerank: RerankOutcome | None = None,
-                     item_titles: pl.DataFrame | None = None) -> RunSummary:
+def write_run_report(
+    directory: Path,
+    run: RunSettings,
+    per_user: pl.DataFrame,
+    catalog: pl.DataFrame,
+    recommendations: pl.DataFrame,
+    logs: list[dict[str, Any]],
+    semantic: dict[str, Any] | None = None,
+    profiles: dict[str, pl.DataFrame] | None = None,
+    rerank: RerankOutcome | None = None,
+    item_titles: pl.DataFrame | None = None,
+) -> RunSummary:
     """Write the run folder atomically file by file and return its summary.
 
     `summary.md` holds the tables (what `make eval` prints); `report.md` the full report with figures under
@@ -114,8 +120,9 @@ def write_run_report(directory: Path, run: RunSettings, per_user: pl.DataFrame, 
     reference, reason = choose_reference(run.evaluation.reference, present, log_frame)
     tests = paired_tests(per_user, reference)
     folds = sorted(per_user["fold"].unique().to_list())
-    headline = console_summary(directory, summary, tests, reference, reason, present, table_k(run),
-                               f"{run.dataset}, folds {folds}")
+    headline = console_summary(
+        directory, summary, tests, reference, reason, present, table_k(run), f"{run.dataset}, folds {folds}"
+    )
     header = (
         f"# e2ep experiment `{directory.name}`\n\n"
         f"Dataset **{run.dataset}**, folds {folds}, models {', '.join(models)}. "
@@ -123,8 +130,9 @@ def write_run_report(directory: Path, run: RunSettings, per_user: pl.DataFrame, 
         f"{run.evaluation.cold_start_max} training ratings. Values: {runs_phrase(summary)}; "
         f"reference `{reference}` ({reason}).\n"
     )
-    tables = markdown_tables(in_segment_order(summary), tests, metrics=TABLE_METRICS, k=run.evaluation.k,
-                             reference=reference, models=models)
+    tables = markdown_tables(
+        in_segment_order(summary), tests, metrics=TABLE_METRICS, k=run.evaluation.k, reference=reference, models=models
+    )
     explanations = rerank.explanations if rerank is not None else None
     cost = rerank.cost if rerank is not None else None
     if semantic is not None:
@@ -136,16 +144,37 @@ def write_run_report(directory: Path, run: RunSettings, per_user: pl.DataFrame, 
     if cost is not None:
         write_parquet(cost, directory / "rerank_cost.parquet")
 
-    report = run_report_markdown(directory, run, per_user, summary, tests, log_frame, semantic, explanations,
-                                 cost, item_titles, reference, reason)
+    report = run_report_markdown(
+        directory,
+        run,
+        per_user,
+        summary,
+        tests,
+        log_frame,
+        semantic,
+        explanations,
+        cost,
+        item_titles,
+        reference,
+        reason,
+    )
     chosen = hyperparameter_table(logs, models)
     if chosen:
         report += "\n## Hyperparameters chosen per fold (on each fold's validation slice)\n\n" + chosen + "\n"
-    result = RunSummary(directory=directory, summary=summary, tests=tests, reference=reference,
-                        reference_reason=reason, header=header, headline=headline, tables=tables,
-                        training=training_table(log_frame, models),
-                        semantic=semantic_section(semantic) if semantic is not None else "",
-                        rerank=rerank_markdown(run, summary, rerank) if rerank is not None else "", report=report)
+    result = RunSummary(
+        directory=directory,
+        summary=summary,
+        tests=tests,
+        reference=reference,
+        reference_reason=reason,
+        header=header,
+        headline=headline,
+        tables=tables,
+        training=training_table(log_frame, models),
+        semantic=semantic_section(semantic) if semantic is not None else "",
+        rerank=rerank_markdown(run, summary, rerank) if rerank is not None else "",
+        report=report,
+    )
     write_text(result.markdown, directory / "summary.md")
     write_text(run.config_json, directory / "config.json")
     write_parquet(summary, directory / "summary.parquet")
@@ -157,8 +186,18 @@ def write_run_report(directory: Path, run: RunSettings, per_user: pl.DataFrame, 
         write_text(json.dumps(logs, indent=2), directory / "training.json")
     write_text(report, directory / "report.md")  # last: its figures exist by the time it links them
     return result
-def console_summary(directory: Path, summary: pl.DataFrame, tests: pl.DataFrame, reference: str, reason: str,
-                    methods: list[str], k: int, title: str) -> str:
+
+
+def console_summary(
+    directory: Path,
+    summary: pl.DataFrame,
+    tests: pl.DataFrame,
+    reference: str,
+    reason: str,
+    methods: list[str],
+    k: int,
+    title: str,
+) -> str:
     """The headline table (full protocol, all users, @k) with one line on what the marks mean and one pointing
     to report.md for everything else."""
     full = summary.filter((pl.col("protocol") == "full") & (pl.col("segment") == "all"))
@@ -170,13 +209,20 @@ def console_summary(directory: Path, summary: pl.DataFrame, tests: pl.DataFrame,
     table = headline_table(summary, tests, reference=reference, models=methods, k=k)
     new_users = cold_start_protocol_table(summary, tests, reference=reference, models=methods, k=k)
     if new_users:
-        table += ("\n\nCold-start protocol (simulated new users keeping their first n training ratings), full "
-                  f"protocol:\n\n{new_users}")
-    return "\n".join([
-        f"{title}. Full protocol, all users ({users}{pairs} (fold, user) pairs); {runs_phrase(summary)}.", "",
-        table, "",
-        f"▲/▼: better/worse than `{reference}` ({reason}); Wilcoxon signed-rank on per-user differences "
-        "averaged over folds and seeds, Holm-adjusted across methods, p < 0.05; Δ: mean user difference, 95 % "
-        "bootstrap CI.",
-        f"Everything else (paper protocol, cold-start users, k = 5/20, training, semantic layer, reranking): "
-        f"{directory / 'report.md'}"])
+        table += (
+            "\n\nCold-start protocol (simulated new users keeping their first n training ratings), full "
+            f"protocol:\n\n{new_users}"
+        )
+    return "\n".join(
+        [
+            f"{title}. Full protocol, all users ({users}{pairs} (fold, user) pairs); {runs_phrase(summary)}.",
+            "",
+            table,
+            "",
+            f"▲/▼: better/worse than `{reference}` ({reason}); Wilcoxon signed-rank on per-user differences "
+            "averaged over folds and seeds, Holm-adjusted across methods, p < 0.05; Δ: mean user difference, 95 % "
+            "bootstrap CI.",
+            f"Everything else (paper protocol, cold-start users, k = 5/20, training, semantic layer, reranking): "
+            f"{directory / 'report.md'}",
+        ]
+    )

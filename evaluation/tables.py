@@ -23,9 +23,15 @@ def in_segment_order(summary: pl.DataFrame) -> pl.DataFrame:
     segments = summary["segment"].unique(maintain_order=True).to_list()
     natural = [s for s in segments if not s.startswith("cold-start-n")]
     order = {s: i for i, s in enumerate(sorted(natural, key=lambda s: s != "all") + simulated_segments(segments))}
-    return summary.with_row_index("_row").sort(pl.col("protocol").replace_strict(protocols, return_dtype=pl.Int64),
-                                               pl.col("segment").replace_strict(order, return_dtype=pl.Int64),
-                                               "_row").drop("_row")
+    return (
+        summary.with_row_index("_row")
+        .sort(
+            pl.col("protocol").replace_strict(protocols, return_dtype=pl.Int64),
+            pl.col("segment").replace_strict(order, return_dtype=pl.Int64),
+            "_row",
+        )
+        .drop("_row")
+    )
 
 
 def _cell(mean: float | None, std: float | None, mark: str) -> str:
@@ -48,21 +54,32 @@ def _count(value: Any) -> int:
 
 
 def runs_phrase(summary: pl.DataFrame) -> str:
-    """"mean ± std over 5 folds × 3 seeds", "mean ± std over 5 folds", or "one fold, one seed: means only"."""
+    """ "mean ± std over 5 folds × 3 seeds", "mean ± std over 5 folds", or "one fold, one seed: means only"."""
     folds = _count(summary["n_folds"].max())
     seeds = _count(summary["n_seeds"].max())
     if _count(summary["n_runs"].max()) <= 1:
         return "one fold, one seed: means only"
     fewer = seeds > 1 and _count(summary["n_seeds"].min()) < seeds
-    return "mean ± std over " + (f"{folds} folds" if folds > 1 else "one fold") + (
-        f" × {seeds} seeds" if seeds > 1 else "") + (
-        " (a model whose seeds give identical lists counts once per fold)" if fewer else "")
+    return (
+        "mean ± std over "
+        + (f"{folds} folds" if folds > 1 else "one fold")
+        + (f" × {seeds} seeds" if seeds > 1 else "")
+        + (" (a model whose seeds give identical lists counts once per fold)" if fewer else "")
+    )
 
 
-def markdown_tables(summary: pl.DataFrame, tests: pl.DataFrame | None, *,
-                    metrics: Sequence[str] = ("precision", "recall", "ndcg", "map"),
-                    k: Sequence[int] = (5, 10, 20), reference: str, models: Sequence[str] | None = None,
-                    alpha: float = 0.05, marker: str = "*", directional: bool = False) -> str:
+def markdown_tables(
+    summary: pl.DataFrame,
+    tests: pl.DataFrame | None,
+    *,
+    metrics: Sequence[str] = ("precision", "recall", "ndcg", "map"),
+    k: Sequence[int] = (5, 10, 20),
+    reference: str,
+    models: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    marker: str = "*",
+    directional: bool = False,
+) -> str:
     """Tables with rows = models (given order, else first appearance), columns `metric@k`, cells
     `mean ± std` over runs (fold × seed), `marker` where the user-level paired test vs `reference` has a
     Holm-adjusted p < alpha. `directional`: mark ▲ (better than the reference) or ▼ (worse) instead, by the sign
@@ -100,9 +117,11 @@ def markdown_tables(summary: pl.DataFrame, tests: pl.DataFrame | None, *,
         marks = "▲/▼ (better/worse)" if directional else f"`{marker}`"
         untested = " Paper-protocol MAP/MRR are not tested (users with a hit only)." if protocol == "paper" else ""
         spread = runs_phrase(summary)
-        out.append(f"{spread[0].upper() + spread[1:]}. {marks}: vs `{reference}`, two-sided Wilcoxon "
-                   "signed-rank on per-user differences averaged over folds and seeds, Holm-adjusted across the "
-                   f"methods of each column, p < {alpha:g}.{untested} `users`: (fold, user) pairs evaluated.\n")
+        out.append(
+            f"{spread[0].upper() + spread[1:]}. {marks}: vs `{reference}`, two-sided Wilcoxon "
+            "signed-rank on per-user differences averaged over folds and seeds, Holm-adjusted across the "
+            f"methods of each column, p < {alpha:g}.{untested} `users`: (fold, user) pairs evaluated.\n"
+        )
     return "\n".join(out)
 
 
@@ -127,8 +146,16 @@ def _test_rows(tests: pl.DataFrame | None) -> dict[tuple[Any, ...], dict[str, An
     return {(r["model"], r["protocol"], r["segment"], r["metric"], r["k"]): r for r in tests.iter_rows(named=True)}
 
 
-def difference_table(tests: pl.DataFrame, *, reference: str, models: Sequence[str], protocol: str, segment: str,
-                     metrics: Sequence[str], k: int) -> str:
+def difference_table(
+    tests: pl.DataFrame,
+    *,
+    reference: str,
+    models: Sequence[str],
+    protocol: str,
+    segment: str,
+    metrics: Sequence[str],
+    k: int,
+) -> str:
     """Rows = methods other than `reference`; per metric the mean user-level difference to the reference with its
     95 % bootstrap CI, the Wilcoxon p and its Holm adjustment; `users` = users paired on the first metric."""
     rows = _test_rows(tests)
@@ -154,14 +181,26 @@ def difference_table(tests: pl.DataFrame, *, reference: str, models: Sequence[st
 HEADLINE_METRICS = (("ndcg", "NDCG"), ("recall", "Recall"), ("precision", "Precision"), ("map", "MAP"))
 
 
-def headline_table(summary: pl.DataFrame, tests: pl.DataFrame | None, *, reference: str, models: Sequence[str],
-                   k: int = 10, protocol: str = "full", segment: str = "all", alpha: float = 0.05) -> str:
+def headline_table(
+    summary: pl.DataFrame,
+    tests: pl.DataFrame | None,
+    *,
+    reference: str,
+    models: Sequence[str],
+    k: int = 10,
+    protocol: str = "full",
+    segment: str = "all",
+    alpha: float = 0.05,
+) -> str:
     """The console's one table: per method NDCG/Recall/Precision/MAP@k (mean ± std over runs, ▲/▼ where the
     Holm-adjusted user-level test vs `reference` has p < alpha), then NDCG@k's difference to the reference with
     its 95 % CI and Holm p. Columns are padded so the Markdown also reads as plain text."""
-    means = {(r["model"], r["metric"]): r for r in
-             summary.filter((pl.col("protocol") == protocol) & (pl.col("segment") == segment)
-                            & (pl.col("k") == k)).iter_rows(named=True)}
+    means = {
+        (r["model"], r["metric"]): r
+        for r in summary.filter(
+            (pl.col("protocol") == protocol) & (pl.col("segment") == segment) & (pl.col("k") == k)
+        ).iter_rows(named=True)
+    }
     tests_at = _test_rows(tests)
     head = ["method", *(f"{title}@{k}" for _, title in HEADLINE_METRICS), f"Δ NDCG@{k} [95 % CI]", "p (Holm)"]
     body = []
@@ -179,9 +218,18 @@ def headline_table(summary: pl.DataFrame, tests: pl.DataFrame | None, *, referen
     return _padded([head, *body])
 
 
-def cold_start_protocol_table(summary: pl.DataFrame, tests: pl.DataFrame | None, *, reference: str,
-                              models: Sequence[str], metric: str = "ndcg", title: str = "NDCG", k: int = 10,
-                              protocol: str = "full", alpha: float = 0.05) -> str:
+def cold_start_protocol_table(
+    summary: pl.DataFrame,
+    tests: pl.DataFrame | None,
+    *,
+    reference: str,
+    models: Sequence[str],
+    metric: str = "ndcg",
+    title: str = "NDCG",
+    k: int = 10,
+    protocol: str = "full",
+    alpha: float = 0.05,
+) -> str:
     """The cold-start protocol at a glance: per method, `metric@k` of the simulated new users for each n (mean ±
     std over runs, ▲/▼ where the Holm-adjusted user-level test vs `reference` has p < alpha); empty when the run
     has no such segment. The last row counts the (fold, user) pairs behind each n."""
@@ -212,8 +260,13 @@ def _padded(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                                 enumerate(zip(cells, widths, strict=False))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+            )
+            + " |"
+        )
 
     rule = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
     return "\n".join([line(rows[0]), rule, *(line(row) for row in rows[1:])])

@@ -26,8 +26,11 @@ def llm_usage_frame(semantic: dict[str, Any]) -> pl.DataFrame:
     for profile_stage, report in semantic.get("profiles", {}).items():
         for label, usage in (report.get("llm_usage") or {}).get("stages", {}).items():
             rows.append({"stage": profile_stage, "llm_stage": label, **{c: usage.get(c, 0) for c in USAGE_COLUMNS}})
-    schema = {"stage": pl.String, "llm_stage": pl.String,
-              **{c: pl.Float64 if "cost" in c else pl.Int64 for c in USAGE_COLUMNS}}
+    schema = {
+        "stage": pl.String,
+        "llm_stage": pl.String,
+        **{c: pl.Float64 if "cost" in c else pl.Int64 for c in USAGE_COLUMNS},
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -35,14 +38,16 @@ def with_total(frame: pl.DataFrame, label_column: str, keys: tuple[str, ...] = (
     """`frame` plus a `total` row summing its numeric columns except `keys` (those and text cells left empty)."""
     if frame.is_empty():
         return frame
-    sums: dict[str, Any] = {c: frame[c].sum() if frame[c].dtype.is_numeric() and c not in keys else None
-                            for c in frame.columns}
+    sums: dict[str, Any] = {
+        c: frame[c].sum() if frame[c].dtype.is_numeric() and c not in keys else None for c in frame.columns
+    }
     sums[label_column] = "total"
     return pl.concat([frame, pl.DataFrame([sums], schema=frame.schema)])
 
 
 def table_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     """JSON-safe rows for a table artifact (NaN and infinities become empty cells)."""
+
     def clean(value: Any) -> Any:
         return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -82,10 +87,14 @@ def _markdown_table(frame: pl.DataFrame) -> str:
 def publish_run_artifacts(run_dir: Path, report: RunSummary) -> None:
     """Results tables, the LLM cost summary, any cost frame found in the run folder, and the linked report; the
     summary is the one `summary.md` was rendered from."""
-    create_markdown_artifact(key="experiment-summary", markdown=report.markdown,
-                             description=f"Results of run {run_dir.name}")
-    create_table_artifact(key="experiment-results", table=table_rows(report.summary),
-                          description="Mean ± std over folds per model, protocol, segment, metric and k")
+    create_markdown_artifact(
+        key="experiment-summary", markdown=report.markdown, description=f"Results of run {run_dir.name}"
+    )
+    create_table_artifact(
+        key="experiment-results",
+        table=table_rows(report.summary),
+        description="Mean ± std over folds per model, protocol, segment, metric and k",
+    )
     costs: dict[str, pl.DataFrame] = {}
     semantic_file = run_dir / "semantic.json"
     if semantic_file.is_file():
@@ -98,7 +107,14 @@ def publish_run_artifacts(run_dir: Path, report: RunSummary) -> None:
             frame = with_total(frame, frame.columns[0])
             publish_frame_table(key, frame, description)
             costs[description] = frame
-    create_markdown_artifact(key="experiment-report", markdown=report_markdown(run_dir, report.markdown, costs),
-                             description=f"Run {run_dir.name}: folder, costs and results")
-    create_link_artifact(key="experiment-folder", link=run_dir.resolve().as_uri(), link_text=str(run_dir.resolve()),
-                         description="The run's artifacts folder")
+    create_markdown_artifact(
+        key="experiment-report",
+        markdown=report_markdown(run_dir, report.markdown, costs),
+        description=f"Run {run_dir.name}: folder, costs and results",
+    )
+    create_link_artifact(
+        key="experiment-folder",
+        link=run_dir.resolve().as_uri(),
+        link_text=str(run_dir.resolve()),
+        description="The run's artifacts folder",
+    )

@@ -107,7 +107,8 @@ class ExperimentConfig(_Strict):
         # The authors' user profiles saw one fold's training ratings; on any other fold they leak its test data.
         only = self.profiles.precomputed_user_fold
         uses_precomputed = self.profiles.backend == "precomputed" or any(
-            a.features == "precomputed" for a in self.ablations)
+            a.features == "precomputed" for a in self.ablations
+        )
         if self.semantic and uses_precomputed and self.split.folds != [only]:
             raise ValueError(f"precomputed user profiles are valid for fold {only} only: add --folds {only}")
         return self
@@ -125,8 +126,11 @@ class ExperimentConfig(_Strict):
         """Every method the run reports, in table order: the models, the ablations (`gat/<name>`), then
         the reranked lists (`<base>+<strategy>`) of configured base models (a base chosen on validation is known
         only once trained: its reranked lists follow in the tables)."""
-        return [*(Method(n) for n in self.models.names), *(Method.ablation(a.name) for a in self.ablations),
-                *(Method.reranked(b, s) for b in self.rerank.base_models or [] for s in self.rerank.strategies)]
+        return [
+            *(Method(n) for n in self.models.names),
+            *(Method.ablation(a.name) for a in self.ablations),
+            *(Method.reranked(b, s) for b in self.rerank.base_models or [] for s in self.rerank.strategies),
+        ]
 
     def methods(self) -> list[str]:
         """`method_ids` as the names stored in tables and artifacts."""
@@ -141,11 +145,15 @@ class ExperimentConfig(_Strict):
         problem = None
         missing = [b for b in rr.base_models or [] if b not in self.models.names]
         if missing:
-            problem = (f"rerank base model(s) {', '.join(map(repr, missing))} not among models.names "
-                       f"({', '.join(self.models.names)}): add them, or set rerank.strategies=[]")
+            problem = (
+                f"rerank base model(s) {', '.join(map(repr, missing))} not among models.names "
+                f"({', '.join(self.models.names)}): add them, or set rerank.strategies=[]"
+            )
         elif not self.semantic:
-            problem = ("reranking needs the semantic layer (profiles and embeddings): drop --no-semantic, "
-                       "or set rerank.strategies=[]")
+            problem = (
+                "reranking needs the semantic layer (profiles and embeddings): drop --no-semantic, "
+                "or set rerank.strategies=[]"
+            )
         if problem and asked:
             raise ValueError(problem)
         if problem:
@@ -157,8 +165,10 @@ class ExperimentConfig(_Strict):
     def _reference_is_run(self) -> ExperimentConfig:
         reference = self.evaluation.reference
         if reference != "auto" and reference not in self.methods():
-            raise ValueError(f"evaluation.reference {reference!r} is not a method of this run; use 'auto' or one "
-                             f"of: {', '.join(self.methods())}")
+            raise ValueError(
+                f"evaluation.reference {reference!r} is not a method of this run; use 'auto' or one "
+                f"of: {', '.join(self.methods())}"
+            )
         return self
 
     @model_validator(mode="after")
@@ -166,12 +176,16 @@ class ExperimentConfig(_Strict):
         low, high = self.dataset.scale()
         threshold = self.relevance.positive_threshold
         if not low < threshold <= high:
-            raise ValueError(f"relevance.positive_threshold {threshold:g} is outside the rating scale {low:g}-{high:g}"
-                             " (dataset.rating_scale): no rating could be relevant")
+            raise ValueError(
+                f"relevance.positive_threshold {threshold:g} is outside the rating scale {low:g}-{high:g}"
+                " (dataset.rating_scale): no rating could be relevant"
+            )
         official = self.split.official and self.dataset.name == "ml-100k"
         if official and self.split.n_folds != OFFICIAL_ML100K_FOLDS:
-            raise ValueError(f"the official ML-100K split has {OFFICIAL_ML100K_FOLDS} folds (u1-u5): drop "
-                             f"split.n_folds or add --random-folds")
+            raise ValueError(
+                f"the official ML-100K split has {OFFICIAL_ML100K_FOLDS} folds (u1-u5): drop "
+                f"split.n_folds or add --random-folds"
+            )
         return self
 
 
@@ -188,9 +202,13 @@ def resolve_auto(cfg: ExperimentConfig) -> ExperimentConfig:
     judge = cfg.rerank.judge
     if judge == "auto":
         judge = "llm" if model else "semantic"
-    return cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"model": model}),
-                                  "profiles": cfg.profiles.model_copy(update={"backend": backend}),
-                                  "rerank": cfg.rerank.model_copy(update={"judge": judge})})
+    return cfg.model_copy(
+        update={
+            "llm": cfg.llm.model_copy(update={"model": model}),
+            "profiles": cfg.profiles.model_copy(update={"backend": backend}),
+            "rerank": cfg.rerank.model_copy(update={"judge": judge}),
+        }
+    )
 
 
 def require_resolved(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -219,10 +237,15 @@ def run_settings(cfg: ExperimentConfig, config_json: str | None = None) -> RunSe
     """What the evaluation stage is told about the run (from a resolved config); `config_json` (default: `cfg`'s)
     is written as the run folder's config.json, i.e. the configuration as given, before `resolve_auto`."""
     rerank = rerank_settings(cfg)[0] if cfg.rerank.strategies else None
-    return RunSettings(dataset=cfg.dataset.name, rating_scale=cfg.dataset.scale(), relevance=cfg.relevance,
-                       evaluation=cfg.evaluation, methods=tuple(cfg.method_ids()),
-                       config_json=cfg.model_dump_json(indent=2) if config_json is None else config_json,
-                       rerank=rerank)
+    return RunSettings(
+        dataset=cfg.dataset.name,
+        rating_scale=cfg.dataset.scale(),
+        relevance=cfg.relevance,
+        evaluation=cfg.evaluation,
+        methods=tuple(cfg.method_ids()),
+        config_json=cfg.model_dump_json(indent=2) if config_json is None else config_json,
+        rerank=rerank,
+    )
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

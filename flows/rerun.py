@@ -28,10 +28,28 @@ from e2ep.store import atomic_write, file_digest, stable_hash
 from flows.config import ExperimentConfig, semantic_settings
 
 # Fields that name or schedule a run without changing any number in it.
-NOT_RESULTS = {"run_name": True, "artifacts_dir": True, "parallel_folds": True, "workers": True,
-               "task_runner": True, "dask_address": True, "dask_processes": True}
-LIBRARIES = ("torch", "numpy", "scipy", "polars", "implicit", "cornac", "optuna", "dgl", "torch_geometric",
-             "sentence-transformers", "litellm")
+NOT_RESULTS = {
+    "run_name": True,
+    "artifacts_dir": True,
+    "parallel_folds": True,
+    "workers": True,
+    "task_runner": True,
+    "dask_address": True,
+    "dask_processes": True,
+}
+LIBRARIES = (
+    "torch",
+    "numpy",
+    "scipy",
+    "polars",
+    "implicit",
+    "cornac",
+    "optuna",
+    "dgl",
+    "torch_geometric",
+    "sentence-transformers",
+    "litellm",
+)
 FLOW_CODE = ("flows.experiment", "models.registry", "app.cli")
 
 

@@ -24,8 +24,12 @@ def fold_task_runner(cfg: ExperimentConfig, parallel: int) -> TaskRunner:
 
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)
-    cluster = {"n_workers": parallel, "threads_per_worker": 1, "processes": cfg.dask_processes,
-               "dashboard_address": ":0"}
+    cluster = {
+        "n_workers": parallel,
+        "threads_per_worker": 1,
+        "processes": cfg.dask_processes,
+        "dashboard_address": ":0",
+    }
     if cfg.dask_processes:
         # Worker processes report their subflows to this run's API, including Prefect's temporary local server.
         cluster["env"] = {"PREFECT_API_URL": current_api_url()}

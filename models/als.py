@@ -68,17 +68,24 @@ class ALSTraining(TrainableModel[_Factors]):
     """One ALS trial as :class:`Trainer` drives it: an epoch is one sweep of implicit's solver, which initialises
     the factors (from `seed`) only when unset, so each one-sweep fit continues the previous one."""
 
-    def __init__(self, factors: int, regularization: float, alpha: float, num_threads: int, use_gpu: bool,
-                 seed: int) -> None:
+    def __init__(
+        self, factors: int, regularization: float, alpha: float, num_threads: int, use_gpu: bool, seed: int
+    ) -> None:
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.num_threads, self.use_gpu, self.seed = num_threads, use_gpu, seed
 
     def setup(self, data: FoldData, generator: torch.Generator) -> None:
         from implicit.als import AlternatingLeastSquares
 
-        self.model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=1.0,
-                                             iterations=1, use_gpu=self.use_gpu, num_threads=self.num_threads,
-                                             random_state=self.seed)
+        self.model = AlternatingLeastSquares(
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=1.0,
+            iterations=1,
+            use_gpu=self.use_gpu,
+            num_threads=self.num_threads,
+            random_state=self.seed,
+        )
         self.matrix = confidence_matrix(data.positive_pairs, data.n_users, data.n_items, self.alpha)
         self.module = _Factors(data.n_users, data.n_items, self.factors)
 
@@ -92,9 +99,13 @@ class ALSTraining(TrainableModel[_Factors]):
         return lambda users: factors.user[users.long()] @ factors.item.T
 
     def finalize(self, log: TrainingLog) -> None:
-        log.hyperparameters = {"factors": self.factors, "regularization": self.regularization, "alpha": self.alpha,
-                               "iterations": log.best_epoch or log.epochs_run,
-                               "backend": "gpu" if self.use_gpu else "cpu"}
+        log.hyperparameters = {
+            "factors": self.factors,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "iterations": log.best_epoch or log.epochs_run,
+            "backend": "gpu" if self.use_gpu else "cpu",
+        }
 
 
 class ALSRecommender(Recommender):
@@ -133,17 +144,26 @@ class ALSRecommender(Recommender):
 
         with threadpool_limits(limits=1, user_api="blas"):
             self.factors, self.training_log = tune(
-                self.name, self.space(), lambda params, report: self._fit_one(data, report, **params), data,
-                self.training, self.cfg.n_trials, start)
+                self.name,
+                self.space(),
+                lambda params, report: self._fit_one(data, report, **params),
+                data,
+                self.training,
+                self.cfg.n_trials,
+                start,
+            )
         return self
 
-    def _fit_one(self, data: FoldData, report: Report, factors: int, regularization: float,
-                 alpha: float) -> tuple[_Factors, TrainingLog]:
+    def _fit_one(
+        self, data: FoldData, report: Report, factors: int, regularization: float, alpha: float
+    ) -> tuple[_Factors, TrainingLog]:
         # one evaluation per sweep, with the model's own budget and patience
-        training = self.training.model_copy(update={"max_epochs": self.cfg.iterations, "eval_every": 1,
-                                                    "patience": self.cfg.patience})
-        fit = ALSTraining(factors, regularization, alpha, self.cfg.num_threads, _use_gpu(self.training.device),
-                          self.training.seed)
+        training = self.training.model_copy(
+            update={"max_epochs": self.cfg.iterations, "eval_every": 1, "patience": self.cfg.patience}
+        )
+        fit = ALSTraining(
+            factors, regularization, alpha, self.cfg.num_threads, _use_gpu(self.training.device), self.training.seed
+        )
         log = Trainer(data, training, report).fit(fit)
         return fit.module, log
 

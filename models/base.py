@@ -67,8 +67,9 @@ class FoldData:
     @cached_property
     def seen_pairs(self) -> torch.Tensor:
         """`[2, E]` every (user, item) the fold's training side contains: excluded from recommendations."""
-        return self._pairs(pl.concat([self.train.select("user_idx", "item_idx"),
-                                      self.validation.select("user_idx", "item_idx")]))
+        return self._pairs(
+            pl.concat([self.train.select("user_idx", "item_idx"), self.validation.select("user_idx", "item_idx")])
+        )
 
     @cached_property
     def train_pairs(self) -> torch.Tensor:
@@ -159,8 +160,9 @@ class Recommender(ABC):
         return top_k(self.score, users, k, exclude, batch_size)
 
 
-def top_k(score: Scores, users: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
-          batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k(
+    score: Scores, users: torch.Tensor, k: int, exclude: torch.Tensor | None = None, batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:meth:`Recommender.recommend` for any `score` function: top-`k` `(item_idx, score)` per user, best first,
     never an `exclude` pair, scoring `batch_size` users at a time."""
     if k <= 0:
@@ -195,8 +197,9 @@ def mask_scores(scores: torch.Tensor, users: torch.Tensor, exclude: torch.Tensor
     scores[rows[keep], exclude[1][keep]] = float("-inf")
 
 
-def fold_data(train: pl.DataFrame, n_users: int, n_items: int, positive_threshold: float = 4.0,
-              negative_threshold: float = 2.0) -> FoldData:
+def fold_data(
+    train: pl.DataFrame, n_users: int, n_items: int, positive_threshold: float = 4.0, negative_threshold: float = 2.0
+) -> FoldData:
     """Split a fold's training frame (with its `is_validation` flag) into the fit and validation parts."""
     columns = ["user_idx", "item_idx", "rating"]
     return FoldData(
@@ -214,9 +217,11 @@ def recommendations_frame(model: Recommender, data: FoldData, n: int) -> pl.Data
     users = torch.arange(data.n_users)
     items, scores = model.recommend(users, n, exclude=data.seen_pairs)
     width = items.shape[1]
-    return pl.DataFrame({
-        "user_idx": users.repeat_interleave(width).numpy().astype(np.int32),
-        "item_idx": items.reshape(-1).numpy().astype(np.int32),
-        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), data.n_users),
-        "score": scores.reshape(-1).numpy().astype(np.float32),
-    })
+    return pl.DataFrame(
+        {
+            "user_idx": users.repeat_interleave(width).numpy().astype(np.int32),
+            "item_idx": items.reshape(-1).numpy().astype(np.int32),
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), data.n_users),
+            "score": scores.reshape(-1).numpy().astype(np.float32),
+        }
+    )

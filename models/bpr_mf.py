@@ -53,8 +53,9 @@ class MFModule(torch.nn.Module):
 class MFTraining(BPRTraining[MFModule]):
     """One BPR-MF fit: Adam on :meth:`MFModule.bpr_loss` at one `(learning_rate, weight_decay)`."""
 
-    def __init__(self, embedding_dim: int, learning_rate: float, weight_decay: float, batch_size: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self, embedding_dim: int, learning_rate: float, weight_decay: float, batch_size: int, device: torch.device
+    ) -> None:
         super().__init__(learning_rate, batch_size, device)
         self.embedding_dim, self.weight_decay = embedding_dim, weight_decay
 
@@ -69,8 +70,11 @@ class MFTraining(BPRTraining[MFModule]):
         return lambda users: module.all_scores(users.long().to(device))
 
     def finalize(self, log: TrainingLog) -> None:
-        log.hyperparameters = {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
-                               "embedding_dim": self.embedding_dim}
+        log.hyperparameters = {
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "embedding_dim": self.embedding_dim,
+        }
 
 
 class BPRMF(Recommender):
@@ -95,14 +99,22 @@ class BPRMF(Recommender):
     def fit(self, data: FoldData) -> BPRMF:
         start = time.perf_counter()
         self.module, self.training_log = tune(
-            self.name, self.space(), lambda params, report: self._fit_one(data, report, **params), data,
-            self.training, self.cfg.n_trials, start)
+            self.name,
+            self.space(),
+            lambda params, report: self._fit_one(data, report, **params),
+            data,
+            self.training,
+            self.cfg.n_trials,
+            start,
+        )
         return self
 
-    def _fit_one(self, data: FoldData, report: Report, learning_rate: float,
-                 weight_decay: float) -> tuple[MFModule, TrainingLog]:
-        fit = MFTraining(self.training.embedding_dim, learning_rate, weight_decay, self.training.batch_size,
-                         self.device)
+    def _fit_one(
+        self, data: FoldData, report: Report, learning_rate: float, weight_decay: float
+    ) -> tuple[MFModule, TrainingLog]:
+        fit = MFTraining(
+            self.training.embedding_dim, learning_rate, weight_decay, self.training.batch_size, self.device
+        )
         log = Trainer(data, self.training, report).fit(fit)
         return fit.module, log
 

@@ -413,20 +413,43 @@ class GATConfig(_Strict):
             raise ValueError("edge_ratings (rating edge features) needs layer 'conv' with backend 'pyg'")
         if self.layer_heads is not None and self.layer != "conv":
             raise ValueError("layer_heads applies to layer 'conv' only")
-        numeric = {name for name, f in GATConfig.model_fields.items() if cast(Any, f.annotation) in (int, float)
-                   or str(f.annotation).startswith("typing.Annotated[float") or str(f.annotation).startswith(
-                       "typing.Annotated[int")}
+        numeric = {
+            name
+            for name, f in GATConfig.model_fields.items()
+            if cast(Any, f.annotation) in (int, float)
+            or str(f.annotation).startswith("typing.Annotated[float")
+            or str(f.annotation).startswith("typing.Annotated[int")
+        }
         if unknown := set(self.selection_grid) - numeric:
             raise ValueError(f"selection_grid: {sorted(unknown)} are not numeric GAT settings")
         return self
 
 
 PAPER_GAT = GATConfig(
-    layer="conv", backend="pyg", attention="gatv2", layer_heads=[4, 4, 1], hidden=64, readout="last",
-    edge_ratings=True, negative_edges=False, id_embeddings=False, user_text="profiles", dropout=0.0,
-    attention_dropout=0.0, feature_dropout=0.0, trainable_features=True, loss="bpr", learning_rate=1e-3,
-    weight_decay=1e-5, lr_factor=0.4, lr_patience=5, batch_size=10**9, bpr_weight=5.0, cosine_weight=2.0,
-    patience=None, selection_grid={},
+    layer="conv",
+    backend="pyg",
+    attention="gatv2",
+    layer_heads=[4, 4, 1],
+    hidden=64,
+    readout="last",
+    edge_ratings=True,
+    negative_edges=False,
+    id_embeddings=False,
+    user_text="profiles",
+    dropout=0.0,
+    attention_dropout=0.0,
+    feature_dropout=0.0,
+    trainable_features=True,
+    loss="bpr",
+    learning_rate=1e-3,
+    weight_decay=1e-5,
+    lr_factor=0.4,
+    lr_patience=5,
+    batch_size=10**9,
+    bpr_weight=5.0,
+    cosine_weight=2.0,
+    patience=None,
+    selection_grid={},
 )
 """`gat-paper`: the authors' configuration (`SEED-METHOD`): 3 GATv2 layers with heads [4, 4, 1] of 64 units
 concatenated, every rating an edge with the rating as edge feature, trainable text features, AdamW lr 1e-3 and
@@ -436,8 +459,18 @@ theirs)."""
 
 
 class ModelsConfig(_Strict):
-    names: list[str] = ["popularity", "ease", "itemknn", "rp3beta", "bpr-mf", "lightgcn", "ngcf", "als", "gat-id",
-                        "gat"]
+    names: list[str] = [
+        "popularity",
+        "ease",
+        "itemknn",
+        "rp3beta",
+        "bpr-mf",
+        "lightgcn",
+        "ngcf",
+        "als",
+        "gat-id",
+        "gat",
+    ]
     """Recommenders to run, in table order (any of `models.registry.model_names()`, checked by the experiment
     config): the baselines, the GAT without LLM (`gat-id`) and the GAT on profile embeddings (`gat`, the base of the
     rerankers)."""

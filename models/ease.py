@@ -42,9 +42,13 @@ class EASERecommender(ItemSimilarityRecommender):
         # Identity id maps make Cornac's indices our indices, items without positives included (made from the
         # arrays directly: `Dataset.build` would loop over the triples in Python).
         n_users, n_items = cast(tuple[int, int], interactions.shape)
-        return Dataset(n_users, n_items, OrderedDict((u, u) for u in range(n_users)),
-                       OrderedDict((i, i) for i in range(n_items)),
-                       (coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data.astype(np.float64)))
+        return Dataset(
+            n_users,
+            n_items,
+            OrderedDict((u, u) for u in range(n_users)),
+            OrderedDict((i, i) for i in range(n_items)),
+            (coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data.astype(np.float64)),
+        )
 
     def weights_for(self, prepared: Any, l2: float) -> np.ndarray:
         from cornac.models import EASE

@@ -23,8 +23,7 @@ from models.tuning import Axis, Report, tune
 def positive_matrix(data: FoldData) -> sp.csr_matrix:
     """Users × items CSR matrix with 1 on every positive training pair (ratings at or above the threshold)."""
     users, items = data.positive_pairs[0].numpy(), data.positive_pairs[1].numpy()
-    matrix = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)),
-                           shape=(data.n_users, data.n_items))
+    matrix = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, items)), shape=(data.n_users, data.n_items))
     matrix.sum_duplicates()
     matrix.data[:] = 1.0  # a duplicated pair is still one preference
     return matrix
@@ -79,12 +78,16 @@ class ItemSimilarityRecommender(Recommender):
         def fit_one(params: dict[str, Any], report: Report) -> tuple[np.ndarray, TrainingLog]:
             began = time.perf_counter()
             self.weights = np.ascontiguousarray(self.weights_for(prepared, **params), dtype=np.float32)
-            log = TrainingLog(best_validation_ndcg10=validation_ndcg(self, data), hyperparameters=dict(params),
-                              seconds=time.perf_counter() - began)
+            log = TrainingLog(
+                best_validation_ndcg10=validation_ndcg(self, data),
+                hyperparameters=dict(params),
+                seconds=time.perf_counter() - began,
+            )
             return self.weights, log
 
-        self.weights, self.training_log = tune(self.name, self.space(), fit_one, data, self.training,
-                                               self.cfg.n_trials, start, self.conditions)
+        self.weights, self.training_log = tune(
+            self.name, self.space(), fit_one, data, self.training, self.cfg.n_trials, start, self.conditions
+        )
         return self
 
     @torch.no_grad()

@@ -31,17 +31,25 @@ class ItemKNNRecommender(ItemSimilarityRecommender):
         super().__init__(cfg or ItemKNNConfig(), training)
 
     def space(self) -> dict[str, Axis]:
-        return {"similarity": list(self.cfg.similarity), "neighbours": self.cfg.neighbours,
-                "bm25_k1": self.cfg.bm25_k1, "bm25_b": self.cfg.bm25_b}
+        return {
+            "similarity": list(self.cfg.similarity),
+            "neighbours": self.cfg.neighbours,
+            "bm25_k1": self.cfg.bm25_k1,
+            "bm25_b": self.cfg.bm25_b,
+        }
 
-    def weights_for(self, prepared: Any, similarity: str, neighbours: int, bm25_k1: float = 1.2,
-                    bm25_b: float = 0.75) -> np.ndarray:
+    def weights_for(
+        self, prepared: Any, similarity: str, neighbours: int, bm25_k1: float = 1.2, bm25_b: float = 0.75
+    ) -> np.ndarray:
         from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
         from implicit.utils import ParameterWarning
 
         interactions: sp.csr_matrix = prepared
-        model = (CosineRecommender(K=neighbours, num_threads=1) if similarity == "cosine"
-                 else BM25Recommender(K=neighbours, K1=bm25_k1, B=bm25_b, num_threads=1))
+        model = (
+            CosineRecommender(K=neighbours, num_threads=1)
+            if similarity == "cosine"
+            else BM25Recommender(K=neighbours, K1=bm25_k1, B=bm25_b, num_threads=1)
+        )
         with warnings.catch_warnings():  # implicit re-weights into a COO matrix itself, then warns about it
             warnings.simplefilter("ignore", ParameterWarning)
             model.fit(interactions, show_progress=False)

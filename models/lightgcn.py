@@ -39,8 +39,9 @@ class LightGCNRecommender(PropagationRecommender):
 
         return PyGLightGCN(n_nodes, self.training.embedding_dim, num_layers, normalize=False)
 
-    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor,
-                   pos: Tensor, neg: Tensor) -> Tensor:
+    def batch_loss(
+        self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor, pos: Tensor, neg: Tensor
+    ) -> Tensor:
         emb = self.propagate(module, adj)
         u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
         pos_rank, neg_rank = (u * i).sum(-1), (u * j).sum(-1)

@@ -22,8 +22,9 @@ def drop_adjacency_entries(adj: Tensor, p: float) -> Tensor:
     if p <= 0.0:
         return adj
     values = F.dropout(adj.values(), p=p, training=True)
-    return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), values, adj.shape,
-                                   check_invariants=False)  # same structure as `adj`, already valid
+    return torch.sparse_csr_tensor(
+        adj.crow_indices(), adj.col_indices(), values, adj.shape, check_invariants=False
+    )  # same structure as `adj`, already valid
 
 
 class NGCFModule(torch.nn.Module):
@@ -93,15 +94,17 @@ class NGCFRecommender(PropagationRecommender):
     def build_module(self, n_nodes: int, num_layers: int) -> NGCFModule:
         return NGCFModule(n_nodes, self.training.embedding_dim, num_layers, self.cfg.message_dropout)
 
-    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor,
-                   pos: Tensor, neg: Tensor) -> Tensor:
+    def batch_loss(
+        self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor, pos: Tensor, neg: Tensor
+    ) -> Tensor:
         node_dropout = self.cfg.node_dropout
         emb = module(drop_adjacency_entries(adj, node_dropout), symmetric=node_dropout == 0)
         u, i, j = emb[users], emb[pos + n_users], emb[neg + n_users]
         log_prob = F.logsigmoid((u * i).sum(-1) - (u * j).sum(-1)).mean()
         ego = cast(NGCFModule, module).embedding.weight  # built by `build_module`
-        reg = (ego[users].pow(2).sum() + ego[pos + n_users].pow(2).sum()
-               + ego[neg + n_users].pow(2).sum()) / users.numel()
+        reg = (
+            ego[users].pow(2).sum() + ego[pos + n_users].pow(2).sum() + ego[neg + n_users].pow(2).sum()
+        ) / users.numel()
         return -log_prob + weight_decay * reg
 
     def propagate(self, module: nn.Module, adj: Tensor) -> Tensor:

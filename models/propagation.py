@@ -64,8 +64,14 @@ class PropagationTraining(BPRTraining[nn.Module]):
     """One trial of a :class:`PropagationRecommender`: Adam on its batch loss at one `(num_layers, learning_rate,
     weight_decay)`; validation scores come from the propagated embeddings of the module being trained."""
 
-    def __init__(self, recommender: PropagationRecommender, adj: Tensor, num_layers: int, learning_rate: float,
-                 weight_decay: float) -> None:
+    def __init__(
+        self,
+        recommender: PropagationRecommender,
+        adj: Tensor,
+        num_layers: int,
+        learning_rate: float,
+        weight_decay: float,
+    ) -> None:
         super().__init__(learning_rate, recommender.training.batch_size, recommender.device)
         self.recommender, self.adj, self.num_layers, self.weight_decay = recommender, adj, num_layers, weight_decay
 
@@ -73,8 +79,7 @@ class PropagationTraining(BPRTraining[nn.Module]):
         return self.recommender.build_module(data.n_users + data.n_items, self.num_layers).to(self.device)
 
     def batch_loss(self, users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        return self.recommender.batch_loss(self.module, self.adj, self.data.n_users, self.weight_decay, users, pos,
-                                           neg)
+        return self.recommender.batch_loss(self.module, self.adj, self.data.n_users, self.weight_decay, users, pos, neg)
 
     def scorer(self) -> Scores:
         embedding, n_users, name = self.embedding(), self.data.n_users, self.recommender.name
@@ -85,10 +90,13 @@ class PropagationTraining(BPRTraining[nn.Module]):
         return self.recommender.propagate(self.module, self.adj).detach()
 
     def finalize(self, log: TrainingLog) -> None:
-        log.hyperparameters = {"num_layers": self.num_layers, "learning_rate": self.learning_rate,
-                               "weight_decay": self.weight_decay,
-                               "embedding_dim": self.recommender.training.embedding_dim,
-                               **self.recommender.extra_hyperparameters()}
+        log.hyperparameters = {
+            "num_layers": self.num_layers,
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "embedding_dim": self.recommender.training.embedding_dim,
+            **self.recommender.extra_hyperparameters(),
+        }
 
 
 class PropagationRecommender(Recommender):
@@ -114,8 +122,9 @@ class PropagationRecommender(Recommender):
         """A fresh module over `n_nodes` nodes (users first, then items)."""
 
     @abstractmethod
-    def batch_loss(self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor,
-                   pos: Tensor, neg: Tensor) -> Tensor:
+    def batch_loss(
+        self, module: nn.Module, adj: Tensor, n_users: int, weight_decay: float, users: Tensor, pos: Tensor, neg: Tensor
+    ) -> Tensor:
         """The loss of a batch of `(user, positive item, negative item)` indices (items not offset by users)."""
 
     @abstractmethod
@@ -128,21 +137,31 @@ class PropagationRecommender(Recommender):
 
     def space(self) -> dict[str, Axis]:
         """The hyperparameter axes searched per fold."""
-        return {"num_layers": self.cfg.num_layers, "learning_rate": self.cfg.learning_rate,
-                "weight_decay": self.cfg.weight_decay}
+        return {
+            "num_layers": self.cfg.num_layers,
+            "learning_rate": self.cfg.learning_rate,
+            "weight_decay": self.cfg.weight_decay,
+        }
 
     def fit(self, data: FoldData) -> PropagationRecommender:
         start = time.perf_counter()
         self.n_users = data.n_users
         adj = bipartite_adjacency(data.positive_pairs, data.n_users, data.n_items).to(self.device)
         self.module, self.training_log = tune(
-            self.name, self.space(), lambda params, report: self._fit_one(data, adj, report, **params), data,
-            self.training, self.cfg.n_trials, start)
+            self.name,
+            self.space(),
+            lambda params, report: self._fit_one(data, adj, report, **params),
+            data,
+            self.training,
+            self.cfg.n_trials,
+            start,
+        )
         self._refresh(adj)
         return self
 
-    def _fit_one(self, data: FoldData, adj: Tensor, report: Report, num_layers: int, learning_rate: float,
-                 weight_decay: float) -> tuple[nn.Module, TrainingLog]:
+    def _fit_one(
+        self, data: FoldData, adj: Tensor, report: Report, num_layers: int, learning_rate: float, weight_decay: float
+    ) -> tuple[nn.Module, TrainingLog]:
         fit = PropagationTraining(self, adj, num_layers, learning_rate, weight_decay)
         log = Trainer(data, self.training, report).fit(fit)
         return fit.module, log

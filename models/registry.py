@@ -17,8 +17,17 @@ from models.popularity import Popularity
 from models.rp3beta import RP3betaRecommender
 
 MODELS: tuple[type[Recommender], ...] = (
-    Popularity, EASERecommender, ItemKNNRecommender, RP3betaRecommender, BPRMF, LightGCNRecommender,
-    NGCFRecommender, ALSRecommender, GATRecommender, GATIDRecommender, GATPaperRecommender,
+    Popularity,
+    EASERecommender,
+    ItemKNNRecommender,
+    RP3betaRecommender,
+    BPRMF,
+    LightGCNRecommender,
+    NGCFRecommender,
+    ALSRecommender,
+    GATRecommender,
+    GATIDRecommender,
+    GATPaperRecommender,
 )
 REGISTRY: dict[str, type[Recommender]] = {cls.name: cls for cls in MODELS}
 

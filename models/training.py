@@ -34,9 +34,23 @@ from models.base import FoldData, Recommender, Scores, TrainingLog, top_k
 if TYPE_CHECKING:
     from models.config import TrainingConfig
 
-__all__ = ["BPRTraining", "EarlyStopping", "NegativeSampler", "Pruned", "Report", "Trainer", "TrainableModel",
-           "TrainingLog", "bpr_epoch", "grid_search", "ndcg_at_k", "parameter_grid", "resolve_device",
-           "seed_everything", "validation_ndcg"]
+__all__ = [
+    "BPRTraining",
+    "EarlyStopping",
+    "NegativeSampler",
+    "Pruned",
+    "Report",
+    "Trainer",
+    "TrainableModel",
+    "TrainingLog",
+    "bpr_epoch",
+    "grid_search",
+    "ndcg_at_k",
+    "parameter_grid",
+    "resolve_device",
+    "seed_everything",
+    "validation_ndcg",
+]
 
 Report = Callable[[float], None]
 """Called after each validation evaluation with its NDCG@10: a search's pruning hook, which may raise to abandon
@@ -223,12 +237,17 @@ class _Challenger:
             return
         best = max((s for s in self.curve if not math.isnan(s)), default=-math.inf)
         if best < self.leader[step]:
-            raise Pruned(f"validation NDCG@10 {best:.4f} below the leader's {self.leader[step]:.4f} at evaluation "
-                         f"{step + 1}")
+            raise Pruned(
+                f"validation NDCG@10 {best:.4f} below the leader's {self.leader[step]:.4f} at evaluation {step + 1}"
+            )
 
 
-def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted, TrainingLog]],
-                started: float, pruning_warmup: int | None = None) -> tuple[Fitted, TrainingLog]:
+def grid_search(
+    grid: list[dict[str, Any]],
+    fit_one: Callable[..., tuple[Fitted, TrainingLog]],
+    started: float,
+    pruning_warmup: int | None = None,
+) -> tuple[Fitted, TrainingLog]:
     """Fit `fit_one(report, **params)` for every grid point in order and keep the best validation NDCG@10 (a NaN
     score loses to any number; ties keep the earlier point). Returns the winner and a log of it, with every trial
     and the total time since `started` (a `time.perf_counter()` reading).
@@ -240,8 +259,7 @@ def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted,
     best: tuple[float, Fitted, TrainingLog, dict[str, Any]] | None = None
     trials: list[dict[str, Any]] = []
     for params in grid:
-        report = _Challenger(best[2].curve, pruning_warmup) if best is not None and pruning_warmup is not None \
-            else None
+        report = _Challenger(best[2].curve, pruning_warmup) if best is not None and pruning_warmup is not None else None
         try:
             fitted, log = fit_one(report or _no_report, **params)
         except Pruned:
@@ -257,12 +275,25 @@ def grid_search(grid: list[dict[str, Any]], fit_one: Callable[..., tuple[Fitted,
     _, fitted, log, params = best
     seconds = time.perf_counter() - started
     pruned = sum(t["state"] == "pruned" for t in trials)
-    return fitted, TrainingLog(epochs_run=log.epochs_run, best_epoch=log.best_epoch,
-                               best_validation_ndcg10=log.best_validation_ndcg10,
-                               seconds=seconds, hyperparameters=log.hyperparameters, trials=trials,
-                               search={"sampler": "grid", "budget": len(grid), "trials": len(grid),
-                                       "pruned": pruned, "seconds": round(seconds, 3)} if len(grid) > 1 else {},
-                               selected=dict(params), curve=log.curve)
+    return fitted, TrainingLog(
+        epochs_run=log.epochs_run,
+        best_epoch=log.best_epoch,
+        best_validation_ndcg10=log.best_validation_ndcg10,
+        seconds=seconds,
+        hyperparameters=log.hyperparameters,
+        trials=trials,
+        search={
+            "sampler": "grid",
+            "budget": len(grid),
+            "trials": len(grid),
+            "pruned": pruned,
+            "seconds": round(seconds, 3),
+        }
+        if len(grid) > 1
+        else {},
+        selected=dict(params),
+        curve=log.curve,
+    )
 
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)

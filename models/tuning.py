@@ -64,8 +64,9 @@ def grid_points(space: Mapping[str, Axis]) -> int | None:
     return math.prod(sizes) if len(sizes) == len(space) else None
 
 
-def suggest(trial: optuna.Trial, space: Mapping[str, Axis],
-            conditions: Mapping[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
+def suggest(
+    trial: optuna.Trial, space: Mapping[str, Axis], conditions: Mapping[str, tuple[str, Any]] | None = None
+) -> dict[str, Any]:
     """The trial's value of every axis; an axis listed in `conditions` as `name: (other, value)` is only drawn
     when `other` took `value` (BM25's parameters only for the BM25 similarity)."""
     params: dict[str, Any] = {}
@@ -93,13 +94,21 @@ def fold_fingerprint(data: FoldData) -> str:
 
 
 def _space_json(space: Mapping[str, Axis]) -> str:
-    return json.dumps({k: v.model_dump() if isinstance(v, (FloatRange, IntRange)) else v for k, v in space.items()},
-                      sort_keys=True)
+    return json.dumps(
+        {k: v.model_dump() if isinstance(v, (FloatRange, IntRange)) else v for k, v in space.items()}, sort_keys=True
+    )
 
 
-def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne[Fitted], data: FoldData, training: TrainingConfig,
-         n_trials: int, started: float, conditions: Mapping[str, tuple[str, Any]] | None = None,
-         ) -> tuple[Fitted, TrainingLog]:
+def tune(
+    model: str,
+    space: Mapping[str, Axis],
+    fit_one: FitOne[Fitted],
+    data: FoldData,
+    training: TrainingConfig,
+    n_trials: int,
+    started: float,
+    conditions: Mapping[str, tuple[str, Any]] | None = None,
+) -> tuple[Fitted, TrainingLog]:
     """Search `space` with at most `n_trials` fits of `fit_one(params, report)`; keep the best validation NDCG@10
     (a NaN score loses to any number; ties keep the earlier trial).
 
@@ -113,20 +122,30 @@ def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne[Fitted], data: F
         assert points is not None  # implied by `exhaustive`
         # an exhaustive space has list axes only
         sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(
-            {k: list(cast(list[Any], v)) for k, v in space.items()}, seed=training.seed)
+            {k: list(cast(list[Any], v)) for k, v in space.items()}, seed=training.seed
+        )
         budget = points
     else:
         sampler = optuna.samplers.TPESampler(seed=training.seed, n_startup_trials=max(2, n_trials // 3))
         budget = n_trials
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=cfg.pruning_warmup)
-              if cfg.pruning else optuna.pruners.NopPruner())
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=cfg.pruning_warmup)
+        if cfg.pruning
+        else optuna.pruners.NopPruner()
+    )
     # The budget is not part of the name: a larger budget on a shared storage extends the study already there.
     kind = "grid" if exhaustive else "tpe"
     key = hashlib.sha256(f"{_space_json(space)}|{conditions}|{training.seed}|{kind}".encode()).hexdigest()[:12]
     study_name = f"{model}-{fold_fingerprint(data)}-{key}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, storage=cfg.storage,
-                                study_name=study_name, load_if_exists=cfg.storage is not None)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+        storage=cfg.storage,
+        study_name=study_name,
+        load_if_exists=cfg.storage is not None,
+    )
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     best: dict[str, Any] = {}  # only the best fitted model stays in memory
 
@@ -157,13 +176,28 @@ def tune(model: str, space: Mapping[str, Axis], fit_one: FitOne[Fitted], data: F
         fitted, log = fit_one(dict(winner.params), _no_report)
         best.update(fitted=fitted, log=log)
     log = best["log"]
-    trials = [{"trial": t.number, "state": t.state.name.lower(), **t.params, **t.user_attrs.get("log", {})}
-              for t in study.trials if t.state in finished]
-    search = {"sampler": kind, "budget": budget, "trials": len(trials),
-              "pruned": sum(t["state"] == "pruned" for t in trials), "study": study_name,
-              "storage": "memory" if cfg.storage is None else "shared",
-              "seconds": round(time.perf_counter() - search_started, 3)}
+    trials = [
+        {"trial": t.number, "state": t.state.name.lower(), **t.params, **t.user_attrs.get("log", {})}
+        for t in study.trials
+        if t.state in finished
+    ]
+    search = {
+        "sampler": kind,
+        "budget": budget,
+        "trials": len(trials),
+        "pruned": sum(t["state"] == "pruned" for t in trials),
+        "study": study_name,
+        "storage": "memory" if cfg.storage is None else "shared",
+        "seconds": round(time.perf_counter() - search_started, 3),
+    }
     return best["fitted"], TrainingLog(
-        epochs_run=log.epochs_run, best_epoch=log.best_epoch, best_validation_ndcg10=log.best_validation_ndcg10,
-        seconds=time.perf_counter() - started, final_training_loss=log.final_training_loss,
-        hyperparameters=log.hyperparameters, trials=trials, search=search, selected=dict(winner.params))
+        epochs_run=log.epochs_run,
+        best_epoch=log.best_epoch,
+        best_validation_ndcg10=log.best_validation_ndcg10,
+        seconds=time.perf_counter() - started,
+        final_training_loss=log.final_training_loss,
+        hyperparameters=log.hyperparameters,
+        trials=trials,
+        search=search,
+        selected=dict(winner.params),
+    )

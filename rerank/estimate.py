@@ -28,8 +28,10 @@ from rerank.strategies import max_bst_comparisons, relevancy_batches, sliding_wi
 REPRESENTATIVE_USERS = 8
 """Users per fold whose prompts are built and token-counted to represent everyone's."""
 
-RATIONALE = ("It shares the viewer's taste for character-driven drama with sharp dialogue, a strong ensemble cast "
-             "and the dark humour of films they rated highly.")
+RATIONALE = (
+    "It shares the viewer's taste for character-driven drama with sharp dialogue, a strong ensemble cast "
+    "and the dark humour of films they rated highly."
+)
 """A rationale of the length the explanation request asks for (at most 30 words), to count completion tokens."""
 
 
@@ -83,8 +85,9 @@ def strategy_calls(strategy: str, cfg: RerankConfig, n: int) -> Calls:
     elif strategy == "batch":
         expected, bound = _batch_windows(n, cfg.batch_window, cfg.batch_stride)
     elif strategy == "relevancy":
-        expected = bound = len(relevancy_batches(list(range(n)), cfg.relevancy_batch, cfg.relevancy_appearances,
-                                                 cfg.seed))
+        expected = bound = len(
+            relevancy_batches(list(range(n)), cfg.relevancy_batch, cfg.relevancy_appearances, cfg.seed)
+        )
     else:
         raise ValueError(f"unknown rerank strategy {strategy!r}")
     return Calls(expected + explain, bound + explain, explain)
@@ -106,8 +109,9 @@ def stand_in_pools(train: pl.DataFrame, users: Sequence[int], pool_size: int) ->
     return out
 
 
-def representative_prompts(strategy: str, cfg: RerankConfig, inputs: RerankInputs,
-                           pools: dict[int, list[int]]) -> tuple[list[Messages], list[str], list[Messages], list[str]]:
+def representative_prompts(
+    strategy: str, cfg: RerankConfig, inputs: RerankInputs, pools: dict[int, list[int]]
+) -> tuple[list[Messages], list[str], list[Messages], list[str]]:
     """(judge prompts, answers of the requested shape, explanation prompts, their answers) for these pools."""
     rng = random.Random(cfg.seed)
     asks, answers, explains, rationales = [], [], [], []
@@ -125,7 +129,7 @@ def representative_prompts(strategy: str, cfg: RerankConfig, inputs: RerankInput
             answers.append(label(a))
         elif strategy == "batch":
             start = rng.randrange(max(1, len(pool) - cfg.batch_window + 1))
-            window = pool[start:start + cfg.batch_window]
+            window = pool[start : start + cfg.batch_window]
             asks.append(order_prompt(ctx, inputs, window, recent))
             answers.append(" > ".join(label(i) for i in window))
         else:
@@ -133,24 +137,42 @@ def representative_prompts(strategy: str, cfg: RerankConfig, inputs: RerankInput
             asks.append(score_prompt(ctx, inputs, batch, recent))
             answers.append("\n".join(f"{label(i)}: {rng.randrange(101)}" for i in batch))
         ranked = " > ".join(label(i) for i in pool)
-        explains.append([*order_prompt(ctx, inputs, pool, recent), {"role": "assistant", "content": ranked},
-                         {"role": "user", "content": explanation_request(pool)}])
+        explains.append(
+            [
+                *order_prompt(ctx, inputs, pool, recent),
+                {"role": "assistant", "content": ranked},
+                {"role": "user", "content": explanation_request(pool)},
+            ]
+        )
         rationales.append("{" + ", ".join(f'"{label(i)}": "{RATIONALE}"' for i in pool) + "}")
     return asks, answers, explains, rationales
 
 
-def rerank_estimate(est: Estimator, strategy: str, cfg: RerankConfig, train: pl.DataFrame,
-                    user_profiles: dict[int, str], item_profiles: dict[int, str], users: Sequence[int],
-                    min_rating: float, stage: str) -> StageEstimate:
+def rerank_estimate(
+    est: Estimator,
+    strategy: str,
+    cfg: RerankConfig,
+    train: pl.DataFrame,
+    user_profiles: dict[int, str],
+    item_profiles: dict[int, str],
+    users: Sequence[int],
+    min_rating: float,
+    stage: str,
+) -> StageEstimate:
     """One strategy on one fold: `users` reranked, pools of `cfg.pool_size` (see the module docstring)."""
     n = cfg.pool_size
     calls = strategy_calls(strategy, cfg, n)
     picked = sorted(random.Random(cfg.seed).sample(list(users), min(REPRESENTATIVE_USERS, len(users))))
-    inputs = RerankInputs(user_profiles=user_profiles, item_profiles=item_profiles,
-                          user_vectors=np.zeros((1, 1), np.float32), item_vectors=np.zeros((1, 1), np.float32),
-                          liked=liked_items(train.filter(pl.col("user_idx").is_in(picked)), min_rating))
-    asks, answers, explains, rationales = representative_prompts(strategy, cfg, inputs,
-                                                                 stand_in_pools(train, picked, n))
+    inputs = RerankInputs(
+        user_profiles=user_profiles,
+        item_profiles=item_profiles,
+        user_vectors=np.zeros((1, 1), np.float32),
+        item_vectors=np.zeros((1, 1), np.float32),
+        liked=liked_items(train.filter(pl.col("user_idx").is_in(picked)), min_rating),
+    )
+    asks, answers, explains, rationales = representative_prompts(
+        strategy, cfg, inputs, stand_in_pools(train, picked, n)
+    )
     per_ask = est.mean_tokens(asks)
     per_answer = sum(est.text_tokens(a) for a in answers) / max(len(answers), 1)
     per_explain = est.mean_tokens(explains) if calls.explain else 0.0
@@ -163,8 +185,15 @@ def rerank_estimate(est: Estimator, strategy: str, cfg: RerankConfig, train: pl.
     expected = int(math.ceil(calls.expected * len(users) - 1e-9))
     how = "exact" if calls.bound == calls.expected else f"expected, at most {calls.bound}"
     note = f"{len(users):,} users × {calls.expected:.1f} requests ({how})"
-    return StageEstimate(stage, expected, prompt, completion, est.price(prompt, completion), 0, 0.0,
-                         bound if bound != expected else None, "formula", note)
-
-
-
+    return StageEstimate(
+        stage,
+        expected,
+        prompt,
+        completion,
+        est.price(prompt, completion),
+        0,
+        0.0,
+        bound if bound != expected else None,
+        "formula",
+        note,
+    )

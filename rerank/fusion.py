@@ -44,8 +44,13 @@ def order_scores(order: Sequence[int], candidates: Sequence[int]) -> np.ndarray:
     return np.array([-position[c] for c in candidates], dtype=np.float64)
 
 
-def fuse(base_scores: Sequence[float] | np.ndarray, judge_scores: Sequence[float] | np.ndarray,
-         judge_weight: float = 0.8, base_weight: float = 0.2, how: str = "minmax") -> np.ndarray:
+def fuse(
+    base_scores: Sequence[float] | np.ndarray,
+    judge_scores: Sequence[float] | np.ndarray,
+    judge_weight: float = 0.8,
+    base_weight: float = 0.2,
+    how: str = "minmax",
+) -> np.ndarray:
     """The fused score of each candidate; both inputs are aligned with the candidates in base order."""
     total = judge_weight + base_weight
     if total <= 0:

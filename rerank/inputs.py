@@ -91,16 +91,20 @@ def liked_items(train: pl.DataFrame, min_rating: float, limit: int = 50) -> dict
     frame = train.filter(pl.col("rating") >= min_rating)
     if "timestamp" not in frame.columns:
         frame = frame.with_columns(timestamp=pl.lit(0, pl.Int64))
-    frame = (frame.sort(["user_idx", "timestamp", "rating", "item_idx"], descending=[False, True, True, False])
-                  .group_by("user_idx", maintain_order=True).head(limit))
+    frame = (
+        frame.sort(["user_idx", "timestamp", "rating", "item_idx"], descending=[False, True, True, False])
+        .group_by("user_idx", maintain_order=True)
+        .head(limit)
+    )
     out: dict[int, list[tuple[int, float]]] = {}
     for user, item, rating in frame.select("user_idx", "item_idx", "rating").iter_rows():
         out.setdefault(int(user), []).append((int(item), float(rating)))
     return out
 
 
-def dislike_vectors(profiles: pl.DataFrame, id_col: str, n: int, cfg: EmbeddingConfig | None,
-                    rows: set[int] | None = None) -> np.ndarray:
+def dislike_vectors(
+    profiles: pl.DataFrame, id_col: str, n: int, cfg: EmbeddingConfig | None, rows: set[int] | None = None
+) -> np.ndarray:
     """`[n, dim]` embeddings of each profile's Dislikes section (zero where empty or not in `rows`)."""
     from semantic.embed import embed_texts
 
@@ -119,10 +123,18 @@ def dislike_vectors(profiles: pl.DataFrame, id_col: str, n: int, cfg: EmbeddingC
     return out
 
 
-def build_inputs(item_profiles: pl.DataFrame, user_profiles: pl.DataFrame, item_vectors: np.ndarray,
-                 user_vectors: np.ndarray, train: pl.DataFrame, min_rating: float,
-                 embedding: EmbeddingConfig | None = None, dislikes: bool = True,
-                 items_used: set[int] | None = None, users_used: set[int] | None = None) -> RerankInputs:
+def build_inputs(
+    item_profiles: pl.DataFrame,
+    user_profiles: pl.DataFrame,
+    item_vectors: np.ndarray,
+    user_vectors: np.ndarray,
+    train: pl.DataFrame,
+    min_rating: float,
+    embedding: EmbeddingConfig | None = None,
+    dislikes: bool = True,
+    items_used: set[int] | None = None,
+    users_used: set[int] | None = None,
+) -> RerankInputs:
     """Everything a judge reads, from the semantic stage's frames and matrices and the fold's training ratings.
 
     `dislikes`: also embed the Dislikes sections (for the semantic judge), only of the given items and users."""
@@ -130,8 +142,9 @@ def build_inputs(item_profiles: pl.DataFrame, user_profiles: pl.DataFrame, item_
         if key not in frame.columns or "profile" not in frame.columns:
             raise DataError(f"{name} profiles need columns {key}, profile; got {frame.columns}")
     if item_vectors.ndim != 2 or user_vectors.ndim != 2 or item_vectors.shape[1] != user_vectors.shape[1]:
-        raise DataError(f"item and user embeddings must be [n, d] with one d; got {item_vectors.shape}, "
-                        f"{user_vectors.shape}")
+        raise DataError(
+            f"item and user embeddings must be [n, d] with one d; got {item_vectors.shape}, {user_vectors.shape}"
+        )
     inputs = RerankInputs(
         user_profiles=dict(user_profiles.select("user_idx", "profile").iter_rows()),
         item_profiles=dict(item_profiles.select("item_idx", "profile").iter_rows()),
@@ -140,8 +153,10 @@ def build_inputs(item_profiles: pl.DataFrame, user_profiles: pl.DataFrame, item_
         liked=liked_items(train, min_rating),
     )
     if dislikes:
-        inputs.item_dislike_vectors = dislike_vectors(item_profiles, "item_idx", len(item_vectors), embedding,
-                                                      items_used)
-        inputs.user_dislike_vectors = dislike_vectors(user_profiles, "user_idx", len(user_vectors), embedding,
-                                                      users_used)
+        inputs.item_dislike_vectors = dislike_vectors(
+            item_profiles, "item_idx", len(item_vectors), embedding, items_used
+        )
+        inputs.user_dislike_vectors = dislike_vectors(
+            user_profiles, "user_idx", len(user_vectors), embedding, users_used
+        )
     return inputs

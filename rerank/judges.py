@@ -74,8 +74,9 @@ class SemanticJudge:
     kind = "semantic"
     parallel = False
 
-    def __init__(self, inputs: RerankInputs, dislike_weight: float = 0.5, signal: str = "profile",
-                 neighbours: int = 10) -> None:
+    def __init__(
+        self, inputs: RerankInputs, dislike_weight: float = 0.5, signal: str = "profile", neighbours: int = 10
+    ) -> None:
         if signal not in ("profile", "liked-items"):
             raise ValueError(f"unknown semantic signal {signal!r}; use 'profile' or 'liked-items'")
         self.inputs = inputs
@@ -129,8 +130,7 @@ class LLMJudge:
     kind = "llm"
     parallel = True
 
-    def __init__(self, gateway: LLMGateway, inputs: RerankInputs, stage: str = "rerank",
-                 recent: int = 10) -> None:
+    def __init__(self, gateway: LLMGateway, inputs: RerankInputs, stage: str = "rerank", recent: int = 10) -> None:
         self.gateway, self.inputs, self.stage, self.recent = gateway, inputs, stage, recent
         self._fallbacks = 0
         self._lock = threading.Lock()
@@ -152,16 +152,14 @@ class LLMJudge:
         items = list(items)
         messages = order_prompt(ctx, self.inputs, items, self.recent)
         rank = ctx.base_rank
-        ranked, text = self._ask(messages, lambda t: parse_order(t, items),
-                                 lambda: sorted(items, key=rank.__getitem__))
+        ranked, text = self._ask(messages, lambda t: parse_order(t, items), lambda: sorted(items, key=rank.__getitem__))
         if text is not None and len(items) == len(ctx.candidates):
             self._conversations[ctx.user_idx] = [*messages, {"role": "assistant", "content": text}]
         return ranked
 
     def prefer(self, ctx: UserContext, a: int, b: int) -> int:
         messages = choice_prompt(ctx, self.inputs, a, b, self.recent)
-        return self._ask(messages, lambda t: parse_choice(t, a, b),
-                         lambda: min(a, b, key=ctx.base_rank.__getitem__))[0]
+        return self._ask(messages, lambda t: parse_choice(t, a, b), lambda: min(a, b, key=ctx.base_rank.__getitem__))[0]
 
     def scores(self, ctx: UserContext, items: Sequence[int]) -> list[float]:
         items = list(items)
@@ -180,14 +178,26 @@ class LLMJudge:
         ranked = list(ranked)
         conversation = self._conversations.get(ctx.user_idx)
         if conversation is None:
-            conversation = [*order_prompt(ctx, self.inputs, ctx.candidates, self.recent),
-                            {"role": "assistant", "content": " > ".join(label(i) for i in ranked)}]
+            conversation = [
+                *order_prompt(ctx, self.inputs, ctx.candidates, self.recent),
+                {"role": "assistant", "content": " > ".join(label(i) for i in ranked)},
+            ]
         messages = [*conversation, {"role": "user", "content": explanation_request(ranked)}]
-        return self._ask(messages, lambda t: parse_explanations(t, ranked),
-                         lambda: {i: template_explanation(ctx.user_idx, i, self.inputs) for i in ranked})[0]
+        return self._ask(
+            messages,
+            lambda t: parse_explanations(t, ranked),
+            lambda: {i: template_explanation(ctx.user_idx, i, self.inputs) for i in ranked},
+        )[0]
 
     def cost(self) -> Cost:
         usage: Any = self.gateway.ledger.stage(self.stage)
-        return Cost(requests=usage.requests, calls=usage.calls, prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens, cache_hits=usage.cache_hits, repairs=usage.repairs,
-                    fallbacks=self._fallbacks, cost_usd=usage.cost_usd)
+        return Cost(
+            requests=usage.requests,
+            calls=usage.calls,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cache_hits=usage.cache_hits,
+            repairs=usage.repairs,
+            fallbacks=self._fallbacks,
+            cost_usd=usage.cost_usd,
+        )

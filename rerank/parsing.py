@@ -41,8 +41,10 @@ def _check(found: Sequence[int], items: Sequence[int], what: str) -> None:
     if missing:
         problems.append("missing id(s) " + ", ".join(map(label, missing)))
     if problems:
-        raise ValueError(f"{what} must name each of {', '.join(map(label, items))} exactly once and no other id: "
-                         + "; ".join(problems))
+        raise ValueError(
+            f"{what} must name each of {', '.join(map(label, items))} exactly once and no other id: "
+            + "; ".join(problems)
+        )
 
 
 def parse_order(text: str, items: Sequence[int]) -> list[int]:
@@ -56,8 +58,9 @@ def parse_choice(text: str, a: int, b: int) -> int:
     """The one candidate the answer names (it may repeat it); naming both, neither or any other id is invalid."""
     found = set(_ids(strip_fences(text)))
     if found - {a, b}:
-        raise ValueError(f"answer with {label(a)} or {label(b)} only; unknown id(s) "
-                         + ", ".join(map(label, sorted(found - {a, b}))))
+        raise ValueError(
+            f"answer with {label(a)} or {label(b)} only; unknown id(s) " + ", ".join(map(label, sorted(found - {a, b})))
+        )
     if len(found) != 1:
         raise ValueError(f"answer with exactly one id, {label(a)} or {label(b)}")
     return found.pop()
@@ -81,7 +84,7 @@ def parse_explanations(text: str, items: Sequence[int]) -> dict[int, str]:
     body = strip_fences(text)
     start, end = body.find("{"), body.rfind("}")
     try:
-        data = json.loads(body[start:end + 1]) if start >= 0 and end > start else None
+        data = json.loads(body[start : end + 1]) if start >= 0 and end > start else None
     except json.JSONDecodeError as exc:
         raise ValueError(f"answer with one JSON object: {exc.msg}") from None
     if not isinstance(data, dict):

@@ -29,8 +29,12 @@ def viewer_block(ctx: UserContext, inputs: RerankInputs, recent: int) -> str:
     """Genre preferences and tags (Attributes), thematic leanings (Overview, Description), Dislikes, recent likes."""
     parts = profile_sections(inputs.user_profiles.get(ctx.user_idx, ""))
     lines = ["Viewer profile:"]
-    for title, key in (("Taste", "Overview"), ("Preferences", "Attributes"), ("Thematic leanings", "Description"),
-                       ("Dislikes", "Dislikes")):
+    for title, key in (
+        ("Taste", "Overview"),
+        ("Preferences", "Attributes"),
+        ("Thematic leanings", "Description"),
+        ("Dislikes", "Dislikes"),
+    ):
         if parts.get(key):
             lines.append(f"- {title}: {_one_line(parts[key], PROFILE_CHARS // 4)}")
     liked = inputs.liked.get(ctx.user_idx, [])[:recent]
@@ -56,26 +60,35 @@ def _messages(ctx: UserContext, inputs: RerankInputs, items: Sequence[int], task
 def order_prompt(ctx: UserContext, inputs: RerankInputs, items: Sequence[int], recent: int) -> Messages:
     ids = ", ".join(label(i) for i in items)
     example = " > ".join(label(i) for i in list(items)[:3])
-    task = (f"Order all {len(items)} candidates ({ids}) from the best to the worst fit for this viewer's taste. "
-            f"Answer with the ids only, each exactly once, separated by ' > ' (like {example} > ...).")
+    task = (
+        f"Order all {len(items)} candidates ({ids}) from the best to the worst fit for this viewer's taste. "
+        f"Answer with the ids only, each exactly once, separated by ' > ' (like {example} > ...)."
+    )
     return _messages(ctx, inputs, items, task, recent)
 
 
 def choice_prompt(ctx: UserContext, inputs: RerankInputs, a: int, b: int, recent: int) -> Messages:
-    task = (f"Which of the two movies, {label(a)} or {label(b)}, fits this viewer's taste better? "
-            "Answer with that movie's id only.")
+    task = (
+        f"Which of the two movies, {label(a)} or {label(b)}, fits this viewer's taste better? "
+        "Answer with that movie's id only."
+    )
     return _messages(ctx, inputs, [a, b], task, recent)
 
 
 def score_prompt(ctx: UserContext, inputs: RerankInputs, items: Sequence[int], recent: int) -> Messages:
-    task = (f"Rate how well each candidate fits this viewer's taste, from 0 (not at all) to 100 (perfectly). Answer "
-            f"with one line per candidate, `{label(items[0])}: <score>`, for exactly these ids: "
-            + ", ".join(label(i) for i in items) + ".")
+    task = (
+        f"Rate how well each candidate fits this viewer's taste, from 0 (not at all) to 100 (perfectly). Answer "
+        f"with one line per candidate, `{label(items[0])}: <score>`, for exactly these ids: "
+        + ", ".join(label(i) for i in items)
+        + "."
+    )
     return _messages(ctx, inputs, items, task, recent)
 
 
 def explanation_request(ranked: Sequence[int]) -> str:
-    return ("Now explain the final recommendations, in this order: " + ", ".join(label(i) for i in ranked) + ". For "
-            "each, one short sentence (at most 30 words) on why it suits this viewer, naming the themes, style, or "
-            'cast and crew it shares with the viewer\'s taste. Answer with one JSON object {"M<id>": "<sentence>"} '
-            "with exactly these ids.")
+    return (
+        "Now explain the final recommendations, in this order: " + ", ".join(label(i) for i in ranked) + ". For "
+        "each, one short sentence (at most 30 words) on why it suits this viewer, naming the themes, style, or "
+        'cast and crew it shares with the viewer\'s taste. Answer with one JSON object {"M<id>": "<sentence>"} '
+        "with exactly these ids."
+    )

@@ -93,8 +93,9 @@ def rerank_user(strategy: str, judge: Judge, ctx: UserContext, cfg: RerankConfig
     return UserResult(ctx.user_idx, order, [by_item[i] for i in order], explanations)
 
 
-def rerank_recommendations(recs: pl.DataFrame, strategy: str, judge: Judge, inputs: RerankInputs,
-                           cfg: RerankConfig, workers: int = 1) -> RerankResult:
+def rerank_recommendations(
+    recs: pl.DataFrame, strategy: str, judge: Judge, inputs: RerankInputs, cfg: RerankConfig, workers: int = 1
+) -> RerankResult:
     """Rerank every user's top `cfg.pool_size` with `strategy`. With `cfg.max_users`, only the users of the seeded
     sample (`rerank_sample`: the same for every strategy and fold) are reranked and only their lists returned, so
     they are evaluated on exactly those users."""
@@ -135,23 +136,35 @@ def rerank_recommendations(recs: pl.DataFrame, strategy: str, judge: Judge, inpu
             continue
         rest = frame.slice(len(result.order))
         n = len(result.order)
-        frames.append(pl.DataFrame({
-            "user_idx": [user] * (n + rest.height),
-            "item_idx": result.order + rest["item_idx"].to_list(),
-            "rank": list(range(1, n + rest.height + 1)),
-            "score": result.fused + rest["score"].cast(pl.Float64).to_list(),
-        }, schema=REC_SCHEMA))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "user_idx": [user] * (n + rest.height),
+                    "item_idx": result.order + rest["item_idx"].to_list(),
+                    "rank": list(range(1, n + rest.height + 1)),
+                    "score": result.fused + rest["score"].cast(pl.Float64).to_list(),
+                },
+                schema=REC_SCHEMA,
+            )
+        )
         if result.explanations:
-            notes.append(pl.DataFrame({"user_idx": [user] * n, "item_idx": result.order,
-                                       "rank": list(range(1, n + 1)),
-                                       "explanation": [result.explanations[i] for i in result.order]},
-                                      schema=EXPLANATION_SCHEMA))
+            notes.append(
+                pl.DataFrame(
+                    {
+                        "user_idx": [user] * n,
+                        "item_idx": result.order,
+                        "rank": list(range(1, n + 1)),
+                        "explanation": [result.explanations[i] for i in result.order],
+                    },
+                    schema=EXPLANATION_SCHEMA,
+                )
+            )
     out = pl.concat([f.cast(REC_SCHEMA) for f in frames]).sort("user_idx", "rank") if frames else recs
     explanations = pl.concat(notes) if notes else pl.DataFrame(schema=EXPLANATION_SCHEMA)
     cost = judge.cost()
     cost.users = len(contexts)
     seconds = time.perf_counter() - started
-    log.info("rerank %s (%s judge): %d users in %.1f s, %s", strategy, judge.kind, len(contexts), seconds,
-             cost.as_dict())
+    log.info(
+        "rerank %s (%s judge): %d users in %.1f s, %s", strategy, judge.kind, len(contexts), seconds, cost.as_dict()
+    )
     return RerankResult(out, explanations, {**cost.as_dict(), "judge": judge.kind, "seconds": round(seconds, 2)})
-

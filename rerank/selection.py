@@ -132,9 +132,11 @@ def validation_contexts(val_recs: pl.DataFrame, users: Sequence[int], pool_size:
     return out
 
 
-def judge_verdicts(strategy: str, judge: Judge, contexts: Sequence[UserContext], cfg: RerankConfig,
-                   workers: int = 1) -> dict[int, np.ndarray]:
+def judge_verdicts(
+    strategy: str, judge: Judge, contexts: Sequence[UserContext], cfg: RerankConfig, workers: int = 1
+) -> dict[int, np.ndarray]:
     """The judge's scores of each pool (aligned with `ctx.candidates`)."""
+
     def run(ctx: UserContext) -> np.ndarray:
         return STRATEGIES[strategy](judge, ctx, cfg).scores
 
@@ -160,13 +162,18 @@ def ranking_ndcg(recs: pl.DataFrame, relevant: dict[int, set[int]], k: int = SEL
     list scores 0."""
     if not relevant:
         return float("nan")
-    lists = {int(u): g["item_idx"].to_list() for (u,), g in
-             recs.filter(pl.col("rank") <= k).sort("user_idx", "rank").group_by("user_idx", maintain_order=True)}
+    lists = {
+        int(u): g["item_idx"].to_list()
+        for (u,), g in recs.filter(pl.col("rank") <= k)
+        .sort("user_idx", "rank")
+        .group_by("user_idx", maintain_order=True)
+    }
     return float(np.mean([ndcg_at(lists.get(u, []), items, k) for u, items in relevant.items()]))
 
 
-def choose_fusion(contexts: Sequence[UserContext], verdicts: dict[int, np.ndarray],
-                  relevant: dict[int, set[int]], cfg: RerankConfig) -> FusionChoice:
+def choose_fusion(
+    contexts: Sequence[UserContext], verdicts: dict[int, np.ndarray], relevant: dict[int, set[int]], cfg: RerankConfig
+) -> FusionChoice:
     """The grid point with the best mean validation NDCG@10 (ties: the smaller judge weight, then the
     normalisation listed first), kept only if its per-user gain over the base order (w = 0) is significant at
     `cfg.fusion_alpha` (one-sided Wilcoxon signed-rank); otherwise w = 0."""
@@ -176,9 +183,15 @@ def choose_fusion(contexts: Sequence[UserContext], verdicts: dict[int, np.ndarra
     choice = (0.0, cfg.fusion_normalisations[0])
     for weight in cfg.fusion_grid:
         for rank_n, how in enumerate(cfg.fusion_normalisations):
-            values = np.array([ndcg_at(fused_order(c.candidates, fuse(c.base_scores, verdicts[c.user_idx], weight,
-                                                                      1.0 - weight, how)),
-                                       relevant.get(c.user_idx, set())) for c in contexts])
+            values = np.array(
+                [
+                    ndcg_at(
+                        fused_order(c.candidates, fuse(c.base_scores, verdicts[c.user_idx], weight, 1.0 - weight, how)),
+                        relevant.get(c.user_idx, set()),
+                    )
+                    for c in contexts
+                ]
+            )
             per_user[(weight, how)] = values
             score = float(values.mean()) if len(values) else 0.0
             grid[f"{how}@{weight:g}"] = round(score, 6)
@@ -189,9 +202,16 @@ def choose_fusion(contexts: Sequence[UserContext], verdicts: dict[int, np.ndarra
     p_value = gain_p_value(per_user[choice] - per_user[base_key]) if choice[0] > 0 else None
     if p_value is not None and p_value >= cfg.fusion_alpha:
         choice = base_key
-    return FusionChoice(judge_weight=choice[0], normalisation=choice[1], source="validation", users=len(contexts),
-                        validation_ndcg=grid[f"{choice[1]}@{choice[0]:g}"], base_ndcg=grid[f"{base_key[1]}@0"],
-                        grid=grid, best_p_value=p_value)
+    return FusionChoice(
+        judge_weight=choice[0],
+        normalisation=choice[1],
+        source="validation",
+        users=len(contexts),
+        validation_ndcg=grid[f"{choice[1]}@{choice[0]:g}"],
+        base_ndcg=grid[f"{base_key[1]}@0"],
+        grid=grid,
+        best_p_value=p_value,
+    )
 
 
 def gain_p_value(diffs: np.ndarray) -> float:
@@ -208,13 +228,25 @@ def paper_fusion(cfg: RerankConfig) -> FusionChoice:
 
 def with_fusion(cfg: RerankConfig, choice: FusionChoice) -> RerankConfig:
     """The settings the test-time reranking runs with."""
-    return cfg.model_copy(update={"judge_weight": choice.judge_weight, "base_weight": choice.base_weight,
-                                  "normalisation": choice.normalisation})
+    return cfg.model_copy(
+        update={
+            "judge_weight": choice.judge_weight,
+            "base_weight": choice.base_weight,
+            "normalisation": choice.normalisation,
+        }
+    )
 
 
-def select_fusion(val_recs: pl.DataFrame | None, train: pl.DataFrame, strategy: str, inputs: RerankInputs,
-                  cfg: RerankConfig, llm: LLMConfig | None = None, min_rating: float = 4.0,
-                  workers: int = 1) -> tuple[FusionChoice, dict]:
+def select_fusion(
+    val_recs: pl.DataFrame | None,
+    train: pl.DataFrame,
+    strategy: str,
+    inputs: RerankInputs,
+    cfg: RerankConfig,
+    llm: LLMConfig | None = None,
+    min_rating: float = 4.0,
+    workers: int = 1,
+) -> tuple[FusionChoice, dict]:
     """The fusion for one (fold, base, strategy) and the cost of choosing it (`{}` for `paper` fusion).
 
     Reads the fold's training side only (`train` with its `is_validation` flag): pools from the base model's
@@ -226,8 +258,9 @@ def select_fusion(val_recs: pl.DataFrame | None, train: pl.DataFrame, strategy: 
     if cfg.fusion == "paper":
         return paper_fusion(cfg), {}
     if val_recs is None:
-        raise DataError("validation fusion needs the base model's validation ranking; retrain it, or set "
-                        "rerank.fusion = 'paper'")
+        raise DataError(
+            "validation fusion needs the base model's validation ranking; retrain it, or set rerank.fusion = 'paper'"
+        )
     started = time.perf_counter()
     fit = train.filter(~pl.col("is_validation"))
     validation = train.filter(pl.col("is_validation"))
@@ -254,8 +287,9 @@ class BaseChoice(BaseModel, frozen=True):
     validation_ndcg10: dict[str, float]
 
 
-def best_on_validation(rankings: dict[str, pl.DataFrame | None], train: pl.DataFrame,
-                       threshold: float) -> tuple[str, dict[str, float]]:
+def best_on_validation(
+    rankings: dict[str, pl.DataFrame | None], train: pl.DataFrame, threshold: float
+) -> tuple[str, dict[str, float]]:
     """The model (of `rankings`, in preference order for ties) whose validation ranking has the best NDCG@10 on the
     fold's validation slice, and every model's score. Models without a validation ranking are skipped."""
     relevant = relevant_items(train.filter(pl.col("is_validation")), threshold)

@@ -68,21 +68,22 @@ def binary_insertion(items: Sequence[int], better: Callable[[int, int], int]) ->
     return ranked, len(memo)
 
 
-def sliding_window_sort(items: Sequence[int], order: Callable[[list[int]], list[int]], window: int,
-                        stride: int) -> tuple[list[int], int]:
+def sliding_window_sort(
+    items: Sequence[int], order: Callable[[list[int]], list[int]], window: int, stride: int
+) -> tuple[list[int], int]:
     """(items in merged order, windows judged): see `batch` in the module docstring."""
     ranked, n, top, asked = list(items), len(items), 0, 0
     settle = window - stride
     while n - top > 1:
         changed, start = False, max(top, n - window)
         while True:
-            segment = ranked[start:start + window]
+            segment = ranked[start : start + window]
             judged = order(segment)
             asked += 1
             if sorted(judged) != sorted(segment):
                 raise ValueError("a window's order must be a permutation of the window")
             if judged != segment:
-                ranked[start:start + window] = judged
+                ranked[start : start + window] = judged
                 changed = True
             if start == top:
                 break
@@ -103,9 +104,9 @@ def relevancy_batches(items: Sequence[int], batch: int, appearances: int, seed: 
         if round_:
             for _ in range(10):  # prefer batch sets not used in an earlier round, when there are any
                 order = [items[i] for i in rng.permutation(len(items))]
-                if not any(frozenset(order[j:j + batch]) in seen for j in range(0, len(order), batch)):
+                if not any(frozenset(order[j : j + batch]) in seen for j in range(0, len(order), batch)):
                     break
-        chunks = [order[j:j + batch] for j in range(0, len(order), batch)]
+        chunks = [order[j : j + batch] for j in range(0, len(order), batch)]
         seen.update(frozenset(c) for c in chunks)
         batches.extend(chunks)
     return batches
@@ -130,16 +131,18 @@ def bst_strategy(judge: Judge, ctx: UserContext, cfg: RerankConfig) -> Verdict:
 
 
 def batch_strategy(judge: Judge, ctx: UserContext, cfg: RerankConfig) -> Verdict:
-    ranked, asked = sliding_window_sort(ctx.candidates, lambda seg: judge.order(ctx, seg), cfg.batch_window,
-                                        cfg.batch_stride)
+    ranked, asked = sliding_window_sort(
+        ctx.candidates, lambda seg: judge.order(ctx, seg), cfg.batch_window, cfg.batch_stride
+    )
     return Verdict(order_scores(ranked, ctx.candidates), asked)
 
 
 def relevancy_strategy(judge: Judge, ctx: UserContext, cfg: RerankConfig) -> Verdict:
     totals = dict.fromkeys(ctx.candidates, 0.0)
     counts = dict.fromkeys(ctx.candidates, 0)
-    batches = relevancy_batches(ctx.candidates, cfg.relevancy_batch, cfg.relevancy_appearances,
-                                seed=cfg.seed * 1_000_003 + ctx.user_idx)
+    batches = relevancy_batches(
+        ctx.candidates, cfg.relevancy_batch, cfg.relevancy_appearances, seed=cfg.seed * 1_000_003 + ctx.user_idx
+    )
     for batch in batches:
         for item, score in zip(batch, judge.scores(ctx, batch), strict=True):
             totals[item] += score

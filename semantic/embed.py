@@ -107,8 +107,9 @@ def _check_cpu_bf16() -> None:
     """Warn once per process (not per chunk) when bf16 would be emulated."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if not any(probe() for probe in probes if probe is not None):
-        log.warning("embedding.precision = bfloat16 on a CPU without bf16 instructions: emulated, likely slower "
-                    "than float32")
+        log.warning(
+            "embedding.precision = bfloat16 on a CPU without bf16 instructions: emulated, likely slower than float32"
+        )
 
 
 def chunk_and_pool(model: Any, texts: list[str], batch_size: int, precision: str = "float32") -> np.ndarray:
@@ -130,14 +131,19 @@ def chunk_and_pool(model: Any, texts: list[str], batch_size: int, precision: str
                 weight.append(1.0)
                 continue
             for start in range(0, len(ids), window):
-                part = ids[start:start + window]
+                part = ids[start : start + window]
                 pieces.append(tokenizer.decode(part))
                 owner.append(index)
                 weight.append(len(part) / window)
         if len(pieces) > len(texts):
             long = len(texts) - sum(1 for n in np.bincount(owner) if n == 1)
-            log.info("%d of %d text(s) exceed the model's %d tokens: embedded in %d windows and pooled",
-                     long, len(texts), limit, len(pieces))
+            log.info(
+                "%d of %d text(s) exceed the model's %d tokens: embedded in %d windows and pooled",
+                long,
+                len(texts),
+                limit,
+                len(pieces),
+            )
     with _autocast(model, precision):
         encoded = model.encode(pieces, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
     encoded = _normalise(np.asarray(encoded, dtype=np.float32))

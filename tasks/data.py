@@ -63,8 +63,13 @@ def prepare_dataset(cfg: DatasetConfig) -> DatasetRef:
     dataset = load_dataset(cfg)
     directory = work_dir() / "datasets" / f"{cfg.name}-{stable_hash(cfg)}"
     save_dataset(dataset, directory)
-    return DatasetRef(name=dataset.name, directory=str(directory), digest=_digest_dir(directory),
-                      n_users=dataset.n_users, n_items=dataset.n_items)
+    return DatasetRef(
+        name=dataset.name,
+        directory=str(directory),
+        digest=_digest_dir(directory),
+        n_users=dataset.n_users,
+        n_items=dataset.n_items,
+    )
 
 
 def split_dataset(dataset: DatasetRef, cfg: SplitConfig) -> list[FoldRef]:
@@ -95,5 +100,6 @@ def cold_start_split(fold: FoldRef, cfg: ColdStartProtocolConfig) -> FoldRef:
 # task(...)(fn), as the decorator does: prefect's overloads type no task(fn, name=...) call.
 prepare_dataset_task = task(name="prepare-dataset", cache_policy=NO_CACHE)(prepare_dataset)
 split_dataset_task = task(name="split-folds", cache_policy=NO_CACHE)(split_dataset)
-cold_start_split_task = task(name="cold-start-split", cache_policy=NO_CACHE,
-                             task_run_name="cold-start-split-fold{fold.number}")(cold_start_split)
+cold_start_split_task = task(
+    name="cold-start-split", cache_policy=NO_CACHE, task_run_name="cold-start-split-fold{fold.number}"
+)(cold_start_split)

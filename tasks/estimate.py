@@ -60,22 +60,31 @@ def estimate_run(cfg: ExperimentConfig, reuse: bool = False) -> RunEstimate | No
         for fold in folds:
             for key, profiles in written.items():
                 suffix = "" if key == MAIN_VARIANT else f" [{key}]"
-                rows.append(user_profiles_estimate(est, fold, meta, profiles, data.n_users,
-                                                   stage=f"user_profiles fold {fold.number}{suffix}"))
+                rows.append(
+                    user_profiles_estimate(
+                        est, fold, meta, profiles, data.n_users, stage=f"user_profiles fold {fold.number}{suffix}"
+                    )
+                )
         if judge_llm is not None and rerank.strategies:
             test_rows = _rerank_rows(est, cfg, data, folds, meta)
             rows += test_rows + _fusion_selection_rows(cfg, folds, test_rows)
-        notes = [est.tokenizer_note + "; prices from litellm's local price map",
-                 "calls in the memo are free and shown apart (their original price in brackets)"]
+        notes = [
+            est.tokenizer_note + "; prices from litellm's local price map",
+            "calls in the memo are free and shown apart (their original price in brackets)",
+        ]
         if any(r.basis == "formula" for r in rows):
-            notes.append("reranking rows (`formula`) are estimates: the base model's candidates do not exist before "
-                         "training, so calls come from each strategy's call count (BST and batch: the expectation "
-                         f"for a random-order judge) and tokens from the prompts of {REPRESENTATIVE_USERS} "
-                         "representative users per fold (template profiles, the most popular unseen items as their "
-                         "pool); repair requests are not counted")
+            notes.append(
+                "reranking rows (`formula`) are estimates: the base model's candidates do not exist before "
+                "training, so calls come from each strategy's call count (BST and batch: the expectation "
+                f"for a random-order judge) and tokens from the prompts of {REPRESENTATIVE_USERS} "
+                "representative users per fold (template profiles, the most popular unseen items as their "
+                "pool); repair requests are not counted"
+            )
         if any(r.stage.startswith("user_profiles") for r in rows):
-            notes.append("user-profile turns after the first carry the profile written so far: where the memo does "
-                         "not hold it, its length is taken as one expected profile")
+            notes.append(
+                "user-profile turns after the first carry the profile written so far: where the memo does "
+                "not hold it, its length is taken as one expected profile"
+            )
         estimate = RunEstimate(est.model, rows, notes)
     finally:
         est.close()
@@ -83,8 +92,9 @@ def estimate_run(cfg: ExperimentConfig, reuse: bool = False) -> RunEstimate | No
     return estimate
 
 
-def _rerank_rows(est: Estimator, cfg: ExperimentConfig, data: Dataset, folds: list[Fold],
-                 meta: pl.DataFrame) -> list[StageEstimate]:
+def _rerank_rows(
+    est: Estimator, cfg: ExperimentConfig, data: Dataset, folds: list[Fold], meta: pl.DataFrame
+) -> list[StageEstimate]:
     """Reranking reads the run's own profiles, written later: the template profiles stand in for them."""
     rerank, _ = rerank_settings(cfg)
     rerank = rerank.model_copy(update={"pool_size": min(rerank.pool_size, cfg.evaluation.n_recommendations)})
@@ -96,13 +106,25 @@ def _rerank_rows(est: Estimator, cfg: ExperimentConfig, data: Dataset, folds: li
         profiles = user_profiles(fold, meta, template, n_users=data.n_users).frame
         by_user = dict(profiles.select("user_idx", "profile").iter_rows())
         for strategy in rerank.strategies:
-            rows.append(rerank_estimate(est, strategy, rerank, fold.train, by_user, items, users,
-                                        cfg.relevance.positive_threshold, f"rerank_{strategy} fold {fold.number}"))
+            rows.append(
+                rerank_estimate(
+                    est,
+                    strategy,
+                    rerank,
+                    fold.train,
+                    by_user,
+                    items,
+                    users,
+                    cfg.relevance.positive_threshold,
+                    f"rerank_{strategy} fold {fold.number}",
+                )
+            )
     return rows
 
 
-def _fusion_selection_rows(cfg: ExperimentConfig, folds: list[Fold],
-                           test_rows: list[StageEstimate]) -> list[StageEstimate]:
+def _fusion_selection_rows(
+    cfg: ExperimentConfig, folds: list[Fold], test_rows: list[StageEstimate]
+) -> list[StageEstimate]:
     """The judge calls that choose each fold's fusion weight on validation users (`rerank.fusion = validation`):
     per strategy, the validation users' pools cost what a test user's pool costs, so calls and tokens are the
     test row's figures scaled by the ratio of their upper bounds (validation users x requests per pool)."""
@@ -119,13 +141,18 @@ def _fusion_selection_rows(cfg: ExperimentConfig, folds: list[Fold],
             if not users or test is None:
                 continue
             scale = users * requests_per_user(strategy, rerank) / max(test.upper_bound or test.calls, 1)
-            rows.append(StageEstimate(
-                stage=f"rerank_{strategy}_validation fold {fold.number}", calls=round(test.calls * scale),
-                prompt_tokens=round(test.prompt_tokens * scale),
-                completion_tokens=round(test.completion_tokens * scale),
-                cost_usd=None if test.cost_usd is None else test.cost_usd * scale,
-                upper_bound=users * requests_per_user(strategy, rerank), basis="formula",
-                note=f"fusion selection on {users} validation users' pools"))
+            rows.append(
+                StageEstimate(
+                    stage=f"rerank_{strategy}_validation fold {fold.number}",
+                    calls=round(test.calls * scale),
+                    prompt_tokens=round(test.prompt_tokens * scale),
+                    completion_tokens=round(test.completion_tokens * scale),
+                    cost_usd=None if test.cost_usd is None else test.cost_usd * scale,
+                    upper_bound=users * requests_per_user(strategy, rerank),
+                    basis="formula",
+                    note=f"fusion selection on {users} validation users' pools",
+                )
+            )
     return rows
 
 
@@ -135,18 +162,24 @@ def check_caps(cfg: ExperimentConfig, estimate: RunEstimate | None) -> None:
         return
     cap_usd, cap_calls = cfg.llm.max_cost_usd, cfg.llm.max_calls
     if cap_calls is not None and estimate.calls > cap_calls:
-        raise BudgetExceeded(f"the run would make ~{estimate.calls:,} LLM calls, over llm.max_calls = {cap_calls:,}; "
-                             "nothing was sent (see `e2ep estimate`; sample with rerank.max_users / "
-                             "profiles.max_users)")
+        raise BudgetExceeded(
+            f"the run would make ~{estimate.calls:,} LLM calls, over llm.max_calls = {cap_calls:,}; "
+            "nothing was sent (see `e2ep estimate`; sample with rerank.max_users / "
+            "profiles.max_users)"
+        )
     if cap_usd is not None:
         cost = estimate.cost_usd
         if cost is None:
-            raise BudgetExceeded(f"llm.max_cost_usd is set but litellm has no price for {estimate.model}; nothing "
-                                 "was sent (use llm.max_calls for this model)")
+            raise BudgetExceeded(
+                f"llm.max_cost_usd is set but litellm has no price for {estimate.model}; nothing "
+                "was sent (use llm.max_calls for this model)"
+            )
         if cost > cap_usd:
-            raise BudgetExceeded(f"the run would cost ~${cost:,.2f} in LLM calls, over llm.max_cost_usd = "
-                                 f"${cap_usd:,.2f}; nothing was sent (see `e2ep estimate`; sample with "
-                                 "rerank.max_users / profiles.max_users)")
+            raise BudgetExceeded(
+                f"the run would cost ~${cost:,.2f} in LLM calls, over llm.max_cost_usd = "
+                f"${cap_usd:,.2f}; nothing was sent (see `e2ep estimate`; sample with "
+                "rerank.max_users / profiles.max_users)"
+            )
 
 
 def estimate_json(estimate: RunEstimate) -> str:

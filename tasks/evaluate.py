@@ -24,8 +24,14 @@ class EvaluatedRef(BaseModel, frozen=True):
     seed: int = 0
 
 
-def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cfg: EvaluationConfig,
-                     relevance: RelevanceConfig, users: list[int] | None = None) -> EvaluatedRef:
+def evaluate_trained(
+    trained: TrainedRef,
+    fold: FoldRef,
+    dataset: DatasetRef,
+    cfg: EvaluationConfig,
+    relevance: RelevanceConfig,
+    users: list[int] | None = None,
+) -> EvaluatedRef:
     """`users`: evaluate on these users only (lists and test ratings of the others are left out), e.g. the
     `rerank.max_users` sample."""
     data = fold.load()
@@ -33,13 +39,21 @@ def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cf
     if users is not None:
         recs = recs.filter(pl.col("user_idx").is_in(users))
         test = test.filter(pl.col("user_idx").is_in(users))
-    per_user, catalog = evaluate_fold(recs, data.train, test, cfg=cfg,
-                                      relevance_threshold=relevance.positive_threshold, n_items=dataset.n_items,
-                                      cold_start_plan=fold.cold_start_plan())
-    labels = [pl.lit(trained.model).alias("model"), pl.lit(trained.fold).alias("fold"),
-              pl.lit(trained.seed, pl.Int64).alias("seed")]
-    key = stable_hash(trained.recommendations.digest, fold.digest, cfg, relevance,
-                      *([] if users is None else [users]))
+    per_user, catalog = evaluate_fold(
+        recs,
+        data.train,
+        test,
+        cfg=cfg,
+        relevance_threshold=relevance.positive_threshold,
+        n_items=dataset.n_items,
+        cold_start_plan=fold.cold_start_plan(),
+    )
+    labels = [
+        pl.lit(trained.model).alias("model"),
+        pl.lit(trained.fold).alias("fold"),
+        pl.lit(trained.seed, pl.Int64).alias("seed"),
+    ]
+    key = stable_hash(trained.recommendations.digest, fold.digest, cfg, relevance, *([] if users is None else [users]))
     root = work_dir() / "metrics"
     stem = f"{trained.model}-fold{fold.number}-seed{trained.seed}-{key}"
     return EvaluatedRef(
@@ -52,5 +66,9 @@ def evaluate_trained(trained: TrainedRef, fold: FoldRef, dataset: DatasetRef, cf
 
 
 # task(...)(fn), as the decorator does: prefect's overloads type no task(fn, name=...) call.
-evaluate_task = task(name="evaluate", cache_policy=code_and_inputs("tasks.evaluate"), persist_result=True,
-                     task_run_name="evaluate-{trained.model}-fold{trained.fold}")(evaluate_trained)
+evaluate_task = task(
+    name="evaluate",
+    cache_policy=code_and_inputs("tasks.evaluate"),
+    persist_result=True,
+    task_run_name="evaluate-{trained.model}-fold{trained.fold}",
+)(evaluate_trained)

@@ -62,8 +62,9 @@ def profile_variants(cfg: ExperimentConfig) -> tuple[dict[str, ProfilesConfig], 
         key = variant_of(ablation, main)
         if key is not None and key not in variants:
             backend = backend_of(ablation, main)
-            variants[key] = main.model_copy(update={
-                "backend": backend, "representation": ablation.representation or main.representation})
+            variants[key] = main.model_copy(
+                update={"backend": backend, "representation": ablation.representation or main.representation}
+            )
     return variants, llm
 
 
@@ -106,26 +107,29 @@ def _profiles_ref(result: ProfileResult, name: str, gateway: LLMGateway | None, 
         gateway.close()
         report_retried(name, report["llm_usage"]["total"]["retried_failures"])
         fallbacks = result.counts.get("template_fallback", 0)
-        check_fallback_share(name, fallbacks, result.counts.get("llm", 0) + fallbacks, gateway.config,
-                             "template profiles")
+        check_fallback_share(
+            name, fallbacks, result.counts.get("llm", 0) + fallbacks, gateway.config, "template profiles"
+        )
     return StageRef(file=write_parquet(result.frame, path), report=report)
 
 
-def build_item_profiles(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
-                        llm: LLMConfig) -> StageRef:
+def build_item_profiles(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig, llm: LLMConfig) -> StageRef:
     gateway = gateway_for(profiles, llm)
     result = item_profiles(metadata.file.read_parquet(), profiles, gateway=gateway, id_map=dataset.load().items)
     return _profiles_ref(result, "item-profiles", gateway, metadata.file.digest, profiles, llm)
 
 
-def build_user_profiles(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
-                        llm: LLMConfig) -> StageRef:
+def build_user_profiles(
+    dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig, llm: LLMConfig
+) -> StageRef:
     gateway = gateway_for(profiles, llm)
     data = dataset.load()
-    result = user_profiles(fold.load(), metadata.file.read_parquet(), profiles, n_users=data.n_users,
-                           gateway=gateway, id_map=data.users)
-    return _profiles_ref(result, f"user-profiles-fold{fold.number}", gateway, fold.digest, metadata.file.digest,
-                         profiles, llm)
+    result = user_profiles(
+        fold.load(), metadata.file.read_parquet(), profiles, n_users=data.n_users, gateway=gateway, id_map=data.users
+    )
+    return _profiles_ref(
+        result, f"user-profiles-fold{fold.number}", gateway, fold.digest, metadata.file.digest, profiles, llm
+    )
 
 
 def embed_profiles(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
@@ -136,8 +140,10 @@ def embed_profiles(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig
     vectors, counts = embed_frame_counts(profiles.file.read_parquet(), id_col, n, cfg)
     path = work_dir() / "semantic" / f"embeddings-{stable_hash(profiles.file.digest, cfg)}.npy"
     atomic_write(path, lambda tmp: np.save(tmp.open("wb"), vectors.numpy().astype(np.float32)))
-    return StageRef(file=FileRef(path=str(path), digest=file_digest(path)),
-                    report={"counts": counts, "seconds": round(time.perf_counter() - started, 1)})
+    return StageRef(
+        file=FileRef(path=str(path), digest=file_digest(path)),
+        report={"counts": counts, "seconds": round(time.perf_counter() - started, 1)},
+    )
 
 
 def _logged(stage: str, ref: StageRef) -> StageRef:
@@ -150,18 +156,30 @@ def item_metadata_task(dataset: DatasetRef, cfg: MetadataConfig) -> StageRef:
     return _logged("item metadata", build_item_metadata(dataset, cfg))
 
 
-@task(name="item-profiles", cache_policy=code_and_inputs("semantic.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error)
-def item_profiles_task(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig,
-                       llm: LLMConfig) -> StageRef:
+@task(
+    name="item-profiles",
+    cache_policy=code_and_inputs("semantic.profiles", "e2ep.llm"),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_unless_user_error,
+)
+def item_profiles_task(dataset: DatasetRef, metadata: StageRef, profiles: ProfilesConfig, llm: LLMConfig) -> StageRef:
     return _logged("item profiles", build_item_profiles(dataset, metadata, profiles, llm))
 
 
-@task(name="user-profiles", cache_policy=code_and_inputs("semantic.profiles", "e2ep.llm"), persist_result=True,
-      retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless_user_error,
-      task_run_name="user-profiles-fold{fold.number}")
-def user_profiles_task(dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig,
-                       llm: LLMConfig) -> StageRef:
+@task(
+    name="user-profiles",
+    cache_policy=code_and_inputs("semantic.profiles", "e2ep.llm"),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_unless_user_error,
+    task_run_name="user-profiles-fold{fold.number}",
+)
+def user_profiles_task(
+    dataset: DatasetRef, fold: FoldRef, metadata: StageRef, profiles: ProfilesConfig, llm: LLMConfig
+) -> StageRef:
     return _logged(f"fold {fold.number} user profiles", build_user_profiles(dataset, fold, metadata, profiles, llm))
 
 
@@ -170,8 +188,7 @@ SMALL_EMBEDDING_STAGE = 256
 ML-100K's 943 users and 1,682 items are above it."""
 
 
-@task(name="embed", cache_policy=code_and_inputs("semantic.embed"), persist_result=True,
-      task_run_name="embed-{id_col}")
+@task(name="embed", cache_policy=code_and_inputs("semantic.embed"), persist_result=True, task_run_name="embed-{id_col}")
 def embed_task(profiles: StageRef, id_col: str, n: int, cfg: EmbeddingConfig) -> StageRef:
     # In a process of its own that exits afterwards: a long-lived worker would keep the encoder's ~600 MB. A small
     # stage is a pooled job instead: a fresh process spends ~8 s importing torch and sentence-transformers per

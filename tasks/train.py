@@ -88,14 +88,19 @@ def ablation_job(ablation: AblationConfig, models: ModelsConfig, features: NodeF
     model = "gat-id" if ablation.features == "none" else "gat"
     settings = settings_for(model, models)
     if ablation.cosine_weight is not None:
-        settings = settings.model_copy(update={
-            "gat": settings.gat.model_copy(update={"cosine_weight": ablation.cosine_weight})})
+        settings = settings.model_copy(
+            update={"gat": settings.gat.model_copy(update={"cosine_weight": ablation.cosine_weight})}
+        )
     if ablation.features == "precomputed-items" and features is not None:
         # user text from the fold's own liked items: no user profile (the authors' saw fold 1's ratings only)
         settings = settings.model_copy(update={"gat": settings.gat.model_copy(update={"user_text": "liked_items"})})
         features = features.model_copy(update={"users": None})
-    return TrainJob(label=str(Method.ablation(ablation.name)), model=model, settings=settings,
-                    features=None if model == "gat-id" else features)
+    return TrainJob(
+        label=str(Method.ablation(ablation.name)),
+        model=model,
+        settings=settings,
+        features=None if model == "gat-id" else features,
+    )
 
 
 def _load_matrix(ref: FileRef, rows: int) -> torch.Tensor:
@@ -116,22 +121,25 @@ def validation_ranking_frame(model: Any, data: FoldData, n: int) -> pl.DataFrame
     """`user_idx, item_idx, rank, score` for users with validation ratings, excluding `data.train_pairs` only."""
     users = np.sort(data.validation["user_idx"].unique().to_numpy()).astype(np.int64)
     if not len(users):
-        return pl.DataFrame(schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "rank": pl.Int32,
-                                    "score": pl.Float32})
+        return pl.DataFrame(schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "rank": pl.Int32, "score": pl.Float32})
     items, scores = model.recommend(torch.from_numpy(users), n, exclude=data.train_pairs)
     width = items.shape[1]
-    return pl.DataFrame({
-        "user_idx": np.repeat(users, width).astype(np.int32),
-        "item_idx": items.reshape(-1).numpy().astype(np.int32),
-        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(users)),
-        "score": scores.reshape(-1).numpy().astype(np.float32),
-    })
+    return pl.DataFrame(
+        {
+            "user_idx": np.repeat(users, width).astype(np.int32),
+            "item_idx": items.reshape(-1).numpy().astype(np.int32),
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(users)),
+            "score": scores.reshape(-1).numpy().astype(np.float32),
+        }
+    )
 
 
-def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef,
-                        n_recommendations: int) -> TrainedRef:
-    data = fold_data(fold.load().train, dataset.n_users, dataset.n_items,
-                     relevance.positive_threshold, relevance.negative_threshold)
+def train_and_recommend(
+    job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef, n_recommendations: int
+) -> TrainedRef:
+    data = fold_data(
+        fold.load().train, dataset.n_users, dataset.n_items, relevance.positive_threshold, relevance.negative_threshold
+    )
     data = with_features(data, job.features)
     started = time.perf_counter()
     model = build_model(job.model, job.settings).fit(data)
@@ -140,19 +148,34 @@ def train_and_recommend(job: TrainJob, relevance: RelevanceConfig, dataset: Data
     log = {**model.training_log.as_dict(), "seconds": round(time.perf_counter() - started, 2)}
     key = stable_hash(job, relevance, dataset.digest, fold.digest, n_recommendations)
     path = work_dir() / "recommendations" / f"{job.label.replace('/', '_')}-fold{fold.number}-{key}.parquet"
-    return TrainedRef(model=job.label, fold=fold.number, recommendations=write_parquet(recs, path), log=log,
-                      seed=job.settings.training.seed,
-                      validation_recommendations=write_parquet(
-                          validation_recs, work_dir() / "validation-rankings" / path.name))
+    return TrainedRef(
+        model=job.label,
+        fold=fold.number,
+        recommendations=write_parquet(recs, path),
+        log=log,
+        seed=job.settings.training.seed,
+        validation_recommendations=write_parquet(validation_recs, work_dir() / "validation-rankings" / path.name),
+    )
 
 
-@task(name="train-and-recommend", cache_policy=code_and_inputs("tasks.train") + ModelCode(), persist_result=True,
-      task_run_name="train-{job.label}-fold{fold.number}")
-def train_and_recommend_task(job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef,
-                             n_recommendations: int) -> TrainedRef:
+@task(
+    name="train-and-recommend",
+    cache_policy=code_and_inputs("tasks.train") + ModelCode(),
+    persist_result=True,
+    task_run_name="train-{job.label}-fold{fold.number}",
+)
+def train_and_recommend_task(
+    job: TrainJob, relevance: RelevanceConfig, dataset: DatasetRef, fold: FoldRef, n_recommendations: int
+) -> TrainedRef:
     trained = run_cpu_bound(train_and_recommend, job, relevance, dataset, fold, n_recommendations)
     log = trained.log
-    get_run_logger().info("fold %d %s: %s epochs (best %s), validation NDCG@10 %.4f, %.1f s", fold.number,
-                          job.label, log.get("epochs_run", 0), log.get("best_epoch", 0),
-                          log.get("best_validation_ndcg10", float("nan")), log["seconds"])
+    get_run_logger().info(
+        "fold %d %s: %s epochs (best %s), validation NDCG@10 %.4f, %.1f s",
+        fold.number,
+        job.label,
+        log.get("epochs_run", 0),
+        log.get("best_epoch", 0),
+        log.get("best_validation_ndcg10", float("nan")),
+        log["seconds"],
+    )
     return trained

@@ -23,26 +23,42 @@ MODEL = "openai/stub-model"
 def profile_reply(messages: list[dict]) -> str:
     """A schema-valid profile naming a digest of the request: deterministic, so reruns ask the same prompts."""
     digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:10]
-    return (f"# Profile {digest}\n\n## Overview\nAbout {digest}.\n\n## Attributes\n- Genre: Drama\n- Tags: heist\n\n"
-            f"## Description\nLonger {digest}.\n\n## Dislikes\nSlow pacing.\n")
+    return (
+        f"# Profile {digest}\n\n## Overview\nAbout {digest}.\n\n## Attributes\n- Genre: Drama\n- Tags: heist\n\n"
+        f"## Description\nLonger {digest}.\n\n## Dislikes\nSlow pacing.\n"
+    )
 
 
 def prompt_keys(requests: list[dict]) -> list[str]:
     """The gateway's cache key of each request the stand-in received: its messages and generation parameters
     (everything in the body but the messages and the provider's model name). The preflight's probe, sent once
     per process and never memoised, is left out."""
-    return [cache_key(MODEL, body["messages"], {k: v for k, v in body.items() if k not in ("messages", "model")})
-            for body in requests if body["messages"] != PROBE]
+    return [
+        cache_key(MODEL, body["messages"], {k: v for k, v in body.items() if k not in ("messages", "model")})
+        for body in requests
+        if body["messages"] != PROBE
+    ]
 
 
 def run_env(home: Path, api_base: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "PREFECT_API_URL")}
-    env.update(E2EP_HOME=str(home), E2EP_LLM_MODEL=MODEL, OPENAI_API_KEY="sk-test", OPENAI_API_BASE=api_base,
-               PYTHONPATH=str(REPO), PREFECT_LOGGING_LEVEL="INFO", LITELLM_LOCAL_MODEL_COST_MAP="True",
-               HF_HUB_OFFLINE="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               # A loaded machine can take longer than the default 20 s to start Prefect's local server.
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "PREFECT_API_URL")
+    }
+    env.update(
+        E2EP_HOME=str(home),
+        E2EP_LLM_MODEL=MODEL,
+        OPENAI_API_KEY="sk-test",
+        OPENAI_API_BASE=api_base,
+        PYTHONPATH=str(REPO),
+        PREFECT_LOGGING_LEVEL="INFO",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        HF_HUB_OFFLINE="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # A loaded machine can take longer than the default 20 s to start Prefect's local server.
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    )
     return env
 
 
@@ -50,8 +66,9 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     if args[:3] == ["-m", "app.cli", "run"]:  # the run's own Prefect server starts on a migrated database
         seed_prefect_home(Path(env["E2EP_HOME"]) / "prefect")
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def kill_group(proc: subprocess.Popen) -> None:

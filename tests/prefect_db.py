@@ -15,9 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-_MIGRATE = ("import asyncio\n"
-            "from prefect.server.database import provide_database_interface\n"
-            "asyncio.run(provide_database_interface().create_db())\n")
+_MIGRATE = (
+    "import asyncio\n"
+    "from prefect.server.database import provide_database_interface\n"
+    "asyncio.run(provide_database_interface().create_db())\n"
+)
 _template: Path | None = None
 
 
@@ -27,8 +29,7 @@ def _migrated_template() -> Path:
         home = Path(tempfile.mkdtemp(prefix="e2ep-prefect-template-"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
         env["PREFECT_HOME"] = str(home)
-        subprocess.run([sys.executable, "-c", _MIGRATE], env=env, check=True, timeout=300,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-c", _MIGRATE], env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
         database = home / "prefect.db"
         with sqlite3.connect(database) as db:  # fold the write-ahead log in: the copy is the one file
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -36,13 +36,11 @@ def write_planted_csv(directory: Path, **kwargs) -> Path:
 
 N_USERS, CLUSTER, N_POP = 40, 15, 2  # per group; items per cluster; extra "popular" items liked by everyone
 # Training settings sized for `planted_fold`: a few seconds per fit on a laptop CPU.
-FAST_TRAINING = TrainingConfig(max_epochs=60, eval_every=5, patience=3, batch_size=64, embedding_dim=16,
-                               device="cpu")
+FAST_TRAINING = TrainingConfig(max_epochs=60, eval_every=5, patience=3, batch_size=64, embedding_dim=16, device="cpu")
 
 
 def _frame(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64},
-                        orient="row")
+    return pl.DataFrame(rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64}, orient="row")
 
 
 def planted_fold(seed: int = 0) -> tuple[FoldData, torch.Tensor]:

@@ -56,8 +56,12 @@ def _floor(module: str) -> int:
 
 
 def test_every_import_points_down_or_sideways():
-    upward = sorted(f"{m} (floor {_floor(m)}) imports {t} (floor {_floor(t)})"
-                    for m, targets in _graph().items() for t in targets if _floor(t) > _floor(m))
+    upward = sorted(
+        f"{m} (floor {_floor(m)}) imports {t} (floor {_floor(t)})"
+        for m, targets in _graph().items()
+        for t in targets
+        if _floor(t) > _floor(m)
+    )
     assert upward == []
 
 

@@ -28,44 +28,82 @@ def _ml100k(folder: Path, data: str) -> Path:
 
 # (files to write, argv (with {tmp} for the folder), what the one line must say)
 CASES = {
-    "toml syntax": ({"exp.toml": b"[split\nseed = 1\n"}, ["run", "--config", "{tmp}/exp.toml"],
-                    "config file {tmp}/exp.toml is not valid TOML"),
-    "toml not utf-8": ({"exp.toml": b"[split]\nseed = 1 # caf\xe9\n"}, ["run", "--config", "{tmp}/exp.toml"],
-                       "is not UTF-8 text"),
+    "toml syntax": (
+        {"exp.toml": b"[split\nseed = 1\n"},
+        ["run", "--config", "{tmp}/exp.toml"],
+        "config file {tmp}/exp.toml is not valid TOML",
+    ),
+    "toml not utf-8": (
+        {"exp.toml": b"[split]\nseed = 1 # caf\xe9\n"},
+        ["run", "--config", "{tmp}/exp.toml"],
+        "is not UTF-8 text",
+    ),
     "fold beyond n_folds": ({}, ["run", "--folds", "9"], "fold(s) 9 do not exist: there are 5"),
-    "unknown reference": ({}, ["run", "--reference", "nosuch"],
-                          "evaluation.reference 'nosuch' is not a method of this run"),
-    "reference not run": ({}, ["run", "--models", "popularity", "--reference", "lightgcn"],
-                          "evaluation.reference 'lightgcn' is not a method of this run; use 'auto' or one of: "
-                          "popularity"),
-    "relevance above scale": ({}, ["run", "--relevance", "9"], "relevance.positive_threshold 9 is outside the "
-                                                               "rating scale 1-5"),
+    "unknown reference": (
+        {},
+        ["run", "--reference", "nosuch"],
+        "evaluation.reference 'nosuch' is not a method of this run",
+    ),
+    "reference not run": (
+        {},
+        ["run", "--models", "popularity", "--reference", "lightgcn"],
+        "evaluation.reference 'lightgcn' is not a method of this run; use 'auto' or one of: popularity",
+    ),
+    "relevance above scale": (
+        {},
+        ["run", "--relevance", "9"],
+        "relevance.positive_threshold 9 is outside the rating scale 1-5",
+    ),
     "n_folds with official split": ({}, ["run", "--n-folds", "3"], "the official ML-100K split has 5 folds"),
     "scale reversed": ({}, ["run", "--rating-scale", "5,1"], "lowest < highest"),
-    "unknown separator": ({}, ["run", "--dataset", "csv", "--ratings", "r.csv", "--sep", "x"],
-                          "separator must be one of"),
-    "header only": ({"r.csv": b"userId,movieId,rating\n"}, ["run", "--dataset", "csv", "--ratings", "{tmp}/r.csv"],
-                    "r.csv: no ratings (the file has a header and no data lines)"),
-    "rating above csv scale": ({"r.csv": b"user_id,item_id,rating\n1,2,4\n1,3,7\n"},
-                               ["run", "--dataset", "csv", "--ratings", "{tmp}/r.csv"],
-                               "r.csv line 3: rating 7 is outside the rating scale 0.5-5"),
-    "negative rating": ({"r.csv": b"user_id,item_id,rating\n1,2,-3\n"},
-                        ["run", "--dataset", "csv", "--ratings", "{tmp}/r.csv"],
-                        "r.csv line 2: rating -3 is outside the rating scale 0.5-5"),
-    "rating outside u.data scale": ({}, ["run", "--data-dir", "{tmp}/ml"], "u.data line 2: rating 9 is outside the "
-                                                                          "rating scale 1-5"),
-    "wrong separator given": ({"r.tsv": b"user_id\titem_id\trating\n1\t2\t4\n"},
-                              ["run", "--dataset", "csv", "--ratings", "{tmp}/r.tsv", "--sep", ","],
-                              "r.tsv: header lacks user_id, item_id, rating column(s) (read as comma-separated"),
-    "no item column": ({"r.csv": b"user,thing,rating\n1,2,4\n"}, ["run", "--dataset", "csv", "--ratings",
-                                                                    "{tmp}/r.csv"], "header lacks item_id column"),
-    "short tab line": ({"r.tsv": b"user_id\titem_id\trating\n1\t2\t4\n1\t3\n"},
-                       ["run", "--dataset", "csv", "--ratings", "{tmp}/r.tsv"],
-                       "r.tsv line 3: expected 3 tab-separated fields, got 2"),
-    "evaluate with disjoint ids": ({"test.csv": b"user_id,item_id,rating\n1,10,5\n2,10,4\n",
-                                    "recs.csv": b"user_id,item_id,rank\nu1,10,1\nu2,10,1\n"},
-                                   ["evaluate", "--test", "{tmp}/test.csv", "--recs", "{tmp}/recs.csv"],
-                                   "none of its 2 users is a user of"),
+    "unknown separator": (
+        {},
+        ["run", "--dataset", "csv", "--ratings", "r.csv", "--sep", "x"],
+        "separator must be one of",
+    ),
+    "header only": (
+        {"r.csv": b"userId,movieId,rating\n"},
+        ["run", "--dataset", "csv", "--ratings", "{tmp}/r.csv"],
+        "r.csv: no ratings (the file has a header and no data lines)",
+    ),
+    "rating above csv scale": (
+        {"r.csv": b"user_id,item_id,rating\n1,2,4\n1,3,7\n"},
+        ["run", "--dataset", "csv", "--ratings", "{tmp}/r.csv"],
+        "r.csv line 3: rating 7 is outside the rating scale 0.5-5",
+    ),
+    "negative rating": (
+        {"r.csv": b"user_id,item_id,rating\n1,2,-3\n"},
+        ["run", "--dataset", "csv", "--ratings", "{tmp}/r.csv"],
+        "r.csv line 2: rating -3 is outside the rating scale 0.5-5",
+    ),
+    "rating outside u.data scale": (
+        {},
+        ["run", "--data-dir", "{tmp}/ml"],
+        "u.data line 2: rating 9 is outside the rating scale 1-5",
+    ),
+    "wrong separator given": (
+        {"r.tsv": b"user_id\titem_id\trating\n1\t2\t4\n"},
+        ["run", "--dataset", "csv", "--ratings", "{tmp}/r.tsv", "--sep", ","],
+        "r.tsv: header lacks user_id, item_id, rating column(s) (read as comma-separated",
+    ),
+    "no item column": (
+        {"r.csv": b"user,thing,rating\n1,2,4\n"},
+        ["run", "--dataset", "csv", "--ratings", "{tmp}/r.csv"],
+        "header lacks item_id column",
+    ),
+    "short tab line": (
+        {"r.tsv": b"user_id\titem_id\trating\n1\t2\t4\n1\t3\n"},
+        ["run", "--dataset", "csv", "--ratings", "{tmp}/r.tsv"],
+        "r.tsv line 3: expected 3 tab-separated fields, got 2",
+    ),
+    "evaluate with disjoint ids": (
+        {
+            "test.csv": b"user_id,item_id,rating\n1,10,5\n2,10,4\n",
+            "recs.csv": b"user_id,item_id,rank\nu1,10,1\nu2,10,1\n",
+        },
+        ["evaluate", "--test", "{tmp}/test.csv", "--recs", "{tmp}/recs.csv"],
+        "none of its 2 users is a user of",
+    ),
 }
 
 
@@ -97,12 +135,15 @@ def test_movielens_current_csv_files_just_work(tmp_path, capsys):
     (tmp_path / "ratings.csv").write_text(RATINGS)
     (tmp_path / "ratings.tsv").write_text(RATINGS.replace(",", "\t").replace("userId", "USER_ID"))
     (tmp_path / "ratings.dat").write_text(RATINGS.replace(",", "::").replace("rating", "Score"))
-    (tmp_path / "movies.csv").write_text('movieId,title,genres\n10,Heat (1995),Action|Crime\n'
-                                         '20,"Toy Story, The (1995)",Animation\n30,Odd,(no genres listed)\n')
+    (tmp_path / "movies.csv").write_text(
+        "movieId,title,genres\n10,Heat (1995),Action|Crime\n"
+        '20,"Toy Story, The (1995)",Animation\n30,Odd,(no genres listed)\n'
+    )
     frames = []
     for ratings in ("ratings.csv", "ratings.tsv", "ratings.dat"):
-        ds = load_dataset(DatasetConfig(name="csv", ratings_path=str(tmp_path / ratings),
-                                        items_path=str(tmp_path / "movies.csv")))
+        ds = load_dataset(
+            DatasetConfig(name="csv", ratings_path=str(tmp_path / ratings), items_path=str(tmp_path / "movies.csv"))
+        )
         frames.append(ds.ratings)
         assert ds.ratings["rating"].to_list() == [4.5, 2.5, 3.0, 5.0]
     assert frames[0].equals(frames[1]) and frames[0].equals(frames[2])
@@ -122,8 +163,14 @@ def test_rating_scale_can_be_widened(tmp_path):
     assert ds.ratings["rating"].to_list() == [4.0, 7.0]
 
 
-@pytest.mark.parametrize(("genres", "sentence"), [(["Action"], "An action film."), (["Drama", "Action"],
-                                                  "A drama, action film."), (["Unknown"], "An unknown film.")])
+@pytest.mark.parametrize(
+    ("genres", "sentence"),
+    [
+        (["Action"], "An action film."),
+        (["Drama", "Action"], "A drama, action film."),
+        (["Unknown"], "An unknown film."),
+    ],
+)
 def test_template_item_profile_article(genres, sentence):
     assert sentence in template_item_profile({"title": "X", "genres": genres})
 
@@ -131,8 +178,21 @@ def test_template_item_profile_article(genres, sentence):
 def test_evaluate_warns_on_tied_ranks(tmp_path, capsys):
     (tmp_path / "test.csv").write_text("user_id,item_id,rating\n1,10,5\n1,20,4\n")
     (tmp_path / "recs.csv").write_text("user_id,item_id,rank\n1,10,1\n1,20,1\n")
-    assert main(["evaluate", "--test", str(tmp_path / "test.csv"), "--recs", str(tmp_path / "recs.csv"),
-                 "--k", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--test",
+                str(tmp_path / "test.csv"),
+                "--recs",
+                str(tmp_path / "recs.csv"),
+                "--k",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = capsys.readouterr().out
     assert '"recs_duplicate_ranks": 1' in report and "share a rank" in report
 
@@ -145,6 +205,8 @@ def test_summary_states_the_rating_thresholds():
         return run_settings(resolve_auto(load_config(None, overrides)))
 
     line = thresholds(settings({"dataset.name": "csv", "dataset.ratings_path": "r.csv"}))
-    assert line == ("Ratings ≥ 4 are positive (training edges; relevant in test), ≤ 2 negative, in between "
-                    "(2.5, 3, 3.5) neutral (rating scale 0.5-5)")
+    assert line == (
+        "Ratings ≥ 4 are positive (training edges; relevant in test), ≤ 2 negative, in between "
+        "(2.5, 3, 3.5) neutral (rating scale 0.5-5)"
+    )
     assert "in between (3) neutral (rating scale 1-5)" in thresholds(settings({}))

@@ -10,8 +10,14 @@ def test_bench_measures_each_stage(tmp_path, capsys):
     ratings = write_planted_csv(tmp_path)
     models = ModelsConfig.model_validate({"training": {"max_epochs": 10}, "lightgcn": {"num_layers": [1, 2]}})
     rows = []
-    bench_dataset("tiny", DatasetConfig(name="csv", ratings_path=str(ratings)), SplitConfig(official=False),
-                  models, rows, gat_backends=["dgl", "pyg"])
+    bench_dataset(
+        "tiny",
+        DatasetConfig(name="csv", ratings_path=str(ratings)),
+        SplitConfig(official=False),
+        models,
+        rows,
+        gat_backends=["dgl", "pyg"],
+    )
     stages = [r.stage for r in rows]
     assert stages[:2] == ["load", "split (5 folds)"]
     assert {"fit+recommend lightgcn", "evaluate lightgcn", "fit+recommend bpr-mf"} <= set(stages)
@@ -34,25 +40,31 @@ def test_the_run_budget_groups_task_runs_by_stage(tmp_path):
     db = tmp_path / "prefect.db"
     with sqlite3.connect(db) as con:
         con.execute("create table task_run (name text, start_time text, end_time text)")
-        con.executemany("insert into task_run values (?, ?, ?)", [
-            ("train-lightgcn-fold1", "2026-01-01 00:00:00.000000", "2026-01-01 00:00:30.000000"),
-            ("train-lightgcn-fold2", "2026-01-01 00:00:05.000000", "2026-01-01 00:00:45.500000"),
-            ("evaluate-gat/no-cosine-fold1", "2026-01-01 00:01:00", "2026-01-01 00:01:02"),
-            ("report-5e1", "2026-01-01 00:02:00", "2026-01-01 00:02:04"),
-            ("run-fold-1", "2026-01-01 00:00:00", "2026-01-01 00:03:00"),  # waits for its subflow only
-            ("embed-user_idx", "2026-01-01 00:00:00", None),  # still running when the run was killed
-        ])
+        con.executemany(
+            "insert into task_run values (?, ?, ?)",
+            [
+                ("train-lightgcn-fold1", "2026-01-01 00:00:00.000000", "2026-01-01 00:00:30.000000"),
+                ("train-lightgcn-fold2", "2026-01-01 00:00:05.000000", "2026-01-01 00:00:45.500000"),
+                ("evaluate-gat/no-cosine-fold1", "2026-01-01 00:01:00", "2026-01-01 00:01:02"),
+                ("report-5e1", "2026-01-01 00:02:00", "2026-01-01 00:02:04"),
+                ("run-fold-1", "2026-01-01 00:00:00", "2026-01-01 00:03:00"),  # waits for its subflow only
+                ("embed-user_idx", "2026-01-01 00:00:00", None),  # still running when the run was killed
+            ],
+        )
     budget = {stage: (n, total, longest) for stage, n, total, longest in stage_budget(db)}
     assert budget["train lightgcn"] == (2, 70.5, 40.5)
     # With the run's folder, a fit or an embedding counts its own seconds, not its wait for a worker; the
     # cold-start protocol's fits get rows of their own.
     run = tmp_path / "run"
     run.mkdir()
-    (run / "training.json").write_text('[{"model": "lightgcn", "fold": 1, "seconds": 12.0}, '
-                                       '{"model": "lightgcn", "fold": 2, "seconds": 9.5}]')
+    (run / "training.json").write_text(
+        '[{"model": "lightgcn", "fold": 1, "seconds": 12.0}, {"model": "lightgcn", "fold": 2, "seconds": 9.5}]'
+    )
     (run / "training-cold-start.json").write_text('[{"model": "lightgcn", "fold": 1, "seconds": 7.0}]')
-    (run / "semantic.json").write_text('{"embeddings": {"items": {"seconds": 3.0}, "users-fold1": {"seconds": 2.0}, '
-                                       '"users-fold1-cold-start": {"seconds": 0.5}}}')
+    (run / "semantic.json").write_text(
+        '{"embeddings": {"items": {"seconds": 3.0}, "users-fold1": {"seconds": 2.0}, '
+        '"users-fold1-cold-start": {"seconds": 0.5}}}'
+    )
     own = {s: (n, t) for s, n, t, _ in stage_budget(db, run)}
     assert own["train lightgcn"] == (2, 21.5) and own["train lightgcn (cold-start)"] == (1, 7.0)
     assert own["embed user_idx"] == (2, 2.5) and own["embed item_idx"] == (1, 3.0)

@@ -16,8 +16,20 @@ def run_cli(capsys, *argv):
 
 
 def test_config_flags_and_set_reach_the_typed_config(capsys):
-    code, out, _ = run_cli(capsys, "config", "--dataset", "ml-1m", "--k", "20,5", "--models", "lightgcn",
-                           "--set", "models.lightgcn.num_layers=[2,3]", "--set", "split.seed=9")
+    code, out, _ = run_cli(
+        capsys,
+        "config",
+        "--dataset",
+        "ml-1m",
+        "--k",
+        "20,5",
+        "--models",
+        "lightgcn",
+        "--set",
+        "models.lightgcn.num_layers=[2,3]",
+        "--set",
+        "split.seed=9",
+    )
     cfg = json.loads(out)
     assert code == 0
     assert cfg["dataset"]["name"] == "ml-1m" and cfg["evaluation"]["k"] == [5, 20]
@@ -25,18 +37,21 @@ def test_config_flags_and_set_reach_the_typed_config(capsys):
     assert cfg["split"]["seed"] == 9
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["run", "--k", "0,5"], "evaluation.k"),
-    (["run", "--models", "popularity,sasrec"], "unknown model"),
-    (["run", "--dataset", "movielens-20m"], "dataset.name"),
-    (["run", "--dataset", "csv"], "ratings_path"),
-    (["run", "--folds", "one"], "integers"),
-    (["run", "--config", "/nonexistent/exp.toml"], "config file not found"),
-    (["run", "--set", "split.no_such_field=1"], "no_such_field"),
-    (["run", "--models", "popularity,als", "--reference", "nosuch"], "evaluation.reference 'nosuch'"),
-    (["run", "--models", "popularity,als", "--reference", "lightgcn"], "not a method of this run"),
-    (["run", "--seeds", "1,1"], "seeds must be distinct"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["run", "--k", "0,5"], "evaluation.k"),
+        (["run", "--models", "popularity,sasrec"], "unknown model"),
+        (["run", "--dataset", "movielens-20m"], "dataset.name"),
+        (["run", "--dataset", "csv"], "ratings_path"),
+        (["run", "--folds", "one"], "integers"),
+        (["run", "--config", "/nonexistent/exp.toml"], "config file not found"),
+        (["run", "--set", "split.no_such_field=1"], "no_such_field"),
+        (["run", "--models", "popularity,als", "--reference", "nosuch"], "evaluation.reference 'nosuch'"),
+        (["run", "--models", "popularity,als", "--reference", "lightgcn"], "not a method of this run"),
+        (["run", "--seeds", "1,1"], "seeds must be distinct"),
+    ],
+)
 def test_bad_configuration_is_one_line_and_exit_2(capsys, argv, needle):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -45,8 +60,9 @@ def test_bad_configuration_is_one_line_and_exit_2(capsys, argv, needle):
 
 def test_missing_data_without_network_says_how_to_point_at_a_local_copy(capsys, monkeypatch, tmp_path):
     # Port 9 on loopback refuses connections: the same failure as a machine without network.
-    dead = ArchiveSpec(url="http://127.0.0.1:9/ml-100k.zip", md5="0" * 32, folder="ml-100k",
-                       required=ARCHIVES["ml-100k"].required)
+    dead = ArchiveSpec(
+        url="http://127.0.0.1:9/ml-100k.zip", md5="0" * 32, folder="ml-100k", required=ARCHIVES["ml-100k"].required
+    )
     monkeypatch.setattr("data.download.ARCHIVES", {"ml-100k": dead, "ml-1m": ARCHIVES["ml-1m"]})
     monkeypatch.delenv("E2EP_DATA_DIR", raising=False)
     monkeypatch.setenv("E2EP_CACHE_DIR", str(tmp_path / "cache"))

@@ -24,16 +24,19 @@ def test_file_then_overrides(tmp_path):
     assert cfg.split.seed == 7 and cfg.models.training.max_epochs == 3
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"evaluation.k": [0, 5]}, "positive"),
-    ({"dataset.name": "netflix"}, "ml-100k"),
-    ({"models.names": ["lightgcn", "sasrec"]}, "unknown model"),
-    ({"dataset.name": "csv"}, "ratings_path"),
-    ({"split.typo": 1}, "Extra inputs"),
-    ({"relevance.negative_threshold": 4}, "below"),
-    ({"profiles.backend": "precomputed"}, "fold 1 only"),
-    ({"profiles.backend": "precomputed", "split.folds": [2]}, "fold 1 only"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"evaluation.k": [0, 5]}, "positive"),
+        ({"dataset.name": "netflix"}, "ml-100k"),
+        ({"models.names": ["lightgcn", "sasrec"]}, "unknown model"),
+        ({"dataset.name": "csv"}, "ratings_path"),
+        ({"split.typo": 1}, "Extra inputs"),
+        ({"relevance.negative_threshold": 4}, "below"),
+        ({"profiles.backend": "precomputed"}, "fold 1 only"),
+        ({"profiles.backend": "precomputed", "split.folds": [2]}, "fold 1 only"),
+    ],
+)
 def test_bad_values_are_rejected_with_a_reason(overrides, message):
     with pytest.raises(ValidationError, match=message):
         load_config(None, overrides)
@@ -46,8 +49,12 @@ def test_missing_config_file_is_reported(tmp_path):
 
 def test_reference_is_auto_by_default_and_must_name_a_method_of_the_run():
     assert load_config(None, {"models.names": ["popularity", "bpr-mf"]}).evaluation.reference == "auto"
-    assert load_config(None, {"models.names": ["popularity", "bpr-mf"],
-                              "evaluation.reference": "bpr-mf"}).evaluation.reference == "bpr-mf"
+    assert (
+        load_config(
+            None, {"models.names": ["popularity", "bpr-mf"], "evaluation.reference": "bpr-mf"}
+        ).evaluation.reference
+        == "bpr-mf"
+    )
     with pytest.raises(ValidationError, match="evaluation.reference 'lightgcn' is not a method of this run"):
         load_config(None, {"models.names": ["popularity", "bpr-mf"], "evaluation.reference": "lightgcn"})
 

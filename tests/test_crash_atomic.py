@@ -57,8 +57,13 @@ def test_failing_writers_leave_the_previous_version_and_no_temp_file(tmp_path):
 
 def test_report_failing_midway_keeps_the_previous_report(tmp_path, monkeypatch):
     names = ["bpr-mf", "lightgcn"]
-    args = (config(names, tmp_path), per_user_frame({"bpr-mf": -0.1, "lightgcn": 0.0}, folds=(1,)),
-            catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}), [])
+    args = (
+        config(names, tmp_path),
+        per_user_frame({"bpr-mf": -0.1, "lightgcn": 0.0}, folds=(1,)),
+        catalog_frame(names, (1,)),
+        pl.DataFrame({"x": [1]}),
+        [],
+    )
     run = tmp_path / "run"
     evaluation.summary.write_run_report(run, *args)
     report = (run / "report.md").read_bytes()
@@ -77,12 +82,14 @@ def test_kill_during_a_write_leaves_the_previous_version(tmp_path):
     target = tmp_path / "big.bin"
     target.write_bytes(b"old")
     started = tmp_path / "started"
-    code = ("import pathlib, time\nfrom e2ep.store import atomic_write\n"
-            "def slow(tmp):\n"
-            "    with open(tmp, 'wb') as fh:\n"
-            "        fh.write(b'x' * 1_000_000)\n        fh.flush()\n"
-            f"        pathlib.Path({str(started)!r}).touch()\n        time.sleep(60)\n"
-            f"atomic_write({str(target)!r}, slow)\n")
+    code = (
+        "import pathlib, time\nfrom e2ep.store import atomic_write\n"
+        "def slow(tmp):\n"
+        "    with open(tmp, 'wb') as fh:\n"
+        "        fh.write(b'x' * 1_000_000)\n        fh.flush()\n"
+        f"        pathlib.Path({str(started)!r}).touch()\n        time.sleep(60)\n"
+        f"atomic_write({str(target)!r}, slow)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -94,4 +101,5 @@ def test_kill_during_a_write_leaves_the_previous_version(tmp_path):
     assert target.read_bytes() == b"old"
     # The killed writer's temp file is a hidden sibling, never the output itself.
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".big.bin.")] and len(
-        [p for p in tmp_path.iterdir() if p.name == "big.bin"]) == 1
+        [p for p in tmp_path.iterdir() if p.name == "big.bin"]
+    ) == 1

@@ -15,12 +15,42 @@ from tests.synthetic import write_planted_csv
 
 
 def _args(ratings, artifacts, lightgcn_rates: str) -> list[str]:
-    return ["-m", "app.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3",
-            "--folds", "1", "--models", "popularity,lightgcn", "--no-semantic", "--max-epochs", "2",
-            "--parallel-folds", "1", "--k", "5", "--set", "evaluation.n_recommendations=10",
-            "--set", "models.lightgcn.num_layers=[1]", "--set", f"models.lightgcn.learning_rate={lightgcn_rates}",
-            "--set", "models.lightgcn.n_trials=400", "--set", "models.training.tuning.pruning=false",
-            "--artifacts-dir", str(artifacts), "--run-name", "midfold"]
+    return [
+        "-m",
+        "app.cli",
+        "run",
+        "--dataset",
+        "csv",
+        "--ratings",
+        str(ratings),
+        "--n-folds",
+        "3",
+        "--folds",
+        "1",
+        "--models",
+        "popularity,lightgcn",
+        "--no-semantic",
+        "--max-epochs",
+        "2",
+        "--parallel-folds",
+        "1",
+        "--k",
+        "5",
+        "--set",
+        "evaluation.n_recommendations=10",
+        "--set",
+        "models.lightgcn.num_layers=[1]",
+        "--set",
+        f"models.lightgcn.learning_rate={lightgcn_rates}",
+        "--set",
+        "models.lightgcn.n_trials=400",
+        "--set",
+        "models.training.tuning.pruning=false",
+        "--artifacts-dir",
+        str(artifacts),
+        "--run-name",
+        "midfold",
+    ]
 
 
 def _env(home):
@@ -38,8 +68,9 @@ def _prefect_servers_of(home) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline", "environ"]):
         try:
-            if (re.search(r"uvicorn|e2ep\.prefect_server", " ".join(p.info["cmdline"] or []))
-                    and (p.info["environ"] or {}).get("E2EP_HOME") == str(home)):
+            if re.search(r"uvicorn|e2ep\.prefect_server", " ".join(p.info["cmdline"] or [])) and (
+                p.info["environ"] or {}
+            ).get("E2EP_HOME") == str(home):
                 found.append(p)
         except psutil.Error:
             continue

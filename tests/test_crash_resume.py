@@ -25,11 +25,37 @@ def stub():
 def test_killed_run_resumes_without_repeating_calls_or_training(stub, tmp_path):
     ratings = write_planted_csv(tmp_path, n_users=12, n_items=16, per_user=8)
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
-    args = ["-m", "app.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3",
-            "--folds", "1,2", "--models", "popularity,bpr-mf", "--profiles", "llm", "--max-epochs", "4",
-            "--parallel-folds", "1", "--k", "5,10", "--set", "evaluation.n_recommendations=10",
-            "--set", "rerank.strategies=[]",
-            "--artifacts-dir", str(artifacts), "--run-name", "resumed"]
+    args = [
+        "-m",
+        "app.cli",
+        "run",
+        "--dataset",
+        "csv",
+        "--ratings",
+        str(ratings),
+        "--n-folds",
+        "3",
+        "--folds",
+        "1,2",
+        "--models",
+        "popularity,bpr-mf",
+        "--profiles",
+        "llm",
+        "--max-epochs",
+        "4",
+        "--parallel-folds",
+        "1",
+        "--k",
+        "5,10",
+        "--set",
+        "evaluation.n_recommendations=10",
+        "--set",
+        "rerank.strategies=[]",
+        "--artifacts-dir",
+        str(artifacts),
+        "--run-name",
+        "resumed",
+    ]
     env = run_env(home, stub.api_base)
     metrics = home / "work" / "metrics"
 

@@ -25,8 +25,7 @@ def test_two_processes_on_one_cache_send_each_prompt_once(tmp_path):
             for name in ("a", "b"):
                 (tmp_path / name).mkdir()
                 log = tmp_path / f"{name}.log"
-                workers.append((spawn(["-m", "tests.llm_worker", str(tmp_path / name), str(N_ITEMS)], env, log),
-                                log))
+                workers.append((spawn(["-m", "tests.llm_worker", str(tmp_path / name), str(N_ITEMS)], env, log), log))
             for (proc, log), name in zip(workers, "ab", strict=True):
                 wait_for(lambda n=name: (tmp_path / n / "ready").exists(), proc, log, 120)
             (tmp_path / "go").touch()  # both start asking at the same moment
@@ -50,9 +49,11 @@ def test_lock_of_a_killed_holder_is_released(tmp_path, monkeypatch, caplog):
     with StubLLM(reply=profile_reply) as stub:
         env = run_env(tmp_path / "home", stub.api_base)
         ready = tmp_path / "holding"
-        code = ("import time, pathlib\nfrom e2ep.llm import LLMGateway\ngateway = LLMGateway()\n"
-                "with gateway.memo.lock(gateway.key_for('same')):\n"
-                f"    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n")
+        code = (
+            "import time, pathlib\nfrom e2ep.llm import LLMGateway\ngateway = LLMGateway()\n"
+            "with gateway.memo.lock(gateway.key_for('same')):\n"
+            f"    pathlib.Path({str(ready)!r}).touch()\n    time.sleep(120)\n"
+        )
         holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, start_new_session=True)
         try:
             deadline = time.monotonic() + 60

@@ -25,8 +25,11 @@ def _fold(n_users: int = 40, per_user: int = 12, seed: int = 0) -> Fold:
         if u < n_users - 1:
             test += [(u, int(i), 5.0, 5000) for i in items[count:]]
     schema = {"user_idx": pl.Int32, "item_idx": pl.Int32, "rating": pl.Float64, "timestamp": pl.Int64}
-    return Fold(1, pl.DataFrame(train, schema={**schema, "is_validation": pl.Boolean}, orient="row"),
-                pl.DataFrame(test, schema=schema, orient="row"))
+    return Fold(
+        1,
+        pl.DataFrame(train, schema={**schema, "is_validation": pl.Boolean}, orient="row"),
+        pl.DataFrame(test, schema=schema, orient="row"),
+    )
 
 
 def test_chosen_users_keep_exactly_their_first_n_ratings_and_others_are_untouched():
@@ -67,6 +70,9 @@ def test_truncated_users_profiles_see_only_their_kept_ratings():
         alone = Fold(1, truncated.train.filter(pl.col("user_idx") == user), truncated.test.head(0))
         only_kept = user_profiles(alone, items_frame(), cfg).frame.filter(pl.col("user_idx") == user)
         assert after.filter(pl.col("user_idx") == user)["profile"].equals(only_kept["profile"])
-    changed = after.join(before, on="user_idx", suffix="_before").filter(
-        pl.col("profile") != pl.col("profile_before"))["user_idx"].to_list()
+    changed = (
+        after.join(before, on="user_idx", suffix="_before")
+        .filter(pl.col("profile") != pl.col("profile_before"))["user_idx"]
+        .to_list()
+    )
     assert changed and set(changed) <= chosen

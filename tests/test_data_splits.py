@@ -155,8 +155,10 @@ def test_a_run_of_some_folds_shares_their_files_and_cache_keys_with_the_full_run
 def test_small_folds_are_named_with_what_they_are_too_small_for(tmp_path: Path, synthetic: Dataset) -> None:
     from data.splits import small_fold_warnings
 
-    (tmp_path / "r.csv").write_text("user_id,item_id,rating\n" + "".join(
-        f"{u},{i},{5 if (u + i) % 2 else 2}\n" for u in range(1, 4) for i in range(1, 7)))
+    (tmp_path / "r.csv").write_text(
+        "user_id,item_id,rating\n"
+        + "".join(f"{u},{i},{5 if (u + i) % 2 else 2}\n" for u in range(1, 4) for i in range(1, 7))
+    )
     ds = load_dataset(DatasetConfig(name="csv", ratings_path=str(tmp_path / "r.csv")))
     fold = make_folds(ds, SplitConfig(n_folds=2, folds=[1]))[0]
     warnings = small_fold_warnings(fold, ds.n_items, max_k=10, positive_threshold=4.0, trains=True, pool_size=20)
@@ -164,5 +166,10 @@ def test_small_folds_are_named_with_what_they_are_too_small_for(tmp_path: Path, 
     assert "users have a relevant test rating" in warnings[0] and "largest cut-off k=10" in warnings[1]
     assert "rerank pool of 20" in warnings[2] and "validation slice" in warnings[3]
     assert small_fold_warnings(fold, 500, max_k=10, positive_threshold=4.0, trains=False)[1:] == []
-    assert not small_fold_warnings(make_folds(synthetic, SplitConfig(n_folds=2, folds=[1]))[0], synthetic.n_items,
-                                   max_k=10, positive_threshold=4.0, trains=True)
+    assert not small_fold_warnings(
+        make_folds(synthetic, SplitConfig(n_folds=2, folds=[1]))[0],
+        synthetic.n_items,
+        max_k=10,
+        positive_threshold=4.0,
+        trains=True,
+    )

@@ -106,7 +106,7 @@ def test_long_texts_are_pooled_over_windows_not_truncated(cfg):
     # the romance second half counts: the pooled vector is closer to ROMANCE than the truncated (sci-fi) one
     romance = embed_texts([ROMANCE], cfg)[0]
     assert float(vector @ romance) > float(truncated @ romance) + 0.05
-    windows = [model.tokenizer.decode(ids[s:s + limit - 2]) for s in range(0, len(ids), limit - 2)]
+    windows = [model.tokenizer.decode(ids[s : s + limit - 2]) for s in range(0, len(ids), limit - 2)]
     parts = embed_texts(windows, cfg)
     weights = np.array([min(limit - 2, len(ids) - s) for s in range(0, len(ids), limit - 2)]) / (limit - 2)
     pooled = (parts * weights[:, None]).sum(0)

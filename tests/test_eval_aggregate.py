@@ -54,15 +54,19 @@ def test_seeds_are_runs_of_their_own_and_users_count_per_fold():
     # Fold 1 under seeds 0 and 1, fold 2 under seed 0: three runs with means 0.5, 0.7, 0.1.
     pu = per_user(rows("a", 1, [0.4, 0.6]) + rows("a", 1, [0.6, 0.8], seed=1) + rows("a", 2, [0.1], start=5))
     r = summarize(pu).row(0, named=True)
-    assert r["mean"] == pytest.approx(np.mean([0.5, 0.7, 0.1])) and r["std"] == pytest.approx(np.std([0.5, 0.7, 0.1],
-                                                                                                      ddof=1))
+    assert r["mean"] == pytest.approx(np.mean([0.5, 0.7, 0.1])) and r["std"] == pytest.approx(
+        np.std([0.5, 0.7, 0.1], ddof=1)
+    )
     assert (r["n_runs"], r["n_folds"], r["n_seeds"], r["n_users"]) == (3, 2, 2, 3)
 
 
 def test_catalog_rows_are_summarized():
     pu = per_user(rows("a", 1, [1.0]) + rows("a", 2, [0.0]))
-    cat = pl.DataFrame([("a", 1, "full", "all", "coverage", 5, 0.2), ("a", 2, "full", "all", "coverage", 5, 0.4)],
-                       schema=["model", "fold", "protocol", "segment", "metric", "k", "value"], orient="row")
+    cat = pl.DataFrame(
+        [("a", 1, "full", "all", "coverage", 5, 0.2), ("a", 2, "full", "all", "coverage", 5, 0.4)],
+        schema=["model", "fold", "protocol", "segment", "metric", "k", "value"],
+        orient="row",
+    )
     c = get(summarize(pu, cat), metric="coverage").row(0, named=True)
     assert c["mean"] == pytest.approx(0.3) and c["n_folds"] == 2 and c["n_users"] is None
 
@@ -71,10 +75,16 @@ def test_paired_tests_pair_user_means_against_scipy():
     rng = np.random.default_rng(0)
     ref_v, other_v = rng.random(30), rng.random(30)
     # Users 0-14 are tested in folds 1 and 2, users 15-29 in fold 2 only; "x" ran fold 2 under two seeds.
-    pu = per_user(rows("ref", 1, ref_v[:15]) + rows("ref", 2, ref_v) + rows("x", 1, other_v[:15])
-                  + rows("x", 2, other_v) + rows("x", 2, other_v + 0.2, seed=1)
-                  + rows("x", 3, [1, 1, 1])  # fold 3: no reference -> unpaired
-                  + rows("same", 1, ref_v[:15]) + rows("lone", 1, [0.5], start=99))
+    pu = per_user(
+        rows("ref", 1, ref_v[:15])
+        + rows("ref", 2, ref_v)
+        + rows("x", 1, other_v[:15])
+        + rows("x", 2, other_v)
+        + rows("x", 2, other_v + 0.2, seed=1)
+        + rows("x", 3, [1, 1, 1])  # fold 3: no reference -> unpaired
+        + rows("same", 1, ref_v[:15])
+        + rows("lone", 1, [0.5], start=99)
+    )
     t = paired_tests(pu, reference="ref")
     x = get(t, model="x").row(0, named=True)
     # Brute force: seed mean per (fold, user), difference per fold, mean over the folds both tested, per user.
@@ -97,19 +107,28 @@ def test_paired_tests_pair_user_means_against_scipy():
 def test_end_to_end_table():
     rng = np.random.default_rng(1)
     n_users, n_items = 40, 30
-    test = pl.DataFrame({"user_idx": np.repeat(np.arange(n_users), 6),
-                         "item_idx": np.concatenate([rng.choice(n_items, 6, replace=False) for _ in range(n_users)]),
-                         "rating": rng.integers(1, 6, n_users * 6).astype(float)})
+    test = pl.DataFrame(
+        {
+            "user_idx": np.repeat(np.arange(n_users), 6),
+            "item_idx": np.concatenate([rng.choice(n_items, 6, replace=False) for _ in range(n_users)]),
+            "rating": rng.integers(1, 6, n_users * 6).astype(float),
+        }
+    )
     frames, cats = [], []
     for model in ("good", "random"):
         for fold in (1, 2):
             if model == "good":  # recommends exactly the user's test items, best-rated first
                 recs = test.sort("user_idx", "rating", descending=[False, True]).with_columns(
-                    rank=pl.int_range(1, pl.len() + 1).over("user_idx"))
+                    rank=pl.int_range(1, pl.len() + 1).over("user_idx")
+                )
             else:
-                recs = pl.DataFrame({"user_idx": np.repeat(np.arange(n_users), 10), "item_idx": np.concatenate(
-                    [rng.choice(n_items, 10, replace=False) for _ in range(n_users)]),
-                    "rank": np.tile(np.arange(1, 11), n_users)})
+                recs = pl.DataFrame(
+                    {
+                        "user_idx": np.repeat(np.arange(n_users), 10),
+                        "item_idx": np.concatenate([rng.choice(n_items, 10, replace=False) for _ in range(n_users)]),
+                        "rank": np.tile(np.arange(1, 11), n_users),
+                    }
+                )
             res = evaluate(recs, test, protocol="full", k=[5], n_items=n_items)
             extra = dict(model=model, fold=fold, protocol="full", segment="all")
             frames.append(res.per_user.with_columns(**{c: pl.lit(v) for c, v in extra.items()}))
@@ -126,8 +145,9 @@ def test_end_to_end_table():
     assert "*" in random_line and f"| {n_eval} |" in random_line
     assert "precision@5" in md and "p < 0.05" in md and "Holm" in md
     one_fold = summarize(pu.filter(pl.col("fold") == 1), cat.filter(pl.col("fold") == 1))
-    assert "±" not in "".join(line for line in markdown_tables(one_fold, None, k=[5], reference="good").splitlines()
-                              if line.startswith("| "))
+    assert "±" not in "".join(
+        line for line in markdown_tables(one_fold, None, k=[5], reference="good").splitlines() if line.startswith("| ")
+    )
 
 
 def test_cold_start_protocol_table_orders_n_numerically_and_marks_tested_differences():
@@ -140,8 +160,9 @@ def test_cold_start_protocol_table_orders_n_numerically_and_marks_tested_differe
             ref = rng.uniform(0.2, 0.4, 40)
             rs += rows("ref", fold, ref, metric="ndcg", k=10, segment=segment)
             # `text` beats the reference for n = 3 users only
-            rs += rows("text", fold, ref + (0.3 if segment == "cold-start-n3" else 0.0), metric="ndcg", k=10,
-                       segment=segment)
+            rs += rows(
+                "text", fold, ref + (0.3 if segment == "cold-start-n3" else 0.0), metric="ndcg", k=10, segment=segment
+            )
     pu = per_user(rs)
     summary, tests = summarize(pu), paired_tests(pu, "ref")
     ordered = in_segment_order(summary)["segment"].unique(maintain_order=True).to_list()
@@ -153,5 +174,7 @@ def test_cold_start_protocol_table_orders_n_numerically_and_marks_tested_differe
     n3, n10 = [c.strip() for c in text_row.strip("|").split("|")][1:]
     assert n3.endswith("▲") and not n10.endswith(("▲", "▼"))
     assert pairs.split("|")[2].strip() == "80"  # 2 folds × 40 users
-    assert cold_start_protocol_table(summary.filter(pl.col("segment") == "all"), tests, reference="ref",
-                                     models=["ref"]) == ""
+    assert (
+        cold_start_protocol_table(summary.filter(pl.col("segment") == "all"), tests, reference="ref", models=["ref"])
+        == ""
+    )

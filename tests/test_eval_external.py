@@ -13,8 +13,7 @@ from evaluation.metrics import evaluate
 # u.data style: user item rating timestamp (tab separated)
 TEST_UDATA = "1\t10\t5\t881250949\n1\t20\t4\t881250949\n1\t40\t2\t881250949\n2\t30\t4\t881250949\n3\t10\t1\t0\n"
 TRAIN_UDATA = "1\t50\t5\t0\n1\t60\t3\t0\n1\t70\t4\t0\n2\t50\t4\t0\n"
-RECS_CSV = ("user_id,movie_id,recommendation_rank\n"
-            "1,10,1\n1,99,2\n1,20,3\n2,50,1\n2,30,2\n7,10,1\n")
+RECS_CSV = "user_id,movie_id,recommendation_rank\n1,10,1\n1,99,2\n1,20,3\n2,50,1\n2,30,2\n7,10,1\n"
 
 
 def write(tmp_path, name, text):
@@ -28,8 +27,13 @@ def metric(report, segment, name, k):
 
 
 def test_full_protocol_hand_computed(tmp_path):
-    rep = evaluate_files(write(tmp_path, "u1.test", TEST_UDATA), write(tmp_path, "recs.csv", RECS_CSV),
-                         train_path=write(tmp_path, "u1.base", TRAIN_UDATA), k=[2], cold_start_max=2)
+    rep = evaluate_files(
+        write(tmp_path, "u1.test", TEST_UDATA),
+        write(tmp_path, "recs.csv", RECS_CSV),
+        train_path=write(tmp_path, "u1.base", TRAIN_UDATA),
+        k=[2],
+        cold_start_max=2,
+    )
     # Relevant: user 1 {10, 20}, user 2 {30}; user 3 none -> 2 users evaluated.
     # user 1 top-2 [10, 99]: 1 hit -> P 1/2, R 1/2; user 2 top-2 [50, 30]: hit at 2 -> P 1/2, R 1, MRR 1/2.
     assert rep.segments["all"]["n_users_evaluated"] == 2
@@ -55,8 +59,9 @@ def test_full_protocol_hand_computed(tmp_path):
 def test_csv_inputs_and_paper_protocol_match_direct_evaluation(tmp_path):
     test_csv = "user_id,item_id,rating\nu1,a,5\nu1,b,4\nu1,c,2\nu2,b,5\n"
     recs_csv = "user_id,item_id,rank\nu1,c,1\nu1,z,2\nu1,a,3\nu2,a,1\n"
-    rep = evaluate_files(write(tmp_path, "t.csv", test_csv), write(tmp_path, "r.csv", recs_csv),
-                         protocol="paper", k=[3])
+    rep = evaluate_files(
+        write(tmp_path, "t.csv", test_csv), write(tmp_path, "r.csv", recs_csv), protocol="paper", k=[3]
+    )
     # same data with ints: users u1=0,u2=1; items a=0,b=1,c=2,z=3
     test = pl.DataFrame({"user_idx": [0, 0, 0, 1], "item_idx": [0, 1, 2, 1], "rating": [5.0, 4, 2, 5]})
     recs = pl.DataFrame({"user_idx": [0, 0, 0, 1], "item_idx": [2, 3, 0, 0], "rank": [1, 2, 3, 1]})
@@ -77,16 +82,19 @@ def test_ml1m_separator_and_gzip(tmp_path):
     assert read_table(gz, "ratings")["item"].to_list() == ["6"]
 
 
-@pytest.mark.parametrize("name,text,kind,pattern", [
-    ("bad.data", "1\t2\t5\n1\t3\tfive\n", "ratings", r"bad\.data: line 2: .*rating='five'"),
-    ("short.data", "1\t2\t5\n1 3\n", "ratings", r"short\.data: line 2"),
-    ("empty.data", "\n\n", "ratings", r"empty\.data: file is empty"),
-    ("nocol.csv", "user_id,item_id,score\n1,2,3\n", "ratings", r"nocol\.csv: missing column\(s\) rating"),
-    ("rank.csv", "user_id,item_id,rank\n1,2,1\n1,3,0\n", "recs", r"rank\.csv: line 3: .*integer"),
-    ("frac.csv", "user_id,item_id,rank\n1,2,1.5\n", "recs", r"frac\.csv: line 2"),
-    ("plain.recs", "1 2 1\n", "recs", r"plain\.recs: recommendations need a CSV header"),
-    ("header.csv", "user_id,item_id,rating\n", "ratings", r"header\.csv: no data rows"),
-])
+@pytest.mark.parametrize(
+    "name,text,kind,pattern",
+    [
+        ("bad.data", "1\t2\t5\n1\t3\tfive\n", "ratings", r"bad\.data: line 2: .*rating='five'"),
+        ("short.data", "1\t2\t5\n1 3\n", "ratings", r"short\.data: line 2"),
+        ("empty.data", "\n\n", "ratings", r"empty\.data: file is empty"),
+        ("nocol.csv", "user_id,item_id,score\n1,2,3\n", "ratings", r"nocol\.csv: missing column\(s\) rating"),
+        ("rank.csv", "user_id,item_id,rank\n1,2,1\n1,3,0\n", "recs", r"rank\.csv: line 3: .*integer"),
+        ("frac.csv", "user_id,item_id,rank\n1,2,1.5\n", "recs", r"frac\.csv: line 2"),
+        ("plain.recs", "1 2 1\n", "recs", r"plain\.recs: recommendations need a CSV header"),
+        ("header.csv", "user_id,item_id,rating\n", "ratings", r"header\.csv: no data rows"),
+    ],
+)
 def test_malformed_inputs(tmp_path, name, text, kind, pattern):
     with pytest.raises(DataError, match=pattern):
         read_table(write(tmp_path, name, text), kind)

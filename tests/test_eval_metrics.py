@@ -24,8 +24,9 @@ def frame(rows, cols):
 
 def recs_from(lists):
     """{user: [items in rank order]} -> recs frame with 1-based ranks."""
-    return frame([(u, i, r + 1) for u, items in lists.items() for r, i in enumerate(items)],
-                 ["user_idx", "item_idx", "rank"])
+    return frame(
+        [(u, i, r + 1) for u, items in lists.items() for r, i in enumerate(items)], ["user_idx", "item_idx", "rank"]
+    )
 
 
 def value(result, metric, k, user):
@@ -33,8 +34,10 @@ def value(result, metric, k, user):
     return got["value"].item() if got.height else None
 
 
-TEST = frame([(1, 10, 5.0), (1, 20, 4.0), (1, 30, 4.0), (1, 40, 3.0), (2, 50, 5.0), (3, 60, 2.0)],
-             ["user_idx", "item_idx", "rating"])
+TEST = frame(
+    [(1, 10, 5.0), (1, 20, 4.0), (1, 30, 4.0), (1, 40, 3.0), (2, 50, 5.0), (3, 60, 2.0)],
+    ["user_idx", "item_idx", "rating"],
+)
 
 
 def test_hand_computed_user():
@@ -82,8 +85,10 @@ def test_novelty_hand_computed():
     assert value(res, "novelty", 2, 1) == pytest.approx((0 + 1) / 2)
     assert value(res, "novelty", 3, 1) == pytest.approx((0 + 1 + 2) / 3)
     assert value(res, "novelty", 3, 2) is None  # no list, no novelty
-    assert "novelty" not in evaluate(recs_from({1: [10]}), TEST, protocol="full", k=[1], n_items=9) \
-        .per_user["metric"].to_list()
+    assert (
+        "novelty"
+        not in evaluate(recs_from({1: [10]}), TEST, protocol="full", k=[1], n_items=9).per_user["metric"].to_list()
+    )
 
 
 def test_argument_errors():
@@ -98,8 +103,10 @@ def test_argument_errors():
 
 
 def test_cold_start_users():
-    train = frame([(1, 1, 5.0), (1, 2, 5.0), (1, 3, 1.0), (2, 1, 4.0), (3, 5, 2.0), (3, 6, 2.0)],
-                  ["user_idx", "item_idx", "rating"])
+    train = frame(
+        [(1, 1, 5.0), (1, 2, 5.0), (1, 3, 1.0), (2, 1, 4.0), (3, 5, 2.0), (3, 6, 2.0)],
+        ["user_idx", "item_idx", "rating"],
+    )
     assert cold_start_users(train, 3).to_list() == [2, 3]
     assert cold_start_users(train, 2).to_list() == [2]
     assert cold_start_users(train, 2, all_users=pl.Series([1, 2, 3, 9])).to_list() == [2, 9]
@@ -113,22 +120,38 @@ def test_matches_torchmetrics(seed):
     relevant = rng.random((n_users, n_items)) < rng.uniform(0.02, 0.4, (n_users, 1))
     relevant[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # full evaluates users with ≥1
     order = np.argsort(-scores, axis=1)[:, : max(ks)]
-    recs = pl.DataFrame({"user_idx": np.repeat(np.arange(n_users), max(ks)), "item_idx": order.ravel(),
-                         "rank": np.tile(np.arange(1, max(ks) + 1), n_users)})
+    recs = pl.DataFrame(
+        {
+            "user_idx": np.repeat(np.arange(n_users), max(ks)),
+            "item_idx": order.ravel(),
+            "rank": np.tile(np.arange(1, max(ks) + 1), n_users),
+        }
+    )
     u, i = np.nonzero(relevant)
     nu, ni = np.nonzero(~relevant & (rng.random((n_users, n_items)) < 0.2))  # non-relevant ratings too
-    test = pl.DataFrame({"user_idx": np.r_[u, nu], "item_idx": np.r_[i, ni],
-                         "rating": np.r_[np.full(len(u), 4.0), np.full(len(nu), 3.5)]})
+    test = pl.DataFrame(
+        {
+            "user_idx": np.r_[u, nu],
+            "item_idx": np.r_[i, ni],
+            "rating": np.r_[np.full(len(u), 4.0), np.full(len(nu), 3.5)],
+        }
+    )
     res = evaluate(recs, test, protocol="full", k=ks, n_items=n_items)
     assert res.n_users_evaluated == n_users
     preds, target = torch.tensor(scores.ravel()), torch.tensor(relevant.ravel())
     indexes = torch.arange(n_users).repeat_interleave(n_items)
     for k in ks:
-        ours = {m: res.per_user.filter((pl.col("metric") == m) & (pl.col("k") == k)).sort("user_idx")["value"]
-                .to_numpy() for m in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")}
-        for name, metric in [("precision", RetrievalPrecision(top_k=k, adaptive_k=False)),
-                             ("recall", RetrievalRecall(top_k=k)), ("ndcg", RetrievalNormalizedDCG(top_k=k)),
-                             ("mrr", RetrievalMRR(top_k=k)), ("hit_rate", RetrievalHitRate(top_k=k))]:
+        ours = {
+            m: res.per_user.filter((pl.col("metric") == m) & (pl.col("k") == k)).sort("user_idx")["value"].to_numpy()
+            for m in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+        }
+        for name, metric in [
+            ("precision", RetrievalPrecision(top_k=k, adaptive_k=False)),
+            ("recall", RetrievalRecall(top_k=k)),
+            ("ndcg", RetrievalNormalizedDCG(top_k=k)),
+            ("mrr", RetrievalMRR(top_k=k)),
+            ("hit_rate", RetrievalHitRate(top_k=k)),
+        ]:
             assert ours[name].mean() == pytest.approx(metric(preds, target, indexes=indexes).item(), abs=1e-6), name
         # torchmetrics' AP@k divides Σ P@r by the number of hits in the top k, ours by min(|rel|, k):
         # rescale ours to theirs (0 when no hit).

@@ -67,8 +67,7 @@ def random_case(rng):
     if not test_rows:
         test_rows.append((0, 0, 5.0))
     test = pl.DataFrame(test_rows, schema=["user_idx", "item_idx", "rating"], orient="row")
-    recs = pl.DataFrame(rec_rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rank": pl.Int64},
-                        orient="row")
+    recs = pl.DataFrame(rec_rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rank": pl.Int64}, orient="row")
     return recs, test
 
 
@@ -95,11 +94,17 @@ def test_vectorised_equals_reference(seed):
 
 
 def test_hand_computed():
-    test = pl.DataFrame([(1, 10, 5.0), (1, 20, 4.0), (1, 40, 3.0), (1, 30, 4.0), (2, 60, 2.0), (3, 70, 5.0),
-                         (4, 80, 5.0)], schema=["user_idx", "item_idx", "rating"], orient="row")
+    test = pl.DataFrame(
+        [(1, 10, 5.0), (1, 20, 4.0), (1, 40, 3.0), (1, 30, 4.0), (2, 60, 2.0), (3, 70, 5.0), (4, 80, 5.0)],
+        schema=["user_idx", "item_idx", "rating"],
+        orient="row",
+    )
     lists = {1: [10, 99, 40, 20, 98, 30], 2: [61, 60], 3: [71, 72], 5: [10]}
-    recs = pl.DataFrame([(u, i, r + 1) for u, items in lists.items() for r, i in enumerate(items)],
-                        schema=["user_idx", "item_idx", "rank"], orient="row")
+    recs = pl.DataFrame(
+        [(u, i, r + 1) for u, items in lists.items() for r, i in enumerate(items)],
+        schema=["user_idx", "item_idx", "rank"],
+        orient="row",
+    )
     res = evaluate(recs, test, protocol="paper", k=[5])
     s = dict(zip(res.summary()["metric"], res.summary()["value"], strict=True))
     # Evaluated: users 1, 2, 3 (4 has no recs, 5 no test).

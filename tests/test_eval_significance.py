@@ -15,8 +15,9 @@ from evaluation.reference import choose_reference, is_baseline
 FOLDS = 3
 
 
-def correlated_frame(n_users: int, effect: float, families: int, rng: np.random.Generator,
-                     user_sd: float = 0.1, noise_sd: float = 0.1) -> pl.DataFrame:
+def correlated_frame(
+    n_users: int, effect: float, families: int, rng: np.random.Generator, user_sd: float = 0.1, noise_sd: float = 0.1
+) -> pl.DataFrame:
     """Per-user values of `ref` and `x` in `FOLDS` folds, every user in every fold. `x − ref` = `effect` + a
     per-user effect shared by all of a user's folds (sd `user_sd`, mean 0) + fold noise: (fold, user) pairs of one
     user are correlated, users are independent. Each family (a separate `k`) is an independent draw."""
@@ -28,10 +29,20 @@ def correlated_frame(n_users: int, effect: float, families: int, rng: np.random.
         ref = base + rng.normal(0.0, noise_sd, shape)
         x = base + effect + user_effect + rng.normal(0.0, noise_sd, shape)
         for model, values in (("ref", ref), ("x", x)):
-            parts.append(pl.DataFrame({
-                "model": model, "fold": fold, "protocol": "full", "segment": "all", "metric": "ndcg",
-                "k": np.repeat(np.arange(families), n_users), "user_idx": np.tile(np.arange(n_users), families),
-                "value": values.ravel()}))
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "model": model,
+                        "fold": fold,
+                        "protocol": "full",
+                        "segment": "all",
+                        "metric": "ndcg",
+                        "k": np.repeat(np.arange(families), n_users),
+                        "user_idx": np.tile(np.arange(n_users), families),
+                        "value": values.ravel(),
+                    }
+                )
+            )
     return pl.concat(parts)
 
 
@@ -79,7 +90,8 @@ def test_a_user_tested_in_several_folds_counts_once():
     rows = [("ref", f, 0, 0.0) for f in (1, 2, 3)] + [("x", f, 0, 1.0) for f in (1, 2, 3)]
     rows += [("ref", 1, 1, 1.0), ("x", 1, 1, 0.0), ("ref", 2, 2, 1.0), ("x", 2, 2, 0.0)]
     frame = pl.DataFrame(rows, schema=["model", "fold", "user_idx", "value"], orient="row").with_columns(
-        protocol=pl.lit("full"), segment=pl.lit("all"), metric=pl.lit("ndcg"), k=pl.lit(10))
+        protocol=pl.lit("full"), segment=pl.lit("all"), metric=pl.lit("ndcg"), k=pl.lit(10)
+    )
     t = paired_tests(frame, "ref").row(0, named=True)
     assert t["n_users"] == 3 and t["mean_diff"] == pytest.approx(-1 / 3)  # not (3 − 2) / 5 over (fold, user) pairs
 
@@ -112,7 +124,7 @@ def test_holm_matches_closed_testing_and_step_down_rejections():
     for trial in range(200):
         m = int(rng.integers(1, 8))
         p = rng.choice([0.001, 0.01, 0.02, 0.04], m).tolist() if trial % 4 == 0 else rng.random(m).tolist()
-        p = [x ** 3 for x in p] if trial % 3 == 0 else p  # many small p-values too
+        p = [x**3 for x in p] if trial % 3 == 0 else p  # many small p-values too
         adjusted = holm_adjust(np.array(p)).to_numpy()
         np.testing.assert_allclose(adjusted, holm_by_closed_testing(p), rtol=1e-12)
         # Step-down at α = 0.05: reject H_(1..i) while p_(i) ≤ α / (m − i + 1).
@@ -128,8 +140,11 @@ def test_holm_ignores_untested_and_adjusts_within_each_family():
     adjusted = holm_adjust(np.array([0.01, np.nan, 0.04])).to_numpy()
     assert math.isnan(adjusted[1]) and adjusted[[0, 2]] == pytest.approx([0.02, 0.04])
     rng = np.random.default_rng(2)
-    frames = [correlated_frame(40, 0.0, 1, rng).with_columns(model=pl.col("model").replace("x", name), k=pl.lit(k))
-              for k in (5, 10) for name in ("x", "y", "z")]
+    frames = [
+        correlated_frame(40, 0.0, 1, rng).with_columns(model=pl.col("model").replace("x", name), k=pl.lit(k))
+        for k in (5, 10)
+        for name in ("x", "y", "z")
+    ]
     frame = pl.concat(frames).unique(["model", "fold", "user_idx", "k"], keep="first")  # one `ref` per family
     t = paired_tests(frame, "ref")
     for k in (5, 10):
@@ -146,9 +161,18 @@ def test_auto_reference_is_the_best_baseline_on_validation_not_on_test():
     methods = ["popularity", "bpr-mf", "als", "gat-id", "gat", "gat/no-cosine", "gat+relevancy"]
     # als wins on validation (mean 0.24 over folds), bpr-mf on test; the GAT family scores higher still but is
     # not a baseline; popularity has no validation score.
-    logs = logs_frame([("bpr-mf", 1, 0.20), ("bpr-mf", 2, 0.22), ("als", 1, 0.25), ("als", 2, 0.23),
-                       ("gat", 1, 0.30), ("gat-id", 1, 0.29), ("gat/no-cosine", 1, 0.31),
-                       ("popularity", 1, float("nan"))])
+    logs = logs_frame(
+        [
+            ("bpr-mf", 1, 0.20),
+            ("bpr-mf", 2, 0.22),
+            ("als", 1, 0.25),
+            ("als", 2, 0.23),
+            ("gat", 1, 0.30),
+            ("gat-id", 1, 0.29),
+            ("gat/no-cosine", 1, 0.31),
+            ("popularity", 1, float("nan")),
+        ]
+    )
     test_ndcg = {"popularity": 0.10, "bpr-mf": 0.40, "als": 0.35}
     reference, why = choose_reference("auto", methods, logs)
     assert reference == "als" != max(test_ndcg, key=test_ndcg.get)

@@ -15,15 +15,24 @@ from tests.synthetic import write_planted_csv
 def config(tmp_path_factory):
     root = tmp_path_factory.mktemp("flow")
     ratings = write_planted_csv(root)
-    return load_config(None, {
-        "dataset.name": "csv", "dataset.ratings_path": str(ratings),
-        "split.n_folds": 3, "split.folds": [1, 2],
-        "models.names": ["popularity", "bpr-mf", "lightgcn"],
-        "models.training.max_epochs": 30, "models.training.eval_every": 5,
-        "models.training.seeds": [0, 1],
-        "models.lightgcn.num_layers": [2], "evaluation.n_recommendations": 20, "rerank.strategies": [],
-        "artifacts_dir": str(root / "artifacts"), "run_name": "first",
-    })
+    return load_config(
+        None,
+        {
+            "dataset.name": "csv",
+            "dataset.ratings_path": str(ratings),
+            "split.n_folds": 3,
+            "split.folds": [1, 2],
+            "models.names": ["popularity", "bpr-mf", "lightgcn"],
+            "models.training.max_epochs": 30,
+            "models.training.eval_every": 5,
+            "models.training.seeds": [0, 1],
+            "models.lightgcn.num_layers": [2],
+            "evaluation.n_recommendations": 20,
+            "rerank.strategies": [],
+            "artifacts_dir": str(root / "artifacts"),
+            "run_name": "first",
+        },
+    )
 
 
 def test_experiment_runs_every_stage_and_caches_training(config):
@@ -32,8 +41,14 @@ def test_experiment_runs_every_stage_and_caches_training(config):
     earlier = set((work_dir() / "recommendations").glob("*.parquet"))  # other tests' runs share the work folder
     headline = experiment(config)
     run_dir = Path(config.artifacts_dir) / "first"
-    for name in ("summary.md", "summary.parquet", "metrics_per_user.parquet", "recommendations.parquet",
-                 "significance.parquet", "config.json"):
+    for name in (
+        "summary.md",
+        "summary.parquet",
+        "metrics_per_user.parquet",
+        "recommendations.parquet",
+        "significance.parquet",
+        "config.json",
+    ):
         assert (run_dir / name).is_file(), name
     # The console gets one table (full protocol, all users) and a pointer to the report for everything else.
     for model in ("popularity", "bpr-mf", "lightgcn"):
@@ -48,13 +63,22 @@ def test_experiment_runs_every_stage_and_caches_training(config):
     items = pl.read_parquet(run_dir / "profiles" / "items.parquet")
     assert items.height == 40 and set(items["profile_source"]) == {"template"}
     assert items["profile"].str.contains("## Overview").all() and items["profile"].str.contains("## Dislikes").all()
-    assert {p.name for p in (run_dir / "profiles").iterdir()} == {"items.parquet", "users-fold1.parquet",
-                                                                  "users-fold2.parquet"}
+    assert {p.name for p in (run_dir / "profiles").iterdir()} == {
+        "items.parquet",
+        "users-fold1.parquet",
+        "users-fold2.parquet",
+    }
 
     table = pl.read_parquet(run_dir / "summary.parquet")
-    ndcg = {r["model"]: r["mean"] for r in table.filter(
-        (pl.col("metric") == "ndcg") & (pl.col("k") == 10) & (pl.col("protocol") == "full")
-        & (pl.col("segment") == "all")).to_dicts()}
+    ndcg = {
+        r["model"]: r["mean"]
+        for r in table.filter(
+            (pl.col("metric") == "ndcg")
+            & (pl.col("k") == 10)
+            & (pl.col("protocol") == "full")
+            & (pl.col("segment") == "all")
+        ).to_dicts()
+    }
     # The planted taste groups are learnable: the graph model must beat global popularity.
     assert ndcg["lightgcn"] > ndcg["popularity"]
 

@@ -36,8 +36,11 @@ def test_features_reach_only_models_that_read_them(tmp_path):
     other = _features(tmp_path / "..", 40, 60)
     assert model_job("lightgcn", models, other) == jobs["lightgcn"]
 
-    ratings = planted_ratings().rename({"user_id": "user_idx", "item_id": "item_idx"}).with_columns(
-        pl.col("user_idx") - 1, pl.col("item_idx") - 1, is_validation=pl.lit(False))
+    ratings = (
+        planted_ratings()
+        .rename({"user_id": "user_idx", "item_id": "item_idx"})
+        .with_columns(pl.col("user_idx") - 1, pl.col("item_idx") - 1, is_validation=pl.lit(False))
+    )
     data = with_features(fold_data(ratings, 60, 40), features)
     assert data.item_features.shape == (40, 8) and data.user_features.shape == (60, 8)
     with pytest.raises(Exception, match="expected 50 rows"):
@@ -73,8 +76,11 @@ def test_liked_item_user_text_reads_only_the_folds_training_likes():
 
     from models.gat.recommender import GATRecommender, liked_item_mean
 
-    ratings = planted_ratings().rename({"user_id": "user_idx", "item_id": "item_idx"}).with_columns(
-        pl.col("user_idx") - 1, pl.col("item_idx") - 1, is_validation=pl.col("timestamp") % 5 == 0)
+    ratings = (
+        planted_ratings()
+        .rename({"user_id": "user_idx", "item_id": "item_idx"})
+        .with_columns(pl.col("user_idx") - 1, pl.col("item_idx") - 1, is_validation=pl.col("timestamp") % 5 == 0)
+    )
     data = fold_data(ratings, 60, 40)
     items = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
     users = liked_item_mean(data.positive_pairs, items, 60)
@@ -99,9 +105,16 @@ def models_gat_liked():
 
 
 def test_profile_variants_follow_the_ablations():
-    cfg = load_config(None, {"ablations": [{"name": "integrated", "representation": "integrated"},
-                                           {"name": "template", "features": "template"},
-                                           {"name": "no-text", "features": "none"}]})
+    cfg = load_config(
+        None,
+        {
+            "ablations": [
+                {"name": "integrated", "representation": "integrated"},
+                {"name": "template", "features": "template"},
+                {"name": "no-text", "features": "none"},
+            ]
+        },
+    )
     variants, _ = profile_variants(resolve_auto(cfg))
     main = variants[MAIN_VARIANT]
     assert main.backend == "template"  # no LLM configured: the run's own profiles are template ones
@@ -123,16 +136,28 @@ def test_flow_trains_and_reports_ablations(tmp_path):
     from flows.experiment import experiment
 
     ratings = write_planted_csv(tmp_path)
-    cfg = load_config(None, {
-        "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3, "split.folds": [1],
-        "models.names": ["gat", "gat-id"], "models.training.max_epochs": 10, "models.training.eval_every": 5,
-        "models.gat.cosine_weight": 0.5,  # so that `no-cosine` is a different model
-        "evaluation.n_recommendations": 20, "rerank.strategies": [],
-        "ablations": [{"name": "no-cosine", "cosine_weight": 0}, {"name": "integrated",
-                                                                   "representation": "integrated"},
-                      {"name": "no-text", "features": "none"}],
-        "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "abl",
-    })
+    cfg = load_config(
+        None,
+        {
+            "dataset.name": "csv",
+            "dataset.ratings_path": str(ratings),
+            "split.n_folds": 3,
+            "split.folds": [1],
+            "models.names": ["gat", "gat-id"],
+            "models.training.max_epochs": 10,
+            "models.training.eval_every": 5,
+            "models.gat.cosine_weight": 0.5,  # so that `no-cosine` is a different model
+            "evaluation.n_recommendations": 20,
+            "rerank.strategies": [],
+            "ablations": [
+                {"name": "no-cosine", "cosine_weight": 0},
+                {"name": "integrated", "representation": "integrated"},
+                {"name": "no-text", "features": "none"},
+            ],
+            "artifacts_dir": str(tmp_path / "artifacts"),
+            "run_name": "abl",
+        },
+    )
     summary = experiment(cfg)
     run_dir = Path(cfg.artifacts_dir) / "abl"
     recs = pl.read_parquet(run_dir / "recommendations.parquet")

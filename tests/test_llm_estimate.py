@@ -27,8 +27,10 @@ KEY_ENV = "E2EP_TEST_ESTIMATE_KEY"
 
 def profile_reply(messages):
     digest = hashlib.sha256(messages[-1]["content"].encode()).hexdigest()[:10]
-    return (f"# Profile {digest}\n\n## Overview\nAbout {digest}.\n\n## Attributes\n- Genre: Drama\n- Tags: heist\n\n"
-            f"## Description\nLonger {digest}.\n\n## Dislikes\nSlow pacing.\n")
+    return (
+        f"# Profile {digest}\n\n## Overview\nAbout {digest}.\n\n## Attributes\n- Genre: Drama\n- Tags: heist\n\n"
+        f"## Description\nLonger {digest}.\n\n## Dislikes\nSlow pacing.\n"
+    )
 
 
 def judge_reply(messages):
@@ -41,8 +43,10 @@ def judge_reply(messages):
         return f"M{max(ids[:2])}"
     if "Rate how well" in task:
         return "\n".join(f"M{i}: {min(100, 3 * i)}" for i in dict.fromkeys(ids))
-    if any(m["role"] == "system" and "movie-taste profiles" in m["content"] for m in messages) or \
-            "Write the profile" in task:
+    if (
+        any(m["role"] == "system" and "movie-taste profiles" in m["content"] for m in messages)
+        or "Write the profile" in task
+    ):
         return profile_reply(messages)
     return " > ".join(f"M{i}" for i in sorted(set(ids), reverse=True))
 
@@ -55,9 +59,15 @@ def stub(monkeypatch):
 
 
 def llm_config(stub, tmp_path, **kw) -> LLMConfig:
-    settings = dict(model="openai/stub-model", api_base=stub.api_base, api_key_env=KEY_ENV,
-                    cache_dir=str(tmp_path / "llm-cache"), max_retries=0, concurrency=4,
-                    preflight_call=False)  # the probe request is not part of any stage's estimate
+    settings = dict(
+        model="openai/stub-model",
+        api_base=stub.api_base,
+        api_key_env=KEY_ENV,
+        cache_dir=str(tmp_path / "llm-cache"),
+        max_retries=0,
+        concurrency=4,
+        preflight_call=False,
+    )  # the probe request is not part of any stage's estimate
     return LLMConfig(**{**settings, **kw})
 
 
@@ -96,8 +106,10 @@ def test_profile_estimates_equal_the_requests_the_standin_receives(stub, tmp_pat
     assert stub.count == user_row.calls == result.counts["llm_turns"]
     # The exact prompts: every item prompt, and every first turn, is what the estimate counted.
     from semantic.profiles.items import item_prompt, normalise_items
-    assert sorted(map(json.dumps, items_sent)) == sorted(json.dumps(item_prompt(r))
-                                                         for r in normalise_items(items).to_dicts())
+
+    assert sorted(map(json.dumps, items_sent)) == sorted(
+        json.dumps(item_prompt(r)) for r in normalise_items(items).to_dicts()
+    )
 
     # Now everything is in the memo: the estimate finds it, free, and follows the stored answers turn by turn.
     again = Estimator(llm)
@@ -132,12 +144,18 @@ def test_rerank_estimate_bounds_the_calls_the_standin_receives(stub, tmp_path, s
     inputs, recs = make_inputs(n_users=8, n_items=40), base_recs(n_users=8, n_items=40, length=25)
     cfg = RerankConfig(base_model="x", judge="llm", pool_size=20, strategies=[strategy])
     llm = llm_config(stub, tmp_path)
-    train = pl.DataFrame({"user_idx": [u for u in range(8) for _ in range(3)],
-                          "item_idx": [i for u in range(8) for i, _ in inputs.liked[u]],
-                          "rating": [5.0] * 24, "timestamp": list(range(24))})
+    train = pl.DataFrame(
+        {
+            "user_idx": [u for u in range(8) for _ in range(3)],
+            "item_idx": [i for u in range(8) for i, _ in inputs.liked[u]],
+            "rating": [5.0] * 24,
+            "timestamp": list(range(24)),
+        }
+    )
     est = Estimator(llm)
-    row = rerank_estimate(est, strategy, cfg, train, inputs.user_profiles, inputs.item_profiles, list(range(8)),
-                          4.0, f"rerank_{strategy}")
+    row = rerank_estimate(
+        est, strategy, cfg, train, inputs.user_profiles, inputs.item_profiles, list(range(8)), 4.0, f"rerank_{strategy}"
+    )
     est.close()
     judge = make_judge(cfg, inputs, llm, stage=f"rerank_{strategy}")
     try:
@@ -190,15 +208,37 @@ def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_
     monkeypatch.setenv("E2EP_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("E2EP_LLM_MODEL", "openai/stub-model")
     ratings = write_planted_csv(tmp_path)
-    base = ["--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", "1", "--models", "bpr-mf",
-            "--set", f"llm.api_base={stub.api_base}", "--set", f"llm.api_key_env={KEY_ENV}",
-            "--set", "llm.preflight_call=false", "--set", "rerank.base_model=bpr-mf",
-            "--set", "rerank.strategies=[\"relevancy\"]"]
+    base = [
+        "--dataset",
+        "csv",
+        "--ratings",
+        str(ratings),
+        "--n-folds",
+        "3",
+        "--folds",
+        "1",
+        "--models",
+        "bpr-mf",
+        "--set",
+        f"llm.api_base={stub.api_base}",
+        "--set",
+        f"llm.api_key_env={KEY_ENV}",
+        "--set",
+        "llm.preflight_call=false",
+        "--set",
+        "rerank.base_model=bpr-mf",
+        "--set",
+        'rerank.strategies=["relevancy"]',
+    ]
     assert main(["estimate", *base, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     stages = [s["stage"] for s in table["stages"]]
-    assert stages == ["item_profiles", "user_profiles fold 1", "rerank_relevancy fold 1",
-                      "rerank_relevancy_validation fold 1"]
+    assert stages == [
+        "item_profiles",
+        "user_profiles fold 1",
+        "rerank_relevancy fold 1",
+        "rerank_relevancy_validation fold 1",
+    ]
     # Fusion selection scores validation users' pools like test users' (relevancy: exact, one pool's calls each).
     test_row, validation_row = table["stages"][2], table["stages"][3]
     assert 0 < validation_row["calls"] <= test_row["calls"]
@@ -230,11 +270,32 @@ def test_a_run_crossing_the_cap_midway_stops_with_its_answers_kept(stub, tmp_pat
     ids = sorted(set(pl.read_csv(ratings)["item_id"]))
     items = tmp_path / "items.csv"
     pl.DataFrame({"item_id": ids, "title": [f"Movie {i} (1995)" for i in ids]}).write_csv(items)
-    base = ["--dataset", "csv", "--ratings", str(ratings), "--items", str(items), "--n-folds", "3", "--folds", "1",
-            "--models", "popularity",
-            "--set", f"llm.api_base={stub.api_base}", "--set", f"llm.api_key_env={KEY_ENV}",
-            "--set", "llm.max_retries=0", "--set", "profiles.max_users=1", "--set", "rerank.strategies=[]",
-            "--set", "llm.preflight_call=false"]
+    base = [
+        "--dataset",
+        "csv",
+        "--ratings",
+        str(ratings),
+        "--items",
+        str(items),
+        "--n-folds",
+        "3",
+        "--folds",
+        "1",
+        "--models",
+        "popularity",
+        "--set",
+        f"llm.api_base={stub.api_base}",
+        "--set",
+        f"llm.api_key_env={KEY_ENV}",
+        "--set",
+        "llm.max_retries=0",
+        "--set",
+        "profiles.max_users=1",
+        "--set",
+        "rerank.strategies=[]",
+        "--set",
+        "llm.preflight_call=false",
+    ]
     assert main(["estimate", *base, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     calls, n_items = table["total"]["calls"], table["stages"][0]["calls"]

@@ -35,8 +35,16 @@ def stub(monkeypatch):
 
 
 def settings(api_base: str, tmp_path, **overrides) -> LLMConfig:
-    base = dict(model="openai/stub", api_base=api_base, api_key_env=KEY_ENV, cache_dir=str(tmp_path / "cache"),
-                backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=5.0, preflight_call=False)
+    base = dict(
+        model="openai/stub",
+        api_base=api_base,
+        api_key_env=KEY_ENV,
+        cache_dir=str(tmp_path / "cache"),
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        timeout_s=5.0,
+        preflight_call=False,
+    )
     return LLMConfig(**{**base, **overrides})
 
 
@@ -57,11 +65,27 @@ def test_preflight_stops_the_run_with_one_line_before_any_work(broken, stub, tmp
     api_base = f"http://127.0.0.1:{closed_port()}/v1" if broken == "closed-port" else stub.api_base
     stub.fail(*[broken] * 3 if broken != "closed-port" else [])
     home = tmp_path / "home"
-    for name, value in {"E2EP_HOME": str(home), "E2EP_LLM_MODEL": "openai/stub-model", "OPENAI_API_KEY": "sk-x",
-                        "OPENAI_API_BASE": api_base, "PREFECT_HOME": str(home / "prefect")}.items():
+    for name, value in {
+        "E2EP_HOME": str(home),
+        "E2EP_LLM_MODEL": "openai/stub-model",
+        "OPENAI_API_KEY": "sk-x",
+        "OPENAI_API_BASE": api_base,
+        "PREFECT_HOME": str(home / "prefect"),
+    }.items():
         monkeypatch.setenv(name, value)
-    code = main(["run", "--dataset", "csv", "--ratings", str(ratings), "--profiles", "llm",
-                 "--artifacts-dir", str(tmp_path / "artifacts")])
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "csv",
+            "--ratings",
+            str(ratings),
+            "--profiles",
+            "llm",
+            "--artifacts-dir",
+            str(tmp_path / "artifacts"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and err.startswith("e2ep: error: LLM preflight failed:"), err
     expected = {"401": "API key was refused", "404": "not found", "closed-port": "cannot connect"}[broken]
@@ -82,8 +106,7 @@ def test_a_non_retryable_error_stops_the_stage_at_once(status, stub, tmp_path):
 
 def test_failures_in_a_row_stop_the_stage_and_retries_are_warnings(stub, tmp_path, caplog):
     stub.fail(*["500"] * 50)
-    gateway = LLMGateway(settings(stub.api_base, tmp_path, concurrency=1, max_retries=1,
-                                  max_consecutive_failures=3))
+    gateway = LLMGateway(settings(stub.api_base, tmp_path, concurrency=1, max_retries=1, max_consecutive_failures=3))
     with caplog.at_level(logging.WARNING, logger="e2ep.llm"):
         with pytest.raises(LLMStageStopped, match="3 requests in a row failed.*last: LLM call failed after 2"):
             item_profiles(items_frame(30), ProfilesConfig(backend="llm"), gateway=gateway)
@@ -96,9 +119,18 @@ def test_failures_in_a_row_stop_the_stage_and_retries_are_warnings(stub, tmp_pat
 
 def test_a_dead_endpoint_stops_the_stage_after_the_outage_window(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test")
-    gateway = LLMGateway(settings(f"http://127.0.0.1:{closed_port()}/v1", tmp_path, concurrency=2, max_retries=50,
-                                  backoff_base_s=0.05, backoff_max_s=0.2, max_consecutive_failures=1000,
-                                  max_outage_s=0.5))
+    gateway = LLMGateway(
+        settings(
+            f"http://127.0.0.1:{closed_port()}/v1",
+            tmp_path,
+            concurrency=2,
+            max_retries=50,
+            backoff_base_s=0.05,
+            backoff_max_s=0.2,
+            max_consecutive_failures=1000,
+            max_outage_s=0.5,
+        )
+    )
     with pytest.raises(LLMStageStopped, match=r"no answer for .*llm.max_outage_s = 0.5.*cannot connect"):
         item_profiles(items_frame(10), ProfilesConfig(backend="llm"), gateway=gateway)
     assert gateway.usage_summary()["stages"]["item_profiles"]["calls"] < 50  # not 10 items x 51 attempts
@@ -114,8 +146,9 @@ def test_fallback_share_is_said_and_above_the_limit_fails(caplog):
     with pytest.raises(LLMFallbackError, match=r"6 of 100 .*above llm.max_fallback_share = 5%.*--retry-failed"):
         check_fallback_share("item-profiles", 6, 100, cfg, "template profiles")
     assert report_retried("item-profiles", 0) is None
-    assert report_retried("item-profiles", 3) == ("item-profiles: asked the LLM again for 3 unit(s) whose failure "
-                                                  "was memoised (llm.retry_failed)")
+    assert report_retried("item-profiles", 3) == (
+        "item-profiles: asked the LLM again for 3 unit(s) whose failure was memoised (llm.retry_failed)"
+    )
 
 
 def digit(messages) -> int:
@@ -150,8 +183,15 @@ def inject_faults(stub: StubLLM):
 
 
 def one_run(stub, tmp_path, **overrides):
-    cfg = settings(stub.api_base, tmp_path, max_retries=1, concurrency=4, max_fallback_share=1.0,
-                   max_consecutive_failures=100, **overrides)
+    cfg = settings(
+        stub.api_base,
+        tmp_path,
+        max_retries=1,
+        concurrency=4,
+        max_fallback_share=1.0,
+        max_consecutive_failures=100,
+        **overrides,
+    )
     gateway = LLMGateway(cfg)
     items = item_profiles(items_frame(24), ProfilesConfig(backend="llm"), gateway=gateway)
     inputs, recs = make_inputs(n_users=16), base_recs(n_users=16, length=8)

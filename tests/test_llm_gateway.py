@@ -125,7 +125,7 @@ def parse_answer(text: str) -> int:
     try:
         value = json.loads(text)["answer"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"expected JSON like {{\"answer\": 1}}, got {text[:40]!r}") from exc
+        raise ValueError(f'expected JSON like {{"answer": 1}}, got {text[:40]!r}') from exc
     if not isinstance(value, int):
         raise ValueError("answer must be an integer")
     return value
@@ -311,8 +311,11 @@ def test_a_request_cut_off_by_a_dying_client_is_not_recorded(stub, tmp_path, cut
 
     body = json.dumps({"model": "stub-model", "messages": [{"role": "user", "content": "never finished"}]}).encode()
     with socket.create_connection(("127.0.0.1", stub.port), timeout=5) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:cut])
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:cut]
+        )
         sock.shutdown(socket.SHUT_WR)
         assert sock.recv(1024) == b""  # closed without an answer
     assert stub.count == 0 and stub.requests == []

@@ -51,7 +51,7 @@ def test_local_source_parses_list_formats_and_falls_back(tmp_path):
     path = write_csv(
         tmp_path / "meta.csv.gz",
         "movie_id,tmdb_id,tmdb_title,overview,omdb_plot,tmdb_genres,keywords,director,actors\n"
-        '1,629,The Usual Suspects,Five crooks.,,Crime|Thriller,heist|twist ending,'
+        "1,629,The Usual Suspects,Five crooks.,,Crime|Thriller,heist|twist ending,"
         'Bryan Singer,"Gabriel Byrne, Kevin Spacey"\n'
         '2,807,Se7en,,Two detectives hunt.,"[{""id"": 80, ""name"": ""Crime""}]","[""serial killer""]",'
         "\"['David Fincher']\",\"['Brad Pitt', 'Morgan Freeman']\"\n"
@@ -68,7 +68,10 @@ def test_local_source_parses_list_formats_and_falls_back(tmp_path):
     }  # fmt: skip
     assert rows[1]["overview"] == "Two detectives hunt."  # omdb_plot fills a missing overview
     assert (rows[1]["genres"], rows[1]["keywords"], rows[1]["director"]) == (
-        ["Crime"], ["serial killer"], "David Fincher")
+        ["Crime"],
+        ["serial killer"],
+        "David Fincher",
+    )
     assert rows[1]["cast"] == ["Brad Pitt", "Morgan Freeman"]
     assert rows[2]["metadata_source"] == rows[3]["metadata_source"] == "movielens"  # empty row, absent row
     assert rows[2]["title"] == "Nowhere Film" and rows[2]["genres"] == ["Drama"] and rows[2]["overview"] is None

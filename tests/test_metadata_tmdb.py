@@ -24,8 +24,12 @@ SEARCH, SUSPECTS = "/3/search/movie", "/3/movie/629"
 def stub():
     s = TMDBStub()
     for m in (
-        movie(629, "The Usual Suspects", "1995-07-19",
-              genres=[{"id": 80, "name": "Crime"}, {"id": 53, "name": "Thriller"}]),
+        movie(
+            629,
+            "The Usual Suspects",
+            "1995-07-19",
+            genres=[{"id": 80, "name": "Crime"}, {"id": 53, "name": "Thriller"}],
+        ),
         movie(902, "The City of Lost Children", "1995-05-16", original_title="La Cité des enfants perdus"),
         movie(807, "Se7en", "1995-09-22"),
         movie(949, "Heat", "1996-01-10"),
@@ -134,8 +138,9 @@ def test_persistent_5xx_and_unreachable_server_raise_data_error(stub, tmp_path):
         with pytest.raises(DataError, match="after 2 retries"):
             client.movie_details(629)
         assert client.stats.requests == 3
-    cfg = TMDBConfig(api_base="http://127.0.0.1:9/3", cache_dir=str(tmp_path / "c2"), max_retries=1,
-                     backoff_seconds=0.01)
+    cfg = TMDBConfig(
+        api_base="http://127.0.0.1:9/3", cache_dir=str(tmp_path / "c2"), max_retries=1, backoff_seconds=0.01
+    )
     with TMDBClient(cfg, Credentials(api_key=API_KEY)) as client, pytest.raises(DataError) as err:
         client.movie_details(1)
     assert API_KEY not in str(err.value)
@@ -196,14 +201,22 @@ def test_rerun_is_served_from_cache_and_keys_hold_no_credentials(stub, tmp_path,
             1995,
         ),
         ("Seven (Se7en) (1995)", "Seven", ("Se7en",), 1995),
-        ("Professional, The (a.k.a. Leon: The Professional) (1994)", "The Professional", ("Leon: The Professional",),
-         1994),
+        (
+            "Professional, The (a.k.a. Leon: The Professional) (1994)",
+            "The Professional",
+            ("Leon: The Professional",),
+            1994,
+        ),
         ("Postino, Il (1994)", "Il Postino", (), 1994),
         ("Enfer, L' (1994)", "L'Enfer", (), 1994),
         ("Godfather: Part II, The (1974)", "The Godfather: Part II", (), 1974),
         ("Good, The Bad and The Ugly, The (1966)", "The Good, The Bad and The Ugly", (), 1966),
-        ("Land Before Time III: The Time of the Great Land Rush (1995) (V)",
-         "Land Before Time III: The Time of the Great Land Rush", (), 1995),
+        (
+            "Land Before Time III: The Time of the Great Land Rush (1995) (V)",
+            "Land Before Time III: The Time of the Great Land Rush",
+            (),
+            1995,
+        ),
         ("Toy Story (1995)", "Toy Story", (), 1995),
         ("unknown", "unknown", (), None),
     ],

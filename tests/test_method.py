@@ -6,15 +6,18 @@ from flows.config import load_config
 from rerank.method import Method
 
 
-@pytest.mark.parametrize("name, method", [
-    ("gat", Method("gat")),
-    ("bpr-mf", Method("bpr-mf")),
-    ("gat/no-cosine", Method("gat", variant="no-cosine")),
-    ("gat+bst", Method("gat", strategy="bst")),
-    ("gat-id+relevancy", Method("gat-id", strategy="relevancy")),
-    ("gat/llm-items+prompt", Method("gat", variant="llm-items", strategy="prompt")),
-    ("ease@sample", Method("ease", sample=True)),
-])
+@pytest.mark.parametrize(
+    "name, method",
+    [
+        ("gat", Method("gat")),
+        ("bpr-mf", Method("bpr-mf")),
+        ("gat/no-cosine", Method("gat", variant="no-cosine")),
+        ("gat+bst", Method("gat", strategy="bst")),
+        ("gat-id+relevancy", Method("gat-id", strategy="relevancy")),
+        ("gat/llm-items+prompt", Method("gat", variant="llm-items", strategy="prompt")),
+        ("ease@sample", Method("ease", sample=True)),
+    ],
+)
 def test_a_method_round_trips_through_its_stored_name(name, method):
     assert str(method) == name and Method.parse(name) == method and str(Method.parse(name)) == name
 
@@ -29,8 +32,14 @@ def test_the_kinds_of_method():
 
 
 def test_the_config_lists_its_methods_as_typed_identities():
-    cfg = load_config(None, {"models.names": ["popularity", "gat"], "rerank.base_models": ["gat"],
-                             "rerank.strategies": ["bst", "relevancy"], "ablations": [{"name": "no-cosine",
-                                                                                      "cosine_weight": 0.0}]})
+    cfg = load_config(
+        None,
+        {
+            "models.names": ["popularity", "gat"],
+            "rerank.base_models": ["gat"],
+            "rerank.strategies": ["bst", "relevancy"],
+            "ablations": [{"name": "no-cosine", "cosine_weight": 0.0}],
+        },
+    )
     assert cfg.methods() == ["popularity", "gat", "gat/no-cosine", "gat+bst", "gat+relevancy"]
     assert cfg.method_ids() == [Method.parse(m) for m in cfg.methods()]

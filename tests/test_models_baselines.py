@@ -53,8 +53,7 @@ def test_lightgcn_grid_keeps_the_best_validation_trial(lightgcn: LightGCNRecomme
     assert lightgcn.module is not None and lightgcn.module.num_layers == best["num_layers"]
 
 
-def test_early_stopping_stops_before_max_epochs_on_stalled_validation(
-        planted: tuple[FoldData, torch.Tensor]) -> None:
+def test_early_stopping_stops_before_max_epochs_on_stalled_validation(planted: tuple[FoldData, torch.Tensor]) -> None:
     # A large learning rate saturates validation within a few evaluations: training must stop early.
     cfg = FAST.model_copy(update={"max_epochs": 500, "eval_every": 2, "patience": 2})
     model = BPRMF(BPRMFConfig(learning_rate=0.1, weight_decay=0.0), cfg).fit(planted[0])

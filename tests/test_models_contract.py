@@ -24,8 +24,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "bpr_mf": {"learning_rate": [0.02], "weight_decay": [1e-4], "n_trials": 1},
     "lightgcn": {"num_layers": [2], "learning_rate": [0.02], "weight_decay": [1e-4], "n_trials": 1},
     "ngcf": {"num_layers": [2], "learning_rate": [0.02], "weight_decay": [1e-4], "n_trials": 1},
-    "als": {"factors": [8], "regularization": [0.1], "alpha": [5.0], "iterations": 15, "num_threads": 1,
-            "n_trials": 1},
+    "als": {"factors": [8], "regularization": [0.1], "alpha": [5.0], "iterations": 15, "num_threads": 1, "n_trials": 1},
     "ease": {"n_trials": 4},
     "itemknn": {"n_trials": 4, "neighbours": [5, 20]},
     "rp3beta": {"n_trials": 4, "neighbours": [5, 20]},
@@ -36,8 +35,9 @@ SMALL: dict[str, dict[str, Any]] = {
 
 def _settings() -> ModelsConfig:
     base = ModelsConfig(training=TRAINING)
-    return base.model_copy(update={field: getattr(base, field).model_copy(update=update)
-                                   for field, update in SMALL.items()})
+    return base.model_copy(
+        update={field: getattr(base, field).model_copy(update=update) for field, update in SMALL.items()}
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,8 +57,9 @@ def planted() -> tuple[FoldData, torch.Tensor]:
     direction = torch.tensor([[1.0] * 4 + [0.0] * 4, [0.0] * 4 + [1.0] * 4, [0.5] * 8])
     item_group = torch.tensor([0] * CLUSTER + [1] * CLUSTER + [2] * N_POP)
     features = lambda group: direction[group] + torch.randn(len(group), 8, generator=g)  # noqa: E731
-    return dataclasses.replace(data, user_features=features(torch.arange(data.n_users) % 2),
-                               item_features=features(item_group)), held
+    return dataclasses.replace(
+        data, user_features=features(torch.arange(data.n_users) % 2), item_features=features(item_group)
+    ), held
 
 
 def _fit(cls: type[Recommender], data: FoldData, seed: int = 0) -> Recommender:
@@ -92,7 +93,7 @@ def test_learns_the_planted_structure(fitted: Recommender, planted: tuple[FoldDa
     data, held = planted
     if isinstance(fitted, Popularity):  # not personalised: the items every user likes rank first
         scores = fitted.score(torch.tensor([0, 1]))
-        assert bool((scores[:, 2 * CLUSTER:].min(1).values > scores[:, :2 * CLUSTER].max(1).values).all())
+        assert bool((scores[:, 2 * CLUSTER :].min(1).values > scores[:, : 2 * CLUSTER].max(1).values).all())
         return
     assert held_out_auc(fitted, data, held) > 0.8  # random scores give 0.5, popularity about as much
 

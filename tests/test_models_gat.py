@@ -29,8 +29,16 @@ from tests.synthetic import planted_ratings
 
 N_USERS, N_ITEMS = 60, 40
 FAST = TrainingConfig(max_epochs=30, eval_every=5, patience=2, device="cpu")
-SMALL = GATConfig(hidden=16, heads=2, num_layers=2, learning_rate=0.01, batch_size=256, dropout=0.0,
-                  feature_dropout=0.0, selection_grid={})
+SMALL = GATConfig(
+    hidden=16,
+    heads=2,
+    num_layers=2,
+    learning_rate=0.01,
+    batch_size=256,
+    dropout=0.0,
+    feature_dropout=0.0,
+    selection_grid={},
+)
 
 
 def _features(n: int, group: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -42,19 +50,27 @@ def _features(n: int, group: torch.Tensor, generator: torch.Generator) -> torch.
 @pytest.fixture(scope="module")
 def planted() -> FoldData:
     ratings = planted_ratings(N_USERS, N_ITEMS, per_user=14, seed=0).with_columns(
-        (pl.col("user_id") - 1).alias("user_idx"), (pl.col("item_id") - 1).alias("item_idx"),
-        pl.col("rating").cast(pl.Float64))
+        (pl.col("user_id") - 1).alias("user_idx"),
+        (pl.col("item_id") - 1).alias("item_idx"),
+        pl.col("rating").cast(pl.Float64),
+    )
     # each user's last two liked ratings are the validation slice
-    ranked = ratings.with_columns(pl.col("timestamp").rank("ordinal", descending=True)
-                                  .over("user_idx", pl.col("rating") >= 4).alias("recent"))
+    ranked = ratings.with_columns(
+        pl.col("timestamp").rank("ordinal", descending=True).over("user_idx", pl.col("rating") >= 4).alias("recent")
+    )
     is_val = (pl.col("rating") >= 4) & (pl.col("recent") <= 2)
     columns = ["user_idx", "item_idx", "rating"]
     g = torch.Generator().manual_seed(0)
     user_group = torch.arange(1, N_USERS + 1) % 2  # even user ids (group 0) like the first half
     item_group = (torch.arange(N_ITEMS) >= N_ITEMS // 2).long()
-    return FoldData(n_users=N_USERS, n_items=N_ITEMS, train=ranked.filter(~is_val).select(columns),
-                    validation=ranked.filter(is_val).select(columns),
-                    user_features=_features(N_USERS, user_group, g), item_features=_features(N_ITEMS, item_group, g))
+    return FoldData(
+        n_users=N_USERS,
+        n_items=N_ITEMS,
+        train=ranked.filter(~is_val).select(columns),
+        validation=ranked.filter(is_val).select(columns),
+        user_features=_features(N_USERS, user_group, g),
+        item_features=_features(N_ITEMS, item_group, g),
+    )
 
 
 def own_half_share(model: Recommender, data: FoldData, k: int = 5) -> float:
@@ -72,8 +88,15 @@ def fitted(request: pytest.FixtureRequest, planted: FoldData) -> GATRecommender:
     if request.param == "normalised":
         cfg = SMALL.model_copy(update={"cosine_weight": 0.5})
     else:
-        cfg = SMALL.model_copy(update={"layer": "conv", "backend": request.param, "cosine_weight": 0.5,
-                                       "loss": "bpr", "hard_negative_share": 0.3})
+        cfg = SMALL.model_copy(
+            update={
+                "layer": "conv",
+                "backend": request.param,
+                "cosine_weight": 0.5,
+                "loss": "bpr",
+                "hard_negative_share": 0.3,
+            }
+        )
     return GATRecommender(cfg, FAST).fit(planted)
 
 
@@ -90,7 +113,7 @@ def test_both_backends_learn_the_planted_groups(fitted: GATRecommender, planted:
 def test_scores_are_dot_products_of_the_final_vectors(fitted: GATRecommender, planted: FoldData) -> None:
     users = torch.arange(planted.n_users)
     emb = fitted._embedding
-    assert emb is not None and torch.allclose(fitted.score(users[:3]), emb[:3] @ emb[planted.n_users:].T)
+    assert emb is not None and torch.allclose(fitted.score(users[:3]), emb[:3] @ emb[planted.n_users :].T)
 
 
 def test_gat_id_needs_no_features(planted: FoldData) -> None:
@@ -115,14 +138,16 @@ def test_negative_edges_are_a_second_bidirectional_relation(planted: FoldData) -
     n_users = planted.n_users
     as_set = lambda e: set(zip(*e.tolist(), strict=True))  # noqa: E731
     pos, neg = planted.positive_pairs, planted.negative_pairs
-    assert as_set(signed.positive) == as_set(torch.stack([pos[0], pos[1] + n_users])) \
-        | as_set(torch.stack([pos[1] + n_users, pos[0]]))
-    assert as_set(signed.negative) == as_set(torch.stack([neg[0], neg[1] + n_users])) \
-        | as_set(torch.stack([neg[1] + n_users, neg[0]]))
+    assert as_set(signed.positive) == as_set(torch.stack([pos[0], pos[1] + n_users])) | as_set(
+        torch.stack([pos[1] + n_users, pos[0]])
+    )
+    assert as_set(signed.negative) == as_set(torch.stack([neg[0], neg[1] + n_users])) | as_set(
+        torch.stack([neg[1] + n_users, neg[0]])
+    )
     neutral = planted.train.filter((pl.col("rating") > 2) & (pl.col("rating") < 4))
-    assert neutral.height > 0 and not as_set(torch.tensor([neutral["user_idx"].to_list(),
-                                                           (neutral["item_idx"] + n_users).to_list()])) \
-        & (as_set(signed.positive) | as_set(signed.negative))
+    assert neutral.height > 0 and not as_set(
+        torch.tensor([neutral["user_idx"].to_list(), (neutral["item_idx"] + n_users).to_list()])
+    ) & (as_set(signed.positive) | as_set(signed.negative))
     unsigned = build_signed_graph(planted, negative_edges=False)
     assert list(unsigned.relations()) == ["positive"] and torch.equal(unsigned.positive, signed.positive)
     # the dislikes reach the layer's output through their own convolution
@@ -130,8 +155,9 @@ def test_negative_edges_are_a_second_bidirectional_relation(planted: FoldData) -
     layer = SignedGATLayer("pyg", 8, 2, ["positive", "negative"]).eval()
     h = torch.randn(signed.n_nodes, 8)
     with_neg = layer(h, signed.to_backend("pyg", torch.device("cpu")))
-    without = layer(h, {**signed.to_backend("pyg", torch.device("cpu")),
-                        "negative": torch.empty(2, 0, dtype=torch.long)})
+    without = layer(
+        h, {**signed.to_backend("pyg", torch.device("cpu")), "negative": torch.empty(2, 0, dtype=torch.long)}
+    )
     changed = (with_neg - without).abs().sum(1) > 1e-6
     assert torch.equal(changed, torch.isin(torch.arange(signed.n_nodes), signed.negative[1]))
 
@@ -163,8 +189,14 @@ def test_full_softmax_per_distinct_user_equals_the_per_pair_softmax(cosine: bool
         u = table.clone().requires_grad_(True)
         loss = full_softmax_loss(u[users], items, positive, 0.2, cosine, users=grouped)
         expected = torch.nn.functional.cross_entropy(
-            (torch.nn.functional.normalize(u[users], dim=-1) @ torch.nn.functional.normalize(items, dim=-1).T
-             if cosine else u[users] @ items.T) / 0.2, positive)
+            (
+                torch.nn.functional.normalize(u[users], dim=-1) @ torch.nn.functional.normalize(items, dim=-1).T
+                if cosine
+                else u[users] @ items.T
+            )
+            / 0.2,
+            positive,
+        )
         assert torch.isclose(loss, expected, atol=1e-5)
         grads.append(torch.autograd.grad(loss, [u, items]))
     for a, b in zip(*grads, strict=True):
@@ -221,8 +253,10 @@ def test_mean_readout_averages_the_input_and_every_layer(planted: FoldData) -> N
     with torch.no_grad():
         net.negative_gate.fill_(0.5)
     h0 = net.ids + net.projection(net.features)
-    layer = lambda i, h: net.layers[i]["positive"](h, graphs["positive"]) \
-        + 0.5 * net.layers[i]["negative"](h, graphs["negative"])  # noqa: E731
+
+    def layer(i, h):
+        return net.layers[i]["positive"](h, graphs["positive"]) + 0.5 * net.layers[i]["negative"](h, graphs["negative"])
+
     h1 = layer(0, h0)
     h2 = layer(1, h1)
     assert torch.allclose(net(graphs), (h0 + h1 + h2) / 3, atol=1e-6)
@@ -251,8 +285,11 @@ def test_untrained_attention_is_lightgcn_propagation(planted: FoldData, attentio
     from models.gat.attention import edge_softmax
 
     weights = edge_softmax(logits, edges.dst, signed.n_nodes) * edges.scale.unsqueeze(1)
-    per_edge = torch.zeros(signed.n_nodes, 2, 4).index_add_(0, edges.dst, h.view(-1, 2, 4)[edges.src]
-                                                          * weights.unsqueeze(-1)).view(-1, 8)
+    per_edge = (
+        torch.zeros(signed.n_nodes, 2, 4)
+        .index_add_(0, edges.dst, h.view(-1, 2, 4)[edges.src] * weights.unsqueeze(-1))
+        .view(-1, 8)
+    )
     assert torch.allclose(static(h, edges), per_edge, atol=1e-5) and not torch.allclose(per_edge, expected)
 
 
@@ -265,14 +302,20 @@ def popularity_fold(seed: int = 0, n_users: int = 80, n_items: int = 40) -> Fold
     for u in range(n_users):
         own = np.arange(0, half) if u < n_users * 3 // 4 else np.arange(half, n_items)
         other = np.setdiff1d(np.arange(n_items), own)
-        likes = np.concatenate([own[rng.random(half) < np.linspace(0.9, 0.05, half)],
-                                other[rng.random(half) < 0.05]])
+        likes = np.concatenate([own[rng.random(half) < np.linspace(0.9, 0.05, half)], other[rng.random(half) < 0.05]])
         rng.shuffle(likes)
         n_val = max(1, len(likes) // 5)
         validation += [(u, int(i), 5.0) for i in likes[:n_val]]
         train += [(u, int(i), 5.0) for i in likes[n_val:]]
-    frame = lambda rows: pl.DataFrame(rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64,  # noqa: E731
-                                                    "rating": pl.Float64}, orient="row")
+    frame = lambda rows: pl.DataFrame(  # noqa: E731
+        rows,
+        schema={
+            "user_idx": pl.Int64,
+            "item_idx": pl.Int64,
+            "rating": pl.Float64,
+        },
+        orient="row",
+    )
     return FoldData(n_users=n_users, n_items=n_items, train=frame(train), validation=frame(validation))
 
 
@@ -281,8 +324,9 @@ def test_vector_norms_carry_popularity() -> None:
     norm-free model, as LayerNorm'd vectors are) lose much of it: the norm carries the degree signal."""
     data = popularity_fold()
     training = TrainingConfig(max_epochs=60, eval_every=5, patience=3, device="cpu")
-    cfg = GATConfig(hidden=16, heads=2, num_layers=2, attention="static", negative_edges=False, learning_rate=0.01,
-                    batch_size=256)
+    cfg = GATConfig(
+        hidden=16, heads=2, num_layers=2, attention="static", negative_edges=False, learning_rate=0.01, batch_size=256
+    )
     model = GATIDRecommender(cfg, training).fit(data)
     fitted = validation_ndcg(model, data)
     assert fitted > validation_ndcg(Popularity().fit(data), data) + 0.1

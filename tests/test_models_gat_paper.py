@@ -17,8 +17,13 @@ from tests.synthetic import planted_fold
 def test_paper_settings_match_the_authors_code() -> None:
     cfg = ModelsConfig().gat_paper
     assert cfg == PAPER_GAT
-    assert (cfg.layer, cfg.attention, cfg.layer_heads, cfg.hidden, cfg.readout) == ("conv", "gatv2", [4, 4, 1], 64,
-                                                                                      "last")
+    assert (cfg.layer, cfg.attention, cfg.layer_heads, cfg.hidden, cfg.readout) == (
+        "conv",
+        "gatv2",
+        [4, 4, 1],
+        64,
+        "last",
+    )
     assert cfg.edge_ratings and cfg.trainable_features and not cfg.negative_edges
     assert (cfg.learning_rate, cfg.weight_decay, cfg.lr_factor, cfg.lr_patience) == (1e-3, 1e-5, 0.4, 5)
     assert cfg.dropout == cfg.attention_dropout == cfg.feature_dropout == 0.0
@@ -37,7 +42,7 @@ def test_paper_network_reads_every_rating_with_its_value() -> None:
     assert sorted(set(graph.ratings.tolist())) == sorted(set(data.train["rating"].to_list()))
     g = torch.Generator().manual_seed(0)
     features = torch.randn(data.n_users + data.n_items, 12, generator=g)
-    fold = dataclasses.replace(data, user_features=features[:data.n_users], item_features=features[data.n_users:])
+    fold = dataclasses.replace(data, user_features=features[: data.n_users], item_features=features[data.n_users :])
     training = TrainingConfig(max_epochs=4, eval_every=2, patience=2, device="cpu")
     model = GATPaperRecommender(training=training).fit(fold)
     network = model.network

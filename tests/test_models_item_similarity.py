@@ -17,15 +17,18 @@ from models.itemknn import ItemKNNRecommender
 from models.rp3beta import RP3betaRecommender, rp3beta_weights
 
 # 4 users x 5 items; item 4 has no positive, one rating (user 3, item 0) is below the positive threshold.
-RATINGS = [(0, 0, 5), (0, 1, 4), (0, 2, 4), (1, 1, 5), (1, 3, 4), (2, 0, 4), (2, 2, 5), (2, 3, 5), (3, 2, 4),
-           (3, 0, 2)]
+RATINGS = [(0, 0, 5), (0, 1, 4), (0, 2, 4), (1, 1, 5), (1, 3, 4), (2, 0, 4), (2, 2, 5), (2, 3, 5), (3, 2, 4), (3, 0, 2)]
 X = np.array([[1, 1, 1, 0, 0], [0, 1, 0, 1, 0], [1, 0, 1, 1, 0], [0, 0, 1, 0, 0]], dtype=float)
 
 
 def tiny_fold(validation: list[tuple[int, int, float]] | None = None) -> FoldData:
     schema = {"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64}
-    return FoldData(n_users=4, n_items=5, train=pl.DataFrame(RATINGS, schema=schema, orient="row"),
-                    validation=pl.DataFrame(validation or [(0, 3, 5.0)], schema=schema, orient="row"))
+    return FoldData(
+        n_users=4,
+        n_items=5,
+        train=pl.DataFrame(RATINGS, schema=schema, orient="row"),
+        validation=pl.DataFrame(validation or [(0, 3, 5.0)], schema=schema, orient="row"),
+    )
 
 
 def random_fold(n_users: int = 40, n_items: int = 9, seed: int = 0) -> tuple[FoldData, np.ndarray]:
@@ -35,8 +38,12 @@ def random_fold(n_users: int = 40, n_items: int = 9, seed: int = 0) -> tuple[Fol
     ratings = rng.integers(1, 6, (n_users, n_items))
     rows = [(u, i, float(ratings[u, i])) for u, i in zip(*np.nonzero(rated), strict=True)]
     schema = {"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64}
-    data = FoldData(n_users=n_users, n_items=n_items, train=pl.DataFrame(rows, schema=schema, orient="row"),
-                    validation=pl.DataFrame([rows[0]], schema=schema, orient="row"))
+    data = FoldData(
+        n_users=n_users,
+        n_items=n_items,
+        train=pl.DataFrame(rows, schema=schema, orient="row"),
+        validation=pl.DataFrame([rows[0]], schema=schema, orient="row"),
+    )
     return data, (rated & (ratings >= 4)).astype(float)
 
 
@@ -70,7 +77,7 @@ def test_ease_matches_the_closed_form_on_a_4x5_example() -> None:
 
 
 def brute_force_cosine_knn(x: np.ndarray, k: int) -> np.ndarray:
-    norms = np.sqrt((x ** 2).sum(0))
+    norms = np.sqrt((x**2).sum(0))
     unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
     return keep_top_k_per_row(unit.T @ unit, k)
 

@@ -77,8 +77,12 @@ def test_ngcf_layer_matches_the_propagation_rule() -> None:
     lap = adj.to_dense()
     side = lap @ e0
     e1 = torch.nn.functional.leaky_relu(
-        (side + e0) @ module.w1[0].weight.T + module.w1[0].bias + (side * e0) @ module.w2[0].weight.T
-        + module.w2[0].bias, LEAKY_SLOPE)
+        (side + e0) @ module.w1[0].weight.T
+        + module.w1[0].bias
+        + (side * e0) @ module.w2[0].weight.T
+        + module.w2[0].bias,
+        LEAKY_SLOPE,
+    )
     out = module(adj)
     assert out.shape == (6, 8)
     assert torch.allclose(out[:, :4], e0) and torch.allclose(out[:, 4:], torch.nn.functional.normalize(e1))
@@ -113,16 +117,19 @@ def test_registry_and_settings_give_each_model_its_section() -> None:
     assert {"ngcf", "als"} <= set(ModelsConfig().names)
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ({"models.ngcf.num_layers": []}, "should have at least 1 item"),
-    ({"models.ngcf.num_layers": [0]}, "greater than or equal to 1"),
-    ({"models.ngcf.message_dropout": 1.0}, "less than 1"),
-    ({"models.als.alpha": [-1.0]}, "greater than or equal to 0"),
-    ({"models.als.factors": []}, "should have at least 1 item"),
-    ({"models.lightgcn.learning_rate": [0.0]}, "greater than 0"),
-    ({"models.als.iterations": 0}, "greater than or equal to 1"),
-    ({"models.als.factor": [8]}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"models.ngcf.num_layers": []}, "should have at least 1 item"),
+        ({"models.ngcf.num_layers": [0]}, "greater than or equal to 1"),
+        ({"models.ngcf.message_dropout": 1.0}, "less than 1"),
+        ({"models.als.alpha": [-1.0]}, "greater than or equal to 0"),
+        ({"models.als.factors": []}, "should have at least 1 item"),
+        ({"models.lightgcn.learning_rate": [0.0]}, "greater than 0"),
+        ({"models.als.iterations": 0}, "greater than or equal to 1"),
+        ({"models.als.factor": [8]}, "Extra inputs are not permitted"),
+    ],
+)
 def test_bad_settings_are_rejected_clearly(override: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         load_config(overrides=override)

@@ -24,11 +24,13 @@ from models.training import (
 )
 
 
-def _fold(train: list[tuple[int, int, float]], validation: list[tuple[int, int, float]], n_users: int,
-          n_items: int) -> FoldData:
+def _fold(
+    train: list[tuple[int, int, float]], validation: list[tuple[int, int, float]], n_users: int, n_items: int
+) -> FoldData:
     def frame(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
-        return pl.DataFrame(rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64},
-                            orient="row")
+        return pl.DataFrame(
+            rows, schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "rating": pl.Float64}, orient="row"
+        )
 
     return FoldData(n_users=n_users, n_items=n_items, train=frame(train), validation=frame(validation))
 
@@ -96,8 +98,12 @@ def test_ndcg_at_k_by_hand() -> None:
 def test_validation_ndcg_excludes_train_and_skips_users_without_positives() -> None:
     # user 0 trained on item 0 (top scored: must be skipped), validation positive item 1 -> perfect.
     # user 1 has only a neutral validation rating -> not averaged. user 2: positive item 3 ranked 2nd of 4.
-    data = _fold(train=[(0, 0, 5.0), (1, 0, 4.0), (2, 2, 1.0)],
-                 validation=[(0, 1, 5.0), (1, 2, 3.0), (2, 3, 4.0)], n_users=3, n_items=4)
+    data = _fold(
+        train=[(0, 0, 5.0), (1, 0, 4.0), (2, 2, 1.0)],
+        validation=[(0, 1, 5.0), (1, 2, 3.0), (2, 3, 4.0)],
+        n_users=3,
+        n_items=4,
+    )
     scores = torch.tensor([[9.0, 8.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 9.0, 10.0, 8.0]])
     got = validation_ndcg(_FixedScores(scores), data, k=10)
     assert got == pytest.approx((1.0 + 1 / math.log2(3)) / 2)
@@ -125,8 +131,7 @@ class _EmbeddingBPR(BPRTraining[torch.nn.Embedding]):
 
     def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         e = self.module.weight
-        return -torch.nn.functional.logsigmoid((e[users] * e[pos + 4]).sum(-1)
-                                               - (e[users] * e[neg + 4]).sum(-1)).mean()
+        return -torch.nn.functional.logsigmoid((e[users] * e[pos + 4]).sum(-1) - (e[users] * e[neg + 4]).sum(-1)).mean()
 
     def scorer(self) -> Scores:
         e = self.module.weight
@@ -147,8 +152,12 @@ class _ScriptedTrainer(Trainer):
 
 
 def test_trainer_stops_on_stalled_validation_and_restores_best_epoch() -> None:
-    data = _fold(train=[(u, i, 5.0) for u in range(4) for i in range(u, u + 3)],
-                 validation=[(u, (u + 4) % 8, 5.0) for u in range(4)], n_users=4, n_items=8)
+    data = _fold(
+        train=[(u, i, 5.0) for u in range(4) for i in range(u, u + 3)],
+        validation=[(u, (u + 4) % 8, 5.0) for u in range(4)],
+        n_users=4,
+        n_items=8,
+    )
     cfg = TrainingConfig(max_epochs=100, eval_every=2, patience=3, batch_size=4)
     model = _EmbeddingBPR(0.1, cfg.batch_size, torch.device("cpu"))
     scripted = [0.1, 0.3, 0.2, 0.2, 0.25, 0.9, 0.9]
@@ -162,8 +171,12 @@ def test_trainer_stops_on_stalled_validation_and_restores_best_epoch() -> None:
 
 
 def test_trainer_scores_validation_through_the_module_in_training() -> None:
-    data = _fold(train=[(u, i, 5.0) for u in range(4) for i in range(u, u + 3)],
-                 validation=[(u, (u + 4) % 8, 5.0) for u in range(4)], n_users=4, n_items=8)
+    data = _fold(
+        train=[(u, i, 5.0) for u in range(4) for i in range(u, u + 3)],
+        validation=[(u, (u + 4) % 8, 5.0) for u in range(4)],
+        n_users=4,
+        n_items=8,
+    )
     cfg = TrainingConfig(max_epochs=4, eval_every=2, patience=5, batch_size=4)
     model = _EmbeddingBPR(0.1, cfg.batch_size, torch.device("cpu"))
     log = Trainer(data, cfg).fit(model)

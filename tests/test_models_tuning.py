@@ -66,7 +66,8 @@ def test_a_grid_within_the_budget_is_searched_exhaustively_once(data: FoldData) 
     _, log = run(space, objective, data, n_trials=20)
     assert grid_points(space) == 6 and log.search == {**log.search, "sampler": "grid", "budget": 6, "trials": 6}
     assert sorted((p["x"], p["name"]) for p in objective.calls) == sorted(
-        (x, n) for x in [1.0, 10.0, 100.0] for n in ["a", "b"])
+        (x, n) for x in [1.0, 10.0, 100.0] for n in ["a", "b"]
+    )
     assert log.hyperparameters["x"] == 10.0
     # a larger grid than the budget is sampled, never exceeding it
     objective = Objective()
@@ -127,8 +128,7 @@ def popular_versus_niche_fold() -> tuple[FoldData, pl.DataFrame]:
         train += [(u, int(i), 5.0, False) for i in liked_niche[:2]]
         validation.append((u, int(liked_popular[6]), 5.0, True))
         test.append((u, int(liked_niche[2]), 5.0))
-    frame = pl.DataFrame(train + validation, schema=["user_idx", "item_idx", "rating", "is_validation"],
-                         orient="row")
+    frame = pl.DataFrame(train + validation, schema=["user_idx", "item_idx", "rating", "is_validation"], orient="row")
     return fold_data(frame, 60, 40), pl.DataFrame(test, schema=["user_idx", "item_idx", "rating"], orient="row")
 
 
@@ -150,8 +150,13 @@ def test_selection_follows_validation_even_when_test_disagrees() -> None:
 
 
 def test_search_spaces_accept_lists_ranges_and_single_values() -> None:
-    cfg = load_config(overrides={"models.als.regularization": {"low": 1.0, "high": 100.0, "log": True},
-                                 "models.bpr_mf.learning_rate": 0.01, "models.ease.l2": [100.0, 500.0]})
+    cfg = load_config(
+        overrides={
+            "models.als.regularization": {"low": 1.0, "high": 100.0, "log": True},
+            "models.bpr_mf.learning_rate": 0.01,
+            "models.ease.l2": [100.0, 500.0],
+        }
+    )
     assert cfg.models.als.regularization == FloatRange(low=1.0, high=100.0, log=True)
     assert cfg.models.bpr_mf.learning_rate == [0.01] and cfg.models.ease.l2 == [100.0, 500.0]
     with pytest.raises(ValueError, match="below low"):
@@ -174,8 +179,14 @@ def test_the_choice_per_fold_reaches_training_json_and_the_report(tmp_path, data
         logs.append({"model": "ease", "fold": fold, **log.as_dict()})
     names = ["popularity", "ease"]
     run_dir = tmp_path / "run"
-    write_run_report(run_dir, config(names, tmp_path), per_user_frame({"popularity": 0.0, "ease": 0.05}),
-                     catalog_frame(names), pl.DataFrame({"x": [1]}), logs)
+    write_run_report(
+        run_dir,
+        config(names, tmp_path),
+        per_user_frame({"popularity": 0.0, "ease": 0.05}),
+        catalog_frame(names),
+        pl.DataFrame({"x": [1]}),
+        logs,
+    )
     stored = json.loads((run_dir / "training.json").read_text())
     assert [s["hyperparameters"] for s in stored] == [logs[0]["hyperparameters"], {"l2": 3.0}]
     assert len(stored[0]["trials"]) == 2 and stored[0]["search"]["sampler"] == "grid"

@@ -52,14 +52,26 @@ def test_a_planted_key_reaches_the_llm_and_no_output(tmp_path, monkeypatch, capf
     try:
         with StubLLM(reply=schema_reply) as stub:
             monkeypatch.setenv(KEY_ENV, key)
-            cfg = load_config(None, {
-                "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3,
-                "split.folds": [1], "split.official": False, "models.names": ["popularity"],
-                "evaluation.n_recommendations": 20, "evaluation.protocols": ["full"],
-                "llm.model": "openai/stub-model", "llm.api_base": stub.api_base, "llm.api_key_env": KEY_ENV,
-                "profiles.backend": "llm", "rerank.strategies": [],
-                "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "leak",
-            })
+            cfg = load_config(
+                None,
+                {
+                    "dataset.name": "csv",
+                    "dataset.ratings_path": str(ratings),
+                    "split.n_folds": 3,
+                    "split.folds": [1],
+                    "split.official": False,
+                    "models.names": ["popularity"],
+                    "evaluation.n_recommendations": 20,
+                    "evaluation.protocols": ["full"],
+                    "llm.model": "openai/stub-model",
+                    "llm.api_base": stub.api_base,
+                    "llm.api_key_env": KEY_ENV,
+                    "profiles.backend": "llm",
+                    "rerank.strategies": [],
+                    "artifacts_dir": str(tmp_path / "artifacts"),
+                    "run_name": "leak",
+                },
+            )
             state = experiment(cfg, return_state=True)
             assert state.is_completed(), state
             assert stub.api_keys == {key}  # the key was looked up and sent to the provider, and only there
@@ -89,8 +101,13 @@ def test_a_planted_key_reaches_the_llm_and_no_output(tmp_path, monkeypatch, capf
         api_logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
     assert run.parameters["config"]["llm"]["api_key_env"] == KEY_ENV
     assert {"experiment-report", "llm-cost"} <= {a.key for a in artifacts}
-    seen = json.dumps([run.model_dump(mode="json"), [a.model_dump(mode="json") for a in artifacts],
-                       [entry.model_dump(mode="json") for entry in api_logs]])
+    seen = json.dumps(
+        [
+            run.model_dump(mode="json"),
+            [a.model_dump(mode="json") for a in artifacts],
+            [entry.model_dump(mode="json") for entry in api_logs],
+        ]
+    )
     assert api_logs and key not in seen
 
 
@@ -105,8 +122,9 @@ def test_a_prefect_secret_block_supplies_the_key_at_call_time(tmp_path, monkeypa
     Secret(value=key).save(block)
     assert resolve_secret(name) == key
     with StubLLM(reply=lambda messages: "hi") as stub:
-        cfg = LLMConfig(model="openai/stub-model", api_base=stub.api_base, api_key_env=name,
-                        cache_dir=str(tmp_path / "cache"))
+        cfg = LLMConfig(
+            model="openai/stub-model", api_base=stub.api_base, api_key_env=name, cache_dir=str(tmp_path / "cache")
+        )
         assert name in cfg.model_dump_json() and key not in cfg.model_dump_json()
         with LLMGateway(cfg) as gateway:
             gateway.preflight()

@@ -52,12 +52,17 @@ def test_a_served_deployment_runs_on_a_real_server(tmp_path):
             except (TimeoutError, RuntimeError) as exc:
                 pytest.skip(f"no Prefect server on 127.0.0.1: {exc}\n{_tail(server_log)}")
 
-            config = {"dataset": {"name": "csv", "ratings_path": str(ratings)},
-                      "split": {"n_folds": 3, "folds": [1, 2], "official": False},
-                      "models": {"names": ["popularity", "bpr-mf"], "training": {"max_epochs": 5}},
-                      "evaluation": {"n_recommendations": 20, "protocols": ["full"]},
-                      "semantic": False, "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "served"}
+            config = {
+                "dataset": {"name": "csv", "ratings_path": str(ratings)},
+                "split": {"n_folds": 3, "folds": [1, 2], "official": False},
+                "models": {"names": ["popularity", "bpr-mf"], "training": {"max_epochs": 5}},
+                "evaluation": {"n_recommendations": 20, "protocols": ["full"]},
+                "semantic": False,
+                "artifacts_dir": str(tmp_path / "artifacts"),
+                "run_name": "served",
+            }
             with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+
                 def deployment():
                     assert serving.poll() is None, f"serving process exited:\n{_tail(serving_log)}"
                     try:
@@ -80,8 +85,9 @@ def test_a_served_deployment_runs_on_a_real_server(tmp_path):
 
                 artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
                 by_key = {a.key: a for a in artifacts}
-                assert {"experiment-results", "experiment-summary", "experiment-report",
-                        "experiment-folder"} <= set(by_key)
+                assert {"experiment-results", "experiment-summary", "experiment-report", "experiment-folder"} <= set(
+                    by_key
+                )
                 table = json.loads(by_key["experiment-results"].data)
                 assert {row["model"] for row in table} == {"popularity", "bpr-mf"}
                 run_dir = (tmp_path / "artifacts" / "served").resolve()

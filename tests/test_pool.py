@@ -59,4 +59,5 @@ def test_a_stop_request_ends_an_isolated_job_at_once(two_workers):
         finally:
             STOP.clear()
     assert not multiprocessing.active_children() or all(
-        not p.name.startswith("isolated-") for p in multiprocessing.active_children())
+        not p.name.startswith("isolated-") for p in multiprocessing.active_children()
+    )

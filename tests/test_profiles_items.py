@@ -27,8 +27,9 @@ def test_template_item_profiles_are_deterministic_and_labelled():
 
 
 def test_dataset_items_shape_is_accepted():
-    ds_items = pl.DataFrame({"item_idx": [0], "item_id": [1], "title": ["Heat (1995)"], "year": [1995],
-                             "genres": ["Action|Crime"]})
+    ds_items = pl.DataFrame(
+        {"item_idx": [0], "item_id": [1], "title": ["Heat (1995)"], "year": [1995], "genres": ["Action|Crime"]}
+    )
     meta = normalise_items(ds_items)
     assert meta["genres"].to_list() == [["Action", "Crime"]] and meta["keywords"].to_list() == [[]]
     assert "Crime" in item_profiles(ds_items, ProfilesConfig()).frame["profile"][0]

@@ -55,8 +55,9 @@ def test_precomputed_items_map_by_movielens_id():
 
 @needs_files
 def test_precomputed_users_for_fold_one():
-    users = pl.DataFrame({"user_idx": range(N_USERS), "user_id": range(1, N_USERS + 1)},
-                         schema_overrides={"user_idx": pl.Int32})
+    users = pl.DataFrame(
+        {"user_idx": range(N_USERS), "user_id": range(1, N_USERS + 1)}, schema_overrides={"user_idx": pl.Int32}
+    )
     train = [(u, u % 20, 5.0, 1) for u in range(N_USERS)]
     result = user_profiles(fold(train), _items(), _cfg(representation="integrated"), id_map=users)
     assert result.frame.height == N_USERS

@@ -33,21 +33,32 @@ def per_user_frame(shift: dict[str, float], folds=(1, 2), seed: int = 0) -> pl.D
                         for model, delta in shift.items():
                             noise = rng.normal(0, 0.01, N_USERS) if delta else np.zeros(N_USERS)
                             for u in users:
-                                rows.append((model, fold, protocol, segment, metric, k, u,
-                                             float(base[u] + delta + noise[u])))
-    return pl.DataFrame(rows, orient="row", schema=["model", "fold", "protocol", "segment", "metric", "k",
-                                                    "user_idx", "value"])
+                                rows.append(
+                                    (model, fold, protocol, segment, metric, k, u, float(base[u] + delta + noise[u]))
+                                )
+    return pl.DataFrame(
+        rows, orient="row", schema=["model", "fold", "protocol", "segment", "metric", "k", "user_idx", "value"]
+    )
 
 
 def catalog_frame(models, folds=(1, 2)) -> pl.DataFrame:
-    return pl.DataFrame([(m, f, p, "all", "coverage", 10, 0.3) for m in models for f in folds
-                         for p in ("full", "paper")], orient="row",
-                        schema=["model", "fold", "protocol", "segment", "metric", "k", "value"])
+    return pl.DataFrame(
+        [(m, f, p, "all", "coverage", 10, 0.3) for m in models for f in folds for p in ("full", "paper")],
+        orient="row",
+        schema=["model", "fold", "protocol", "segment", "metric", "k", "value"],
+    )
 
 
 def config(names: list[str], tmp_path: Path) -> RunSettings:
-    cfg = load_config(None, {"models.names": ["popularity", "bpr-mf", "lightgcn"], "evaluation.reference": "lightgcn",
-                             "artifacts_dir": str(tmp_path), "rerank.strategies": []})
+    cfg = load_config(
+        None,
+        {
+            "models.names": ["popularity", "bpr-mf", "lightgcn"],
+            "evaluation.reference": "lightgcn",
+            "artifacts_dir": str(tmp_path),
+            "rerank.strategies": [],
+        },
+    )
     # Reranked and ablated methods are named by their producers; the report takes any name.
     return replace(run_settings(resolve_auto(cfg)), methods=tuple(Method.parse(n) for n in names))
 
@@ -69,34 +80,84 @@ def table_row(report: str, section: str, model: str) -> str:
 
 
 def test_report_with_rerankers_ablations_costs_and_explanations(tmp_path):
-    shift = {"lightgcn": 0.0, "bpr-mf": -0.05, "gat": 0.0, "gat+relevancy": 0.08, "gat+bst": 0.0,
-             "gat/no-cosine": -0.06}
+    shift = {
+        "lightgcn": 0.0,
+        "bpr-mf": -0.05,
+        "gat": 0.0,
+        "gat+relevancy": 0.08,
+        "gat+bst": 0.0,
+        "gat/no-cosine": -0.06,
+    }
     names = list(shift)
     per_user = per_user_frame(shift)
-    cost = pl.DataFrame({"model": ["gat+relevancy", "gat+relevancy", "gat+bst"], "fold": [1, 2, 1],
-                         "users": [30, 30, 30], "calls": [60, 60, 300], "prompt_tokens": [6000, 6000, 9000],
-                         "completion_tokens": [600, 600, 900], "cache_hits": [0, 5, 0], "repairs": [1, 0, 0],
-                         "fallbacks": [0, 0, 2]})
-    texts = {(u, r): f"Because user {u} loves slow-burn noir, item rank {r} fits."
-             for u in (7, 3, 9, 1) for r in (1, 2, 3, 4)}
-    explanations = pl.DataFrame([("gat+relevancy", 1, u, 100 + r, r, t) for (u, r), t in texts.items()], orient="row",
-                                schema=["model", "fold", "user_id", "item_id", "rank", "explanation"])
+    cost = pl.DataFrame(
+        {
+            "model": ["gat+relevancy", "gat+relevancy", "gat+bst"],
+            "fold": [1, 2, 1],
+            "users": [30, 30, 30],
+            "calls": [60, 60, 300],
+            "prompt_tokens": [6000, 6000, 9000],
+            "completion_tokens": [600, 600, 900],
+            "cache_hits": [0, 5, 0],
+            "repairs": [1, 0, 0],
+            "fallbacks": [0, 0, 2],
+        }
+    )
+    texts = {
+        (u, r): f"Because user {u} loves slow-burn noir, item rank {r} fits."
+        for u in (7, 3, 9, 1)
+        for r in (1, 2, 3, 4)
+    }
+    explanations = pl.DataFrame(
+        [("gat+relevancy", 1, u, 100 + r, r, t) for (u, r), t in texts.items()],
+        orient="row",
+        schema=["model", "fold", "user_id", "item_id", "rank", "explanation"],
+    )
     titles = pl.DataFrame({"item_id": [101, 102, 103], "title": ["Chinatown (1974)", "Vertigo (1958)", "Heat (1995)"]})
     run_dir = tmp_path / "run"
-    semantic = {"metadata": {"summary": "40 items"}, "profiles": {"items": {"counts": {"llm": 40}, "llm_usage": {
-        "total": {"calls": 40, "cache_hits": 3, "prompt_tokens": 4000, "completion_tokens": 800, "cost_usd": 0.01}}}},
-        "embeddings": {"items": {"counts": {"embedded": 40}}}}
-    write_run_report(run_dir, config(names, tmp_path), per_user, catalog_frame(names), pl.DataFrame({"x": [1]}),
-                     [{"model": "gat", "fold": 1, "epochs_run": 12}], semantic, None,
-                     RerankOutcome(explanations, cost, {}), titles)
+    semantic = {
+        "metadata": {"summary": "40 items"},
+        "profiles": {
+            "items": {
+                "counts": {"llm": 40},
+                "llm_usage": {
+                    "total": {
+                        "calls": 40,
+                        "cache_hits": 3,
+                        "prompt_tokens": 4000,
+                        "completion_tokens": 800,
+                        "cost_usd": 0.01,
+                    }
+                },
+            }
+        },
+        "embeddings": {"items": {"counts": {"embedded": 40}}},
+    }
+    write_run_report(
+        run_dir,
+        config(names, tmp_path),
+        per_user,
+        catalog_frame(names),
+        pl.DataFrame({"x": [1]}),
+        [{"model": "gat", "fold": 1, "epochs_run": 12}],
+        semantic,
+        None,
+        RerankOutcome(explanations, cost, {}),
+        titles,
+    )
 
     report = (run_dir / "report.md").read_text()
-    for heading in ("## Figure 2", "## Cold-start users", "## Figure 3: LLM reranking", "## Ablations",
-                    "## Calls and cost", "## Sample explanations"):
+    for heading in (
+        "## Figure 2",
+        "## Cold-start users",
+        "## Figure 3: LLM reranking",
+        "## Ablations",
+        "## Calls and cost",
+        "## Sample explanations",
+    ):
         assert heading in report, heading
     figures = linked_figures(report, run_dir)
-    assert {p.name for p in figures} == {"metrics-full.png", "metrics-paper.png", "rerank-full.png",
-                                         "rerank-paper.png"}
+    assert {p.name for p in figures} == {"metrics-full.png", "metrics-paper.png", "rerank-full.png", "rerank-paper.png"}
     for path in figures:
         width, height = is_png(path)
         assert 600 <= width <= 2000 and 300 <= height <= 1500 and path.stat().st_size > 10_000
@@ -142,8 +203,9 @@ def test_report_without_rerankers_or_ablations_says_so_and_figures_are_determini
     names = ["popularity", "bpr-mf", "lightgcn"]
     per_user = per_user_frame({"popularity": -0.1, "bpr-mf": 0.0, "lightgcn": 0.0}, folds=(1,))
     for run in ("a", "b"):
-        write_run_report(tmp_path / run, config(names, tmp_path), per_user, catalog_frame(names, (1,)),
-                         pl.DataFrame({"x": [1]}), [])
+        write_run_report(
+            tmp_path / run, config(names, tmp_path), per_user, catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}), []
+        )
     report = (tmp_path / "a" / "report.md").read_text()
     assert "This run has no reranked methods" in report and "This run has no ablations" in report
     assert "This run produced no explanations" in report and "No LLM was used" in report
@@ -163,13 +225,16 @@ def test_headline_uses_the_validation_reference_and_points_to_the_report(tmp_pat
     names = ["popularity", "bpr-mf", "lightgcn"]
     # On test, lightgcn is best and bpr-mf worse; on validation bpr-mf wins, so bpr-mf is the reference.
     per_user = per_user_frame({"popularity": -0.1, "bpr-mf": 0.0, "lightgcn": 0.05}, folds=(1,))
-    logs = [{"model": "bpr-mf", "fold": 1, "seed": 0, "best_validation_ndcg10": 0.25},
-            {"model": "lightgcn", "fold": 1, "seed": 0, "best_validation_ndcg10": 0.21},
-            {"model": "popularity", "fold": 1, "seed": 0, "seconds": 0.1}]
+    logs = [
+        {"model": "bpr-mf", "fold": 1, "seed": 0, "best_validation_ndcg10": 0.25},
+        {"model": "lightgcn", "fold": 1, "seed": 0, "best_validation_ndcg10": 0.21},
+        {"model": "popularity", "fold": 1, "seed": 0, "seconds": 0.1},
+    ]
     cfg = config(names, tmp_path)
     cfg = replace(cfg, evaluation=cfg.evaluation.model_copy(update={"reference": "auto"}))
-    report = write_run_report(tmp_path / "run", cfg, per_user, catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}),
-                              logs)
+    report = write_run_report(
+        tmp_path / "run", cfg, per_user, catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}), logs
+    )
     lines = report.headline.splitlines()
     table = [line for line in lines if line.startswith("| ")]
     assert "NDCG@10" in table[0] and "MAP@10" in table[0] and "Holm" in table[0]
@@ -194,18 +259,46 @@ def test_the_summary_is_built_once_and_rendered_everywhere(tmp_path):
 
     names = ["popularity", "bpr-mf", "bpr-mf+bst"]
     per_user = per_user_frame({"popularity": -0.1, "bpr-mf": 0.0, "bpr-mf+bst": 0.02}, folds=(1,))
-    cost = pl.DataFrame({"model": ["bpr-mf+bst"], "fold": [1], "variant": ["main"], "base": ["bpr-mf"],
-                         "judge": ["semantic"], "users": [30], "requests": [90], "calls": [0], "prompt_tokens": [0],
-                         "completion_tokens": [0], "cache_hits": [0], "repairs": [0], "fallbacks": [0],
-                         "seconds": [0.5], "judge_weight": [0.4], "normalisation": ["rank"],
-                         "validation_ndcg": [0.3], "base_ndcg": [0.25]})
-    explanations = pl.DataFrame({"model": ["bpr-mf+bst"], "fold": [1], "user_id": [1], "item_id": [10], "rank": [1],
-                                 "explanation": ["fits"]})
-    run = replace(config(names, tmp_path), rerank=RerankConfig(judge="semantic", strategies=["bst"]),
-                  config_json='{"given": true}')
+    cost = pl.DataFrame(
+        {
+            "model": ["bpr-mf+bst"],
+            "fold": [1],
+            "variant": ["main"],
+            "base": ["bpr-mf"],
+            "judge": ["semantic"],
+            "users": [30],
+            "requests": [90],
+            "calls": [0],
+            "prompt_tokens": [0],
+            "completion_tokens": [0],
+            "cache_hits": [0],
+            "repairs": [0],
+            "fallbacks": [0],
+            "seconds": [0.5],
+            "judge_weight": [0.4],
+            "normalisation": ["rank"],
+            "validation_ndcg": [0.3],
+            "base_ndcg": [0.25],
+        }
+    )
+    explanations = pl.DataFrame(
+        {"model": ["bpr-mf+bst"], "fold": [1], "user_id": [1], "item_id": [10], "rank": [1], "explanation": ["fits"]}
+    )
+    run = replace(
+        config(names, tmp_path),
+        rerank=RerankConfig(judge="semantic", strategies=["bst"]),
+        config_json='{"given": true}',
+    )
     choice = BaseChoice(chosen="bpr-mf", validation_ndcg10={"popularity": 0.1, "bpr-mf": 0.2})
-    summary = write_run_report(tmp_path / "run", run, per_user, catalog_frame(names, (1,)), pl.DataFrame({"x": [1]}),
-                               [], rerank=RerankOutcome(explanations, cost, {1: choice}))
+    summary = write_run_report(
+        tmp_path / "run",
+        run,
+        per_user,
+        catalog_frame(names, (1,)),
+        pl.DataFrame({"x": [1]}),
+        [],
+        rerank=RerankOutcome(explanations, cost, {1: choice}),
+    )
     written = (tmp_path / "run" / "summary.md").read_text()
     assert written == summary.markdown and summary.headline in written
     assert written.count("## Reranking") == 1 and "(fold 1: `bpr-mf`)" in summary.rerank

@@ -15,12 +15,22 @@ def test_flow_reranks_evaluates_and_reports(tmp_path):
     from flows.experiment import experiment
 
     ratings = write_planted_csv(tmp_path)
-    cfg = load_config(None, {
-        "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3, "split.folds": [1],
-        "models.names": ["bpr-mf"], "models.training.max_epochs": 10, "evaluation.n_recommendations": 20,
-        "rerank.base_model": "bpr-mf", "rerank.pool_size": 8,
-        "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "rr",
-    })
+    cfg = load_config(
+        None,
+        {
+            "dataset.name": "csv",
+            "dataset.ratings_path": str(ratings),
+            "split.n_folds": 3,
+            "split.folds": [1],
+            "models.names": ["bpr-mf"],
+            "models.training.max_epochs": 10,
+            "evaluation.n_recommendations": 20,
+            "rerank.base_model": "bpr-mf",
+            "rerank.pool_size": 8,
+            "artifacts_dir": str(tmp_path / "artifacts"),
+            "run_name": "rr",
+        },
+    )
     headline = experiment(cfg)
     run_dir = Path(cfg.artifacts_dir) / "rr"
     summary = (run_dir / "summary.md").read_text()
@@ -42,8 +52,16 @@ def test_flow_reranks_evaluates_and_reports(tmp_path):
 
     cost = pl.read_parquet(run_dir / "rerank_cost.parquet")
     assert set(cost["model"]) == set(methods)
-    for column in ("fold", "users", "calls", "prompt_tokens", "completion_tokens", "cache_hits", "repairs",
-                   "fallbacks"):
+    for column in (
+        "fold",
+        "users",
+        "calls",
+        "prompt_tokens",
+        "completion_tokens",
+        "cache_hits",
+        "repairs",
+        "fallbacks",
+    ):
         assert column in cost.columns, column
     assert (cost["calls"] == 0).all() and set(cost["judge"]) == {"semantic"}
     # The fusion was chosen on validation users (whose judge requests are counted apart) from the grid.
@@ -77,7 +95,8 @@ def test_rerank_needs_its_base_model_and_the_semantic_layer():
     assert load_config(None, {"models.names": ["bpr-mf"], "semantic": False}).rerank.strategies == []
     # `base_model` is shorthand for a one-element `base_models`.
     assert load_config(None, {"models.names": ["bpr-mf"], "rerank.base_model": "bpr-mf"}).rerank.base_models == [
-        "bpr-mf"]
+        "bpr-mf"
+    ]
 
 
 def test_an_llm_judge_without_a_model_is_refused_before_any_work(monkeypatch):
@@ -96,14 +115,24 @@ def test_cold_start_protocol_retrains_on_the_truncated_fold_and_reports_per_n(tm
     from flows.experiment import experiment
 
     ratings = write_planted_csv(tmp_path)
-    cfg = load_config(None, {
-        "dataset.name": "csv", "dataset.ratings_path": str(ratings), "split.n_folds": 3, "split.folds": [1],
-        "models.names": ["popularity", "bpr-mf"], "models.training.max_epochs": 5,
-        "evaluation.n_recommendations": 20, "evaluation.protocols": ["full"],
-        "evaluation.cold_start_protocol": {"enabled": True, "share": 0.5, "n": [1, 3]},
-        "rerank.strategies": ["prompt"], "rerank.pool_size": 8,
-        "artifacts_dir": str(tmp_path / "artifacts"), "run_name": "cs",
-    })
+    cfg = load_config(
+        None,
+        {
+            "dataset.name": "csv",
+            "dataset.ratings_path": str(ratings),
+            "split.n_folds": 3,
+            "split.folds": [1],
+            "models.names": ["popularity", "bpr-mf"],
+            "models.training.max_epochs": 5,
+            "evaluation.n_recommendations": 20,
+            "evaluation.protocols": ["full"],
+            "evaluation.cold_start_protocol": {"enabled": True, "share": 0.5, "n": [1, 3]},
+            "rerank.strategies": ["prompt"],
+            "rerank.pool_size": 8,
+            "artifacts_dir": str(tmp_path / "artifacts"),
+            "run_name": "cs",
+        },
+    )
     summary = experiment(cfg)
     run_dir = Path(cfg.artifacts_dir) / "cs"
     metrics = pl.read_parquet(run_dir / "metrics_per_user.parquet")

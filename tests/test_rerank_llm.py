@@ -37,9 +37,16 @@ def honest_reply(messages) -> str:
 
 
 def gateway_config(stub, tmp_path) -> LLMConfig:
-    return LLMConfig(model="openai/stub", api_base=stub.api_base, api_key_env="STUB_KEY",
-                     cache_dir=str(tmp_path / "llm-cache"), max_retries=0, concurrency=4,
-                     preflight_call=False, max_fallback_share=1.0)  # requests counted here are the judge's own
+    return LLMConfig(
+        model="openai/stub",
+        api_base=stub.api_base,
+        api_key_env="STUB_KEY",
+        cache_dir=str(tmp_path / "llm-cache"),
+        max_retries=0,
+        concurrency=4,
+        preflight_call=False,
+        max_fallback_share=1.0,
+    )  # requests counted here are the judge's own
 
 
 @pytest.fixture()
@@ -143,8 +150,7 @@ def test_a_repaired_answer_counts_as_a_repair_not_a_fallback(stub, tmp_path):
     inputs, recs = make_inputs(n_users=1), base_recs(n_users=1, length=6)
     result = run("prompt", gateway_config(stub, tmp_path), inputs, recs, judge_weight=1.0, base_weight=0.0)
     assert result.cost["repairs"] == 1 and result.cost["fallbacks"] == 0 and stub.count == 3
-    assert result.recommendations.sort("rank")["item_idx"].to_list() == sorted(recs["item_idx"].to_list(),
-                                                                              reverse=True)
+    assert result.recommendations.sort("rank")["item_idx"].to_list() == sorted(recs["item_idx"].to_list(), reverse=True)
 
 
 @pytest.mark.parametrize("strategy", ["prompt", "bst", "batch", "relevancy"])

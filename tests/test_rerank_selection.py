@@ -42,16 +42,26 @@ def _inputs() -> RerankInputs:
 
 def _ranking(users, items_in_order) -> pl.DataFrame:
     rows = [(u, i, r + 1, float(100 - r) - (r // 3) * 0.5) for u in users for r, i in enumerate(items_in_order)]
-    return pl.DataFrame(rows, schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "rank": pl.Int32,
-                                      "score": pl.Float32}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "rank": pl.Int32, "score": pl.Float32}, orient="row"
+    )
 
 
 def _train(validation_items: list[int]) -> pl.DataFrame:
     """Every user liked cluster-A items 0-3 (fit part) and holds `validation_items` out as validation, rated 5."""
     rows = [(u, i, 5.0, 10 + i, False) for u in range(N_USERS) for i in range(4)]
     rows += [(u, i, 5.0, 100 + i, True) for u in range(N_USERS) for i in validation_items]
-    return pl.DataFrame(rows, schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "rating": pl.Float64,
-                                      "timestamp": pl.Int64, "is_validation": pl.Boolean}, orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={
+            "user_idx": pl.Int32,
+            "item_idx": pl.Int32,
+            "rating": pl.Float64,
+            "timestamp": pl.Int64,
+            "is_validation": pl.Boolean,
+        },
+        orient="row",
+    )
 
 
 # The base model ranks cluster B first; cluster A's items (which the liked-item judge prefers) trail the pool.
@@ -70,8 +80,9 @@ def test_zero_judge_weight_reproduces_the_base_ranking_exactly():
         base_only = with_fusion(cfg, FusionChoice(0.0, "minmax", "validation"))
         out = rerank_recommendations(recs, strategy, judge, inputs, base_only).recommendations
         assert out.select(keep).equals(recs.select(keep)), strategy
-        judged = rerank_recommendations(recs, strategy, judge, inputs, with_fusion(cfg, FusionChoice(
-            1.0, "minmax", "validation"))).recommendations
+        judged = rerank_recommendations(
+            recs, strategy, judge, inputs, with_fusion(cfg, FusionChoice(1.0, "minmax", "validation"))
+        ).recommendations
         assert not judged.select(keep).equals(recs.select(keep)), strategy  # so the check above can fail
 
 
@@ -85,11 +96,20 @@ def test_the_fusion_follows_the_validation_slice(validation_items, helps):
     assert choice.validation_ndcg >= choice.base_ndcg
     assert cost["users"] == N_USERS and cost["requests"] == N_USERS and cost["calls"] == 0
     if helps:  # a gain the sampled users cannot show to be real is not taken
-        few = select_fusion(val_recs.filter(pl.col("user_idx") < 3), _train(validation_items), "prompt", _inputs(),
-                            cfg)[0]
+        few = select_fusion(
+            val_recs.filter(pl.col("user_idx") < 3), _train(validation_items), "prompt", _inputs(), cfg
+        )[0]
         assert few.best_p_value >= cfg.fusion_alpha and few.judge_weight == 0
-        assert select_fusion(val_recs.filter(pl.col("user_idx") < 3), _train(validation_items), "prompt",
-                             _inputs(), cfg.model_copy(update={"fusion_alpha": 1.0}))[0].judge_weight > 0
+        assert (
+            select_fusion(
+                val_recs.filter(pl.col("user_idx") < 3),
+                _train(validation_items),
+                "prompt",
+                _inputs(),
+                cfg.model_copy(update={"fusion_alpha": 1.0}),
+            )[0].judge_weight
+            > 0
+        )
     assert set(choice.grid) == {f"{n}@{w:g}" for n in cfg.fusion_normalisations for w in cfg.fusion_grid}
 
 
@@ -134,18 +154,30 @@ def test_reranking_a_fold_reads_no_test_ratings(tmp_path, monkeypatch):
             return StageRef(file=FileRef(path=str(path), digest=name), report={})
         return StageRef(file=write_parquet(frame_or_matrix, path), report={})
 
-    profiles = {key: pl.DataFrame({key: list(range(n)), "profile": [""] * n})
-                for key, n in (("item_idx", N_ITEMS), ("user_idx", N_USERS))}
-    trained = TrainedRef(model="base", fold=1, log={},
-                         recommendations=write_parquet(_ranking(range(N_USERS), list(range(8, 40))),
-                                                       tmp_path / "r.parquet"),
-                         validation_recommendations=write_parquet(_ranking(range(N_USERS), BASE_ORDER),
-                                                                  tmp_path / "v.parquet"))
+    profiles = {
+        key: pl.DataFrame({key: list(range(n)), "profile": [""] * n})
+        for key, n in (("item_idx", N_ITEMS), ("user_idx", N_USERS))
+    }
+    trained = TrainedRef(
+        model="base",
+        fold=1,
+        log={},
+        recommendations=write_parquet(_ranking(range(N_USERS), list(range(8, 40))), tmp_path / "r.parquet"),
+        validation_recommendations=write_parquet(_ranking(range(N_USERS), BASE_ORDER), tmp_path / "v.parquet"),
+    )
     cfg = RerankConfig(pool_size=20, explanations=False, strategies=["prompt"], judge="semantic")
-    ref = rerank_trained(trained, "prompt", cfg, None, EmbeddingConfig(), FoldRef(number=1, directory=str(fold_dir),
-                                                                                   digest="f"),
-                         stage(profiles["item_idx"], "items.parquet"), stage(profiles["user_idx"], "users.parquet"),
-                         stage(inputs.item_vectors, "items.npy"), stage(inputs.user_vectors, "users.npy"))
+    ref = rerank_trained(
+        trained,
+        "prompt",
+        cfg,
+        None,
+        EmbeddingConfig(),
+        FoldRef(number=1, directory=str(fold_dir), digest="f"),
+        stage(profiles["item_idx"], "items.parquet"),
+        stage(profiles["user_idx"], "users.parquet"),
+        stage(inputs.item_vectors, "items.npy"),
+        stage(inputs.user_vectors, "users.npy"),
+    )
     assert not Path(fold_dir / "test.parquet").exists()
     assert ref.model == "base+prompt" and ref.base == "base" and ref.fusion.judge_weight > 0
     assert ref.validation_cost["users"] == N_USERS and ref.recommendations.read_parquet().height == N_USERS * 32

@@ -50,8 +50,10 @@ def test_strategies_that_order_agree_under_a_consistent_judge():
     # The semantic judge is a total order, so listwise, BST and the batch merge must all recover it.
     inputs, recs = make_inputs(seed=3), base_recs(seed=4)
     cfg = RerankConfig(base_model="x", judge_weight=1.0, base_weight=0.0)
-    orders = {s: rerank_recommendations(recs, s, SemanticJudge(inputs), inputs, cfg).recommendations
-              for s in ("prompt", "bst", "batch")}
+    orders = {
+        s: rerank_recommendations(recs, s, SemanticJudge(inputs), inputs, cfg).recommendations
+        for s in ("prompt", "bst", "batch")
+    }
     assert orders["prompt"].equals(orders["bst"]) and orders["prompt"].equals(orders["batch"])
     judge = SemanticJudge(inputs)
     top = orders["prompt"].filter((pl.col("user_idx") == 2) & (pl.col("rank") <= 20)).sort("rank")["item_idx"]
@@ -114,8 +116,9 @@ def test_bst_both_orders_cancels_position_bias():
     assert list(np.argsort(-one_way.scores)) != [0, 1, 2, 3, 4]  # asked one way, the bias reorders the pool
 
 
-@pytest.mark.parametrize(("n", "window", "stride"), [(20, 5, 2), (23, 5, 2), (20, 5, 1), (9, 4, 3), (5, 5, 2),
-                                                     (3, 5, 2), (13, 3, 1)])
+@pytest.mark.parametrize(
+    ("n", "window", "stride"), [(20, 5, 2), (23, 5, 2), (20, 5, 1), (9, 4, 3), (5, 5, 2), (3, 5, 2), (13, 3, 1)]
+)
 def test_batch_merge_recovers_a_true_order(n, window, stride):
     for seed in range(5):
         truth = [int(i) for i in np.random.default_rng(seed).permutation(n)]

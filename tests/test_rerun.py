@@ -10,9 +10,29 @@ from tests.synthetic import write_planted_csv
 
 
 def _args(ratings: Path, artifacts: Path, *extra: str) -> list[str]:
-    return ["run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", "1",
-            "--models", "popularity", "--no-semantic", "--k", "5", "--protocol", "full",
-            "--set", "evaluation.n_recommendations=5", "--artifacts-dir", str(artifacts), *extra]
+    return [
+        "run",
+        "--dataset",
+        "csv",
+        "--ratings",
+        str(ratings),
+        "--n-folds",
+        "3",
+        "--folds",
+        "1",
+        "--models",
+        "popularity",
+        "--no-semantic",
+        "--k",
+        "5",
+        "--protocol",
+        "full",
+        "--set",
+        "evaluation.n_recommendations=5",
+        "--artifacts-dir",
+        str(artifacts),
+        *extra,
+    ]
 
 
 def test_the_run_key_changes_with_what_a_run_reads_and_not_with_its_name(tmp_path):
@@ -21,8 +41,17 @@ def test_the_run_key_changes_with_what_a_run_reads_and_not_with_its_name(tmp_pat
     data = load_dataset(cfg.dataset)
     key = run_key(cfg, data)
     assert run_key(cfg.model_copy(update={"run_name": "other", "workers": 1, "parallel_folds": 1}), data) == key
-    assert run_key(resolve_auto(load_config(None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings),
-                                                   "models.training.seed": 1})), data) != key
+    assert (
+        run_key(
+            resolve_auto(
+                load_config(
+                    None, {"dataset.name": "csv", "dataset.ratings_path": str(ratings), "models.training.seed": 1}
+                )
+            ),
+            data,
+        )
+        != key
+    )
     changed = data.ratings.with_columns(data.ratings["rating"].reverse())
     assert run_key(cfg, type(data)(data.name, changed, data.users, data.items, data.source_dir)) != key
 

@@ -15,8 +15,22 @@ ANSWERED = 12  # the stand-in answers this many requests (the preflight probe in
 
 
 def run_args(ratings, tmp_path, *extra):
-    return ["-m", "app.cli", "run", "--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", "1",
-            "--artifacts-dir", str(tmp_path / "artifacts"), *extra]
+    return [
+        "-m",
+        "app.cli",
+        "run",
+        "--dataset",
+        "csv",
+        "--ratings",
+        str(ratings),
+        "--n-folds",
+        "3",
+        "--folds",
+        "1",
+        "--artifacts-dir",
+        str(tmp_path / "artifacts"),
+        *extra,
+    ]
 
 
 def stop(proc, sig, log) -> float:
@@ -34,8 +48,11 @@ def test_sigint_during_an_llm_stage_stops_the_run_and_keeps_answered_calls(tmp_p
     with StubLLM(reply=profile_reply, hang_s=120) as stub:
         stub.inject = lambda body, n: "hang" if n > ANSWERED else None
         log = tmp_path / "run.log"
-        proc = spawn(run_args(ratings, tmp_path, "--models", "popularity", "--profiles", "llm"),
-                     run_env(home, stub.api_base), log)
+        proc = spawn(
+            run_args(ratings, tmp_path, "--models", "popularity", "--profiles", "llm"),
+            run_env(home, stub.api_base),
+            log,
+        )
         try:
             wait_for(lambda: stub.count > ANSWERED, proc, log, 240)  # calls now hang in flight
             seconds = stop(proc, signal.SIGINT, log)
@@ -54,8 +71,17 @@ def test_sigint_during_an_llm_stage_stops_the_run_and_keeps_answered_calls(tmp_p
 def test_sigterm_during_training_stops_the_run(tmp_path):
     ratings = write_planted_csv(tmp_path, n_users=12, n_items=16, per_user=8)
     log = tmp_path / "run.log"
-    args = run_args(ratings, tmp_path, "--models", "bpr-mf", "--no-semantic", "--max-epochs", "1000000",
-                    "--set", "models.training.patience=1000000")
+    args = run_args(
+        ratings,
+        tmp_path,
+        "--models",
+        "bpr-mf",
+        "--no-semantic",
+        "--max-epochs",
+        "1000000",
+        "--set",
+        "models.training.patience=1000000",
+    )
     proc = spawn(args, run_env(tmp_path / "home", "http://127.0.0.1:9/v1"), log)
     try:
         wait_for(lambda: "Beginning subflow run 'fold-1'" in log.read_text(), proc, log, 240)

@@ -29,8 +29,10 @@ def schema_reply(messages):
     if "movie 5." in first or ("movie 3." in first and not repairing):
         return "I'd rather not use your format."
     digest = hashlib.sha256(user.encode()).hexdigest()[:10]
-    return (f"# Profile {digest}\n\n## Overview\nAbout {digest}.\n\n## Attributes\n- Genre: Drama\n- Tags: heist\n\n"
-            f"## Description\nLonger {digest}.\n\n## Dislikes\nSlow pacing.\n")
+    return (
+        f"# Profile {digest}\n\n## Overview\nAbout {digest}.\n\n## Attributes\n- Genre: Drama\n- Tags: heist\n\n"
+        f"## Description\nLonger {digest}.\n\n## Dislikes\nSlow pacing.\n"
+    )
 
 
 @pytest.fixture()
@@ -53,12 +55,21 @@ def write_inputs(tmp_path):
     from data import build_dataset, save_dataset
     from data.parsing import RawTables
 
-    raw = pl.DataFrame({"user_id": [1, 1, 1, 2, 2], "item_id": [0, 1, 2, 3, 4], "rating": [5.0, 4.0, 1.0, 5.0, 2.0],
-                        "timestamp": [1, 2, 3, 4, 5]})
+    raw = pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2],
+            "item_id": [0, 1, 2, 3, 4],
+            "rating": [5.0, 4.0, 1.0, 5.0, 2.0],
+            "timestamp": [1, 2, 3, 4, 5],
+        }
+    )
     save_dataset(build_dataset("csv", RawTables(ratings=raw, users=None, items=None), None), dataset_dir)
     dataset = DatasetRef(name="csv", directory=str(dataset_dir), digest="d", n_users=2, n_items=8)
-    fold = Fold(1, ratings([(0, 0, 5, 1), (0, 1, 4, 2), (0, 2, 1, 3), (1, 3, 5, 4), (1, 4, 2, 5)], validation=True),
-                ratings([(0, 5, 5, 6)]))
+    fold = Fold(
+        1,
+        ratings([(0, 0, 5, 1), (0, 1, 4, 2), (0, 2, 1, 3), (1, 3, 5, 4), (1, 4, 2, 5)], validation=True),
+        ratings([(0, 5, 5, 6)]),
+    )
     from data import save_fold
 
     save_fold(fold, tmp_path / "fold")

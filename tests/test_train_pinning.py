@@ -13,8 +13,10 @@ from tasks.train import TrainJob, pinned_job, settings_for
 from tests.synthetic import planted_fold
 
 TRAINING = TrainingConfig(max_epochs=15, eval_every=5, patience=2, device="cpu")
-MODELS = ModelsConfig(training=TRAINING, gat=GATConfig(hidden=16, heads=2, num_layers=2, batch_size=256,
-                                                       selection_grid={"embedding_reg": [0.0, 0.3]}))
+MODELS = ModelsConfig(
+    training=TRAINING,
+    gat=GATConfig(hidden=16, heads=2, num_layers=2, batch_size=256, selection_grid={"embedding_reg": [0.0, 0.3]}),
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +36,10 @@ def test_a_pinned_job_fits_once_and_reproduces_the_search_s_winner(name: str, da
     refit = build_model(pinned.model, pinned.settings).fit(data)
     assert len(refit.training_log.trials) <= 1  # one fit, no search
     users = torch.arange(data.n_users)
-    assert torch.equal(searched.recommend(users, 10, exclude=data.train_pairs)[0],
-                       refit.recommend(users, 10, exclude=data.train_pairs)[0])
+    assert torch.equal(
+        searched.recommend(users, 10, exclude=data.train_pairs)[0],
+        refit.recommend(users, 10, exclude=data.train_pairs)[0],
+    )
 
 
 def test_nothing_to_pin_leaves_the_job_alone() -> None:

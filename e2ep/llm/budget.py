@@ -48,12 +48,16 @@ class SpendCap:
 
         def take(state: dict[str, Any]) -> None:
             if state["max_calls"] is not None and state["calls"] >= state["max_calls"]:
-                raise BudgetExceeded(f"LLM call cap reached: {state['calls']} calls made, llm.max_calls = "
-                                     f"{state['max_calls']}; answered calls are kept in the memo, a rerun reuses them")
+                raise BudgetExceeded(
+                    f"LLM call cap reached: {state['calls']} calls made, llm.max_calls = "
+                    f"{state['max_calls']}; answered calls are kept in the memo, a rerun reuses them"
+                )
             if state["max_cost_usd"] is not None and state["cost_usd"] >= state["max_cost_usd"]:
-                raise BudgetExceeded(f"LLM spend cap reached: ${state['cost_usd']:.4f} spent, llm.max_cost_usd = "
-                                     f"${state['max_cost_usd']:g}; answered calls are kept in the memo, a rerun "
-                                     "reuses them")
+                raise BudgetExceeded(
+                    f"LLM spend cap reached: ${state['cost_usd']:.4f} spent, llm.max_cost_usd = "
+                    f"${state['max_cost_usd']:g}; answered calls are kept in the memo, a rerun "
+                    "reuses them"
+                )
             state["calls"] += 1
 
         self._update(take)
@@ -77,8 +81,7 @@ def spend_cap(folder: Path, max_calls: int | None, max_cost_usd: float | None) -
         return
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"spend-cap-{os.getpid()}-{id(folder):x}.json"
-    write_text(json.dumps({"calls": 0, "cost_usd": 0.0, "max_calls": max_calls, "max_cost_usd": max_cost_usd}),
-               path)
+    write_text(json.dumps({"calls": 0, "cost_usd": 0.0, "max_calls": max_calls, "max_cost_usd": max_cost_usd}), path)
     previous = os.environ.get(CAP_ENV)
     os.environ[CAP_ENV] = str(path)
     try:

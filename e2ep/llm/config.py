@@ -129,6 +129,7 @@ class LLMConfig(Strict):
     def without_caps(self) -> LLMConfig:
         """These settings minus the caps, which decide whether a call is sent, never what it answers."""
         return self.model_copy(update={"max_cost_usd": None, "max_calls": None})
+
     preflight_call: bool = True
     """Before any work, send one tiny request (a few tokens) so a wrong key, model or endpoint stops the run at
     once. False: check the settings only (e.g. to reproduce a finished run from its memo with no provider)."""

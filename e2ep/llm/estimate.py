@@ -81,28 +81,43 @@ class RunEstimate:
         return total
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "stages": [asdict(s) for s in self.stages], "notes": self.notes,
-                "total": {"calls": self.calls, "max_calls": self.max_calls, "cost_usd": self.cost_usd,
-                          "max_cost_usd": self.max_cost_usd()}}
+        return {
+            "model": self.model,
+            "stages": [asdict(s) for s in self.stages],
+            "notes": self.notes,
+            "total": {
+                "calls": self.calls,
+                "max_calls": self.max_calls,
+                "cost_usd": self.cost_usd,
+                "max_cost_usd": self.max_cost_usd(),
+            },
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunEstimate:
         return cls(data["model"], [StageEstimate(**s) for s in data["stages"]], list(data.get("notes", [])))
 
     def markdown(self) -> str:
-        lines = [f"LLM cost estimate for `{self.model}`", "",
-                 "| stage | calls | (at most) | prompt tokens | completion tokens | cost (USD) | in memo (free) | "
-                 "basis |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+        lines = [
+            f"LLM cost estimate for `{self.model}`",
+            "",
+            "| stage | calls | (at most) | prompt tokens | completion tokens | cost (USD) | in memo (free) | basis |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for s in self.stages:
             bound = f"{s.upper_bound:,}" if s.upper_bound is not None else ""
             memo = f"{s.cached_calls:,} (${s.cached_cost_usd:.2f})" if s.cached_calls else "0"
-            lines.append(f"| {s.stage} | {s.calls:,} | {bound} | {s.prompt_tokens:,} | {s.completion_tokens:,} | "
-                         f"{_usd(s.cost_usd)} | {memo} | {s.basis}{': ' + s.note if s.note else ''} |")
+            lines.append(
+                f"| {s.stage} | {s.calls:,} | {bound} | {s.prompt_tokens:,} | {s.completion_tokens:,} | "
+                f"{_usd(s.cost_usd)} | {memo} | {s.basis}{': ' + s.note if s.note else ''} |"
+            )
         cached = sum(s.cached_calls for s in self.stages)
-        lines.append(f"| **total** | **{self.calls:,}** | {self.max_calls:,} | "
-                     f"{sum(s.prompt_tokens for s in self.stages):,} | "
-                     f"{sum(s.completion_tokens for s in self.stages):,} | **{_usd(self.cost_usd)}** "
-                     f"(at most {_usd(self.max_cost_usd())}) | {cached:,} | |")
+        lines.append(
+            f"| **total** | **{self.calls:,}** | {self.max_calls:,} | "
+            f"{sum(s.prompt_tokens for s in self.stages):,} | "
+            f"{sum(s.completion_tokens for s in self.stages):,} | **{_usd(self.cost_usd)}** "
+            f"(at most {_usd(self.max_cost_usd())}) | {cached:,} | |"
+        )
         return "\n".join(lines + [""] + [f"- {n}" for n in self.notes])
 
 
@@ -147,9 +162,11 @@ class Estimator:
             self.known = True
         except Exception:  # litellm does not know the model: generic tokenizer, maybe no price
             self.known = False
-        self.tokenizer_note = (f"tokens counted with litellm's tokenizer for {model}" if self.known else
-                               f"litellm does not know {model}: tokens counted with its default tokenizer "
-                               "(an approximation)")
+        self.tokenizer_note = (
+            f"tokens counted with litellm's tokenizer for {model}"
+            if self.known
+            else f"litellm does not know {model}: tokens counted with its default tokenizer (an approximation)"
+        )
 
     # -- primitives ----------------------------------------------------------------------------------------
     def tokens(self, messages: Messages) -> int:
@@ -162,8 +179,9 @@ class Estimator:
         if prompt_tokens == 0 and completion_tokens == 0:
             return 0.0
         try:
-            p, c = import_litellm().cost_per_token(model=self.model, prompt_tokens=prompt_tokens,
-                                                   completion_tokens=completion_tokens)
+            p, c = import_litellm().cost_per_token(
+                model=self.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            )
         except Exception:  # no price listed for this model
             return None
         return float(p + c)
@@ -171,8 +189,9 @@ class Estimator:
     def key(self, messages: Messages, params: dict[str, Any] | None) -> str:
         return cache_key(self.model, messages, {**self.config.generation_params(), **(params or {})})
 
-    def cached(self, messages: Messages, params: dict[str, Any] | None,
-               validate: Callable[[str], Any] | None = None) -> dict[str, Any] | None:
+    def cached(
+        self, messages: Messages, params: dict[str, Any] | None, validate: Callable[[str], Any] | None = None
+    ) -> dict[str, Any] | None:
         """The memo's answer to exactly this request (and still valid), as the gateway would reuse it: an invalid
         answer counts when the answer to its repair request is memoised too (a rerun replays both, free)."""
         hit = self.memo.get(self.key(messages, params))
@@ -191,20 +210,41 @@ class Estimator:
         """Mean prompt tokens, over a seeded sample of at most MAX_COUNTED prompts."""
         if not prompts:
             return 0.0
-        chosen = list(prompts) if len(prompts) <= MAX_COUNTED else \
-            random.Random(self.seed).sample(list(prompts), MAX_COUNTED)
+        chosen = (
+            list(prompts)
+            if len(prompts) <= MAX_COUNTED
+            else random.Random(self.seed).sample(list(prompts), MAX_COUNTED)
+        )
         return sum(self.tokens(p) for p in chosen) / len(chosen)
 
     # -- rows ----------------------------------------------------------------------------------------------
-    def paid(self, stage: str, prompts: Sequence[Messages], completion_tokens: float, *, cached_calls: int = 0,
-             cached_cost_usd: float = 0.0, note: str = "") -> StageEstimate:
+    def paid(
+        self,
+        stage: str,
+        prompts: Sequence[Messages],
+        completion_tokens: float,
+        *,
+        cached_calls: int = 0,
+        cached_cost_usd: float = 0.0,
+        note: str = "",
+    ) -> StageEstimate:
         """A row for `prompts` still to be paid for (exact requests), each answered in ~`completion_tokens`."""
         n = len(prompts)
         prompt = round(self.mean_tokens(prompts) * n)
         completion = round(completion_tokens * n)
         sampled = f"tokens of {MAX_COUNTED} sampled prompts scaled to {n:,}" if n > MAX_COUNTED else ""
-        return StageEstimate(stage, n, prompt, completion, self.price(prompt, completion), cached_calls,
-                             round(cached_cost_usd, 6), None, "prompts", "; ".join(x for x in (note, sampled) if x))
+        return StageEstimate(
+            stage,
+            n,
+            prompt,
+            completion,
+            self.price(prompt, completion),
+            cached_calls,
+            round(cached_cost_usd, 6),
+            None,
+            "prompts",
+            "; ".join(x for x in (note, sampled) if x),
+        )
 
     def close(self) -> None:
         self.memo.close()

@@ -138,8 +138,9 @@ class StageGuard:
             since = self._failing_since.setdefault(stage, now)
         limit = self.config.max_outage_s
         if now - since >= limit or (retry_in is not None and now + retry_in - since > limit):
-            raise self.stop(stage, f"no answer for {now - since:.0f} s (llm.max_outage_s = {limit:g}); "
-                                   f"last: {describe_exc}")
+            raise self.stop(
+                stage, f"no answer for {now - since:.0f} s (llm.max_outage_s = {limit:g}); last: {describe_exc}"
+            )
 
     def time_left(self, stage: str) -> float | None:
         """Seconds until the outage window of a failing stage closes; None while the stage is not failing."""

@@ -1,11 +1,11 @@
 """One door to every LLM call: litellm underneath, disk memo, retries, concurrency, validation, accounting.
 
-    gateway = LLMGateway.from_config(cfg.llm)      # None when no model is configured: use an offline backend
-    if gateway is not None:
-        gateway.preflight()                        # ConfigError now (and one tiny real call) rather than later
-        res = gateway.complete("Say hi", stage="profiles", validate=parse_profile)
-        many = gateway.complete_many([msgs1, msgs2], stage="profiles", validate=parse_profile)
-        gateway.write_usage(run_dir / "llm-usage.json")
+gateway = LLMGateway.from_config(cfg.llm)      # None when no model is configured: use an offline backend
+if gateway is not None:
+    gateway.preflight()                        # ConfigError now (and one tiny real call) rather than later
+    res = gateway.complete("Say hi", stage="profiles", validate=parse_profile)
+    many = gateway.complete_many([msgs1, msgs2], stage="profiles", validate=parse_profile)
+    gateway.write_usage(run_dir / "llm-usage.json")
 """
 
 from __future__ import annotations
@@ -93,8 +93,13 @@ class _Answer:
 
 def _stored_answer(entry: dict[str, Any]) -> _Answer:
     usage = entry.get("usage") or {}
-    return _Answer(entry["text"], int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
-                   float(entry.get("cost_usd", 0.0)), 0)
+    return _Answer(
+        entry["text"],
+        int(usage.get("prompt_tokens", 0)),
+        int(usage.get("completion_tokens", 0)),
+        float(entry.get("cost_usd", 0.0)),
+        0,
+    )
 
 
 def repair_messages(messages: Messages, answer: str, error: BaseException) -> Messages:
@@ -188,8 +193,13 @@ class LLMGateway:
             check_stop()
             self.ledger.record("preflight", requests=1, calls=1)
             try:
-                ll.completion(model=self.model, messages=PROBE, max_tokens=1, **self._send_options(),
-                              timeout=self._timeout(min(self.config.timeout_s, 20.0)))
+                ll.completion(
+                    model=self.model,
+                    messages=PROBE,
+                    max_tokens=1,
+                    **self._send_options(),
+                    timeout=self._timeout(min(self.config.timeout_s, 20.0)),
+                )
             except Exception as exc:
                 if isinstance(exc, ll.RateLimitError):
                     break
@@ -238,8 +248,9 @@ class LLMGateway:
             if found is True:
                 self.ledger.record(stage, retried_failures=1)
             try:
-                result = self._ask(messages, gen, key, stage, validate,
-                                   known=found if isinstance(found, _Answer) else None)
+                result = self._ask(
+                    messages, gen, key, stage, validate, known=found if isinstance(found, _Answer) else None
+                )
             except LLMError as exc:
                 if isinstance(exc, LLMCallError):
                     self.memo.put(key, {"failure": str(exc), "model": self.model})
@@ -248,8 +259,9 @@ class LLMGateway:
             self.guard.unit_succeeded(stage)
             return result
 
-    def _replay(self, key: str, messages: Messages, gen: dict[str, Any], stage: str,
-                validate: Callable[[str], T] | None) -> LLMResult[T] | _Answer | bool:
+    def _replay(
+        self, key: str, messages: Messages, gen: dict[str, Any], stage: str, validate: Callable[[str], T] | None
+    ) -> LLMResult[T] | _Answer | bool:
         """What the memo holds for this request, without calling: a result; a memoised failure (raised); the
         first answer, bought but invalid, whose repair was never asked (an _Answer); True to ask afresh
         (`retry_failed`); False when nothing is stored."""
@@ -285,8 +297,15 @@ class LLMGateway:
         self.ledger.record(stage, cache_hits=1, failures=1, replayed_failures=1)
         raise type(error)(f"{error} (memoised; llm.retry_failed asks again)")
 
-    def _ask(self, messages: Messages, gen: dict[str, Any], key: str, stage: str,
-             validate: Callable[[str], T] | None, known: _Answer | None = None) -> LLMResult[T]:
+    def _ask(
+        self,
+        messages: Messages,
+        gen: dict[str, Any],
+        key: str,
+        stage: str,
+        validate: Callable[[str], T] | None,
+        known: _Answer | None = None,
+    ) -> LLMResult[T]:
         """Call the model (one repair request if the answer is invalid), storing each answer as it arrives.
         `known`: the first answer, already bought; only its repair is asked."""
         answer = known or self._bought(key, self._call(messages, gen, stage))
@@ -336,15 +355,20 @@ class LLMGateway:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="e2ep-llm")
         try:
             # Each call runs in a copy of this thread's context, so its log lines reach the Prefect run's log.
-            futures = {pool.submit(contextvars.copy_context().run, self.complete, prompts[i], stage, validate,
-                                   params): i for i in unique}
+            futures = {
+                pool.submit(contextvars.copy_context().run, self.complete, prompts[i], stage, validate, params): i
+                for i in unique
+            }
             self._await(futures, stage, stop_on_error=not return_exceptions)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True, cancel_futures=True)  # after a failure (`stop_on_error`): drop the rest
-        failed = [(i, exc) for f, i in futures.items()
-                  if f.done() and not f.cancelled() and (exc := f.exception()) is not None]
+        failed = [
+            (i, exc)
+            for f, i in futures.items()
+            if f.done() and not f.cancelled() and (exc := f.exception()) is not None
+        ]
         bugs = [exc for _, exc in failed if not isinstance(exc, LLMError)]
         if failed and (bugs or not return_exceptions):
             raise bugs[0] if bugs else min(failed, key=lambda pair: pair[0])[1]

@@ -52,13 +52,24 @@ class EdgeList:
         scale = (degree[dst] / degree[src].clamp_min(1.0)).sqrt()
         with warnings.catch_warnings():  # "sparse CSR support is in beta": spmm and its gradient work
             warnings.simplefilter("ignore", UserWarning)
-            adjacency = torch.sparse_coo_tensor(torch.stack([dst, src]), torch.ones(len(src)), (n_nodes, n_nodes),
-                                                check_invariants=False).coalesce().to_sparse_csr()
+            adjacency = (
+                torch.sparse_coo_tensor(
+                    torch.stack([dst, src]), torch.ones(len(src)), (n_nodes, n_nodes), check_invariants=False
+                )
+                .coalesce()
+                .to_sparse_csr()
+            )
         return cls(src, dst, scale, n_nodes, adjacency, degree)
 
     def to(self, device: torch.device) -> EdgeList:
-        return EdgeList(self.src.to(device), self.dst.to(device), self.scale.to(device), self.n_nodes,
-                        self.adjacency.to(device), self.degree.to(device))
+        return EdgeList(
+            self.src.to(device),
+            self.dst.to(device),
+            self.scale.to(device),
+            self.n_nodes,
+            self.adjacency.to(device),
+            self.degree.to(device),
+        )
 
 
 def edge_softmax(logits: Tensor, dst: Tensor, n_nodes: int) -> Tensor:
@@ -74,8 +85,9 @@ def edge_softmax(logits: Tensor, dst: Tensor, n_nodes: int) -> Tensor:
 class NormalisedAttention(nn.Module):
     """One relation's degree-normalised attention; `[N, width] → [N, width]`, zero for nodes with no neighbour."""
 
-    def __init__(self, width: int, heads: int, attention: str = "gatv2", attention_dropout: float = 0.0,
-                 bound: float = 0.0) -> None:
+    def __init__(
+        self, width: int, heads: int, attention: str = "gatv2", attention_dropout: float = 0.0, bound: float = 0.0
+    ) -> None:
         super().__init__()
         self.bound = bound
         if width % heads:
@@ -130,6 +142,6 @@ class NormalisedAttention(nn.Module):
         inv_sqrt_degree = edges.degree.clamp_min(1.0).rsqrt().unsqueeze(1)
         weighted = (h.view(-1, H, D) * weights.unsqueeze(-1)).view(-1, H * D) * inv_sqrt_degree
         numerator = symmetric_spmm(edges.adjacency, torch.cat([weighted, weights], dim=1))
-        message, normaliser = numerator[:, : H * D].view(-1, H, D), numerator[:, H * D:]
+        message, normaliser = numerator[:, : H * D].view(-1, H, D), numerator[:, H * D :]
         scale = edges.degree.sqrt().unsqueeze(1) / normaliser.clamp_min(1e-16)
         return (message * scale.unsqueeze(-1)).view(-1, H * D)

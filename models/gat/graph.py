@@ -68,8 +68,10 @@ class SignedGraph:
         from e2ep.dgl_compat import import_dgl
 
         dgl = import_dgl()
-        return {name: dgl.graph((edges[0], edges[1]), num_nodes=self.n_nodes).to(device)
-                for name, edges in self.relations().items()}
+        return {
+            name: dgl.graph((edges[0], edges[1]), num_nodes=self.n_nodes).to(device)
+            for name, edges in self.relations().items()
+        }
 
 
 def build_signed_graph(data: FoldData, negative_edges: bool = True) -> SignedGraph:
@@ -83,5 +85,10 @@ def build_signed_graph(data: FoldData, negative_edges: bool = True) -> SignedGra
 def build_rating_graph(data: FoldData) -> SignedGraph:
     """The authors' graph: every training rating (any value) as an edge in both directions, the rating as feature."""
     ratings = torch.from_numpy(data.train["rating"].to_numpy().astype("float32"))
-    return SignedGraph(data.n_users, data.n_items, bidirectional_edges(data.train_pairs, data.n_users), None,
-                       ratings=torch.cat([ratings, ratings]))
+    return SignedGraph(
+        data.n_users,
+        data.n_items,
+        bidirectional_edges(data.train_pairs, data.n_users),
+        None,
+        ratings=torch.cat([ratings, ratings]),
+    )

@@ -27,8 +27,15 @@ from models.config import Attention
 class DGLAttention(nn.Module):
     """`dgl.nn.pytorch.GATv2Conv` / `GATConv` with heads concatenated; takes a `DGLGraph`."""
 
-    def __init__(self, in_width: int, head_width: int, heads: int, attention: Attention, attention_dropout: float,
-                 edge_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        in_width: int,
+        head_width: int,
+        heads: int,
+        attention: Attention,
+        attention_dropout: float,
+        edge_dim: int | None = None,
+    ) -> None:
         super().__init__()
         if edge_dim is not None:
             raise ValueError("DGL's GATv2Conv takes no edge features: use backend 'pyg' for rating edge features")
@@ -36,11 +43,13 @@ class DGLAttention(nn.Module):
 
         dglnn = import_dgl().nn.pytorch
         if attention == "gatv2":
-            self.conv = dglnn.GATv2Conv(in_width, head_width, heads, attn_drop=attention_dropout,
-                                        allow_zero_in_degree=True)
+            self.conv = dglnn.GATv2Conv(
+                in_width, head_width, heads, attn_drop=attention_dropout, allow_zero_in_degree=True
+            )
         else:
-            self.conv = dglnn.GATConv(in_width, head_width, heads, attn_drop=attention_dropout,
-                                      allow_zero_in_degree=True, bias=False)
+            self.conv = dglnn.GATConv(
+                in_width, head_width, heads, attn_drop=attention_dropout, allow_zero_in_degree=True, bias=False
+            )
 
     def forward(self, x: Tensor, graph: Any) -> Tensor:
         return self.conv(graph, x).flatten(1)
@@ -50,19 +59,41 @@ class PyGAttention(nn.Module):
     """`torch_geometric.nn.GATv2Conv` / `GATConv` with heads concatenated; takes an `edge_index`, or an
     `(edge_index, edge_attr)` pair when built with `edge_dim`."""
 
-    def __init__(self, in_width: int, head_width: int, heads: int, attention: Attention, attention_dropout: float,
-                 edge_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        in_width: int,
+        head_width: int,
+        heads: int,
+        attention: Attention,
+        attention_dropout: float,
+        edge_dim: int | None = None,
+    ) -> None:
         super().__init__()
         from torch_geometric.nn import GATConv, GATv2Conv
 
         # Self-loops are left out as in the DGL form: the residual already carries the node's own state.
         if attention == "gatv2":
-            self.conv = GATv2Conv(in_width, head_width, heads, concat=True, dropout=attention_dropout,
-                                  add_self_loops=False, edge_dim=edge_dim)
+            self.conv = GATv2Conv(
+                in_width,
+                head_width,
+                heads,
+                concat=True,
+                dropout=attention_dropout,
+                add_self_loops=False,
+                edge_dim=edge_dim,
+            )
             self.conv.register_parameter("bias", None)  # DGL's GATv2Conv has no output bias (see module doc)
         else:
-            self.conv = GATConv(in_width, head_width, heads, concat=True, dropout=attention_dropout,
-                                add_self_loops=False, edge_dim=edge_dim, bias=False)
+            self.conv = GATConv(
+                in_width,
+                head_width,
+                heads,
+                concat=True,
+                dropout=attention_dropout,
+                add_self_loops=False,
+                edge_dim=edge_dim,
+                bias=False,
+            )
 
     def forward(self, x: Tensor, graph: Any) -> Tensor:
         if isinstance(graph, tuple):
@@ -71,8 +102,15 @@ class PyGAttention(nn.Module):
         return self.conv(x, graph)
 
 
-def attention_conv(backend: str, in_width: int, head_width: int, heads: int, attention: Attention,
-                   attention_dropout: float = 0.0, edge_dim: int | None = None) -> nn.Module:
+def attention_conv(
+    backend: str,
+    in_width: int,
+    head_width: int,
+    heads: int,
+    attention: Attention,
+    attention_dropout: float = 0.0,
+    edge_dim: int | None = None,
+) -> nn.Module:
     """An `in_width → heads * head_width` attention convolution of the given backend (`dgl` or `pyg`)."""
     cls = {"dgl": DGLAttention, "pyg": PyGAttention}[backend]
     return cls(in_width, head_width, heads, attention, attention_dropout, edge_dim)
@@ -90,14 +128,27 @@ class SignedGATLayer(nn.Module):
     output has `heads * head_width` units (`head_width` defaults to `width / heads`).
     """
 
-    def __init__(self, backend: str, width: int, heads: int, relations: list[str], attention: Attention = "gatv2",
-                 dropout: float = 0.0, attention_dropout: float = 0.0, head_width: int | None = None,
-                 edge_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        backend: str,
+        width: int,
+        heads: int,
+        relations: list[str],
+        attention: Attention = "gatv2",
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        head_width: int | None = None,
+        edge_dim: int | None = None,
+    ) -> None:
         super().__init__()
         head_width = head_width or width // heads
         out = heads * head_width
-        self.convs = nn.ModuleDict({r: attention_conv(backend, width, head_width, heads, attention,
-                                                      attention_dropout, edge_dim) for r in relations})
+        self.convs = nn.ModuleDict(
+            {
+                r: attention_conv(backend, width, head_width, heads, attention, attention_dropout, edge_dim)
+                for r in relations
+            }
+        )
         self.residual = nn.Identity() if out == width else nn.Linear(width, out, bias=False)
         self.act = nn.LeakyReLU(0.2)
         self.dropout = nn.Dropout(dropout)

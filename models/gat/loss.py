@@ -49,8 +49,9 @@ def sampled_softmax_loss(u: Tensor, i: Tensor, negatives: Tensor, temperature: f
     return F.cross_entropy(logits, torch.zeros(len(u), dtype=torch.long, device=u.device))
 
 
-def full_softmax_loss(u: Tensor, items: Tensor, positive: Tensor, temperature: float, cosine: bool = False,
-                      users: Tensor | None = None) -> Tensor:
+def full_softmax_loss(
+    u: Tensor, items: Tensor, positive: Tensor, temperature: float, cosine: bool = False, users: Tensor | None = None
+) -> Tensor:
     r"""Cross-entropy of each user's positive item (`positive`, item indices) over every item's score / temperature
     (`items`: `[n_items, d]`); the exact softmax `sampled_softmax_loss` estimates, affordable on small catalogues:
 
@@ -66,7 +67,8 @@ def full_softmax_loss(u: Tensor, items: Tensor, positive: Tensor, temperature: f
         return F.cross_entropy(u @ items.T / temperature, positive)
     distinct, row = torch.unique(users, return_inverse=True)
     first = torch.zeros(len(distinct), dtype=torch.long, device=u.device).scatter_(
-        0, row, torch.arange(len(users), device=u.device))  # one batch row of each distinct user
+        0, row, torch.arange(len(users), device=u.device)
+    )  # one batch row of each distinct user
     normaliser = torch.logsumexp(u[first] @ items.T / temperature, dim=1)
     return (normaliser[row] - (u * items[positive]).sum(-1) / temperature).mean()
 

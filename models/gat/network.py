@@ -37,8 +37,9 @@ class GATNetwork(nn.Module):
     no features). `relations`: the graph's relation names (`positive`, and `negative` when dislikes are edges).
     """
 
-    def __init__(self, n_nodes: int, cfg: GATConfig, relations: list[str], features: Tensor | None = None,
-                 ids: bool = True) -> None:
+    def __init__(
+        self, n_nodes: int, cfg: GATConfig, relations: list[str], features: Tensor | None = None, ids: bool = True
+    ) -> None:
         super().__init__()
         self.readout = cfg.readout
         self.ids: nn.Parameter | None = None
@@ -57,12 +58,19 @@ class GATNetwork(nn.Module):
         self.input_dropout = nn.Dropout(cfg.feature_dropout)
         self.dropout = nn.Dropout(cfg.dropout)
         self.relations = relations
-        self.layers = nn.ModuleList([
-            nn.ModuleDict({r: NormalisedAttention(cfg.hidden, cfg.heads, cfg.attention, cfg.attention_dropout,
-                                                   cfg.attention_bound)
-                           for r in relations})
-            for _ in range(cfg.num_layers)
-        ])
+        self.layers = nn.ModuleList(
+            [
+                nn.ModuleDict(
+                    {
+                        r: NormalisedAttention(
+                            cfg.hidden, cfg.heads, cfg.attention, cfg.attention_dropout, cfg.attention_bound
+                        )
+                        for r in relations
+                    }
+                )
+                for _ in range(cfg.num_layers)
+            ]
+        )
         self.negative_gate = nn.Parameter(torch.zeros(cfg.num_layers)) if "negative" in relations else None
 
     def inputs(self) -> Tensor:
@@ -90,8 +98,9 @@ class ConvGATNetwork(nn.Module):
     LeakyReLU and LayerNorm; the input is projected to `hidden` first unless `layer_heads` is set (then the first
     convolution reads the features directly, as the authors' does)."""
 
-    def __init__(self, n_nodes: int, cfg: GATConfig, relations: list[str], features: Tensor | None = None,
-                 ids: bool = False) -> None:
+    def __init__(
+        self, n_nodes: int, cfg: GATConfig, relations: list[str], features: Tensor | None = None, ids: bool = False
+    ) -> None:
         super().__init__()
         self.readout = cfg.readout
         if features is None:
@@ -109,13 +118,35 @@ class ConvGATNetwork(nn.Module):
         if cfg.layer_heads:
             self.input: nn.Module = nn.Identity()
             for heads in cfg.layer_heads:
-                layers.append(SignedGATLayer(cfg.backend, width, heads, relations, cfg.attention, cfg.dropout,
-                                             cfg.attention_dropout, head_width=cfg.hidden, edge_dim=edge_dim))
+                layers.append(
+                    SignedGATLayer(
+                        cfg.backend,
+                        width,
+                        heads,
+                        relations,
+                        cfg.attention,
+                        cfg.dropout,
+                        cfg.attention_dropout,
+                        head_width=cfg.hidden,
+                        edge_dim=edge_dim,
+                    )
+                )
                 width = heads * cfg.hidden
         else:
             self.input = nn.Sequential(nn.Linear(width, cfg.hidden), nn.LayerNorm(cfg.hidden))
-            layers = [SignedGATLayer(cfg.backend, cfg.hidden, cfg.heads, relations, cfg.attention, cfg.dropout,
-                                     cfg.attention_dropout, edge_dim=edge_dim) for _ in range(cfg.num_layers)]
+            layers = [
+                SignedGATLayer(
+                    cfg.backend,
+                    cfg.hidden,
+                    cfg.heads,
+                    relations,
+                    cfg.attention,
+                    cfg.dropout,
+                    cfg.attention_dropout,
+                    edge_dim=edge_dim,
+                )
+                for _ in range(cfg.num_layers)
+            ]
         self.layers = nn.ModuleList(layers)
 
     def forward(self, graphs: dict[str, Any]) -> Tensor:
@@ -129,7 +160,6 @@ class ConvGATNetwork(nn.Module):
         return h
 
 
-def build_network(n_nodes: int, cfg: GATConfig, relations: list[str], features: Tensor | None,
-                  ids: bool) -> nn.Module:
+def build_network(n_nodes: int, cfg: GATConfig, relations: list[str], features: Tensor | None, ids: bool) -> nn.Module:
     cls = GATNetwork if cfg.layer == "normalised" else ConvGATNetwork
     return cls(n_nodes, cfg, relations, features, ids)

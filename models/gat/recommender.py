@@ -52,8 +52,9 @@ class GATRecommender(Recommender):
 
             if not dgl_has_cuda():
                 if self.training.device == "cuda":
-                    raise ConfigError("the installed DGL has no CUDA support: use models.gat.backend=pyg "
-                                      "or training.device=cpu")
+                    raise ConfigError(
+                        "the installed DGL has no CUDA support: use models.gat.backend=pyg or training.device=cpu"
+                    )
                 log.warning("the installed DGL has no CUDA support: the GAT runs on the CPU (backend=pyg uses the GPU)")
                 device = torch.device("cpu")
         return device
@@ -65,15 +66,24 @@ class GATRecommender(Recommender):
         liked in the fold's training ratings (`FoldData.positive_pairs`; users with no like get zeros)."""
         liked = self.cfg.user_text == "liked_items"
         if data.item_features is None or (data.user_features is None and not liked):
-            raise ConfigError("the GAT needs user and item profile embeddings (the experiment's semantic stage); "
-                              "enable it or use gat-id")
+            raise ConfigError(
+                "the GAT needs user and item profile embeddings (the experiment's semantic stage); "
+                "enable it or use gat-id"
+            )
         items = data.item_features
         users = liked_item_mean(data.positive_pairs, items.float(), data.n_users) if liked else data.user_features
         assert users is not None  # checked above: profiles are only optional with `liked_items`
-        if users.shape[0] != data.n_users or items.shape[0] != data.n_items or users.ndim != 2 \
-                or items.ndim != 2 or users.shape[1] != items.shape[1]:
-            raise DataError(f"profile embeddings do not fit the fold: users {tuple(users.shape)} for {data.n_users} "
-                            f"users, items {tuple(items.shape)} for {data.n_items} items")
+        if (
+            users.shape[0] != data.n_users
+            or items.shape[0] != data.n_items
+            or users.ndim != 2
+            or items.ndim != 2
+            or users.shape[1] != items.shape[1]
+        ):
+            raise DataError(
+                f"profile embeddings do not fit the fold: users {tuple(users.shape)} for {data.n_users} "
+                f"users, items {tuple(items.shape)} for {data.n_items} items"
+            )
         return torch.cat([users.float(), items.float()])
 
     @classmethod
@@ -105,8 +115,13 @@ class GATRecommender(Recommender):
         self.cfg = base
         return self
 
-    def _fit_network(self, data: FoldData, cfg: GATConfig, features: Tensor | None, report: Report | None = None,
-                     ) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
+    def _fit_network(
+        self,
+        data: FoldData,
+        cfg: GATConfig,
+        features: Tensor | None,
+        report: Report | None = None,
+    ) -> tuple[tuple[torch.nn.Module, Tensor, GATConfig], TrainingLog]:
         """One network with the settings `cfg`: the trained network, its final vectors, `cfg`, and the log."""
         training = self.training
         if cfg.patience is not None:
@@ -120,8 +135,11 @@ class GATRecommender(Recommender):
 
     def hyperparameters(self, cfg: GATConfig) -> dict[str, Any]:
         """What a fit with the settings `cfg` logs."""
-        features = ("profiles+ids" if cfg.id_embeddings and cfg.layer == "normalised" else "profiles") \
-            if self.uses_features else "ids"
+        features = (
+            ("profiles+ids" if cfg.id_embeddings and cfg.layer == "normalised" else "profiles")
+            if self.uses_features
+            else "ids"
+        )
         return {**cfg.model_dump(), "features": features, "device": self.device.type}
 
     @torch.no_grad()
@@ -130,7 +148,7 @@ class GATRecommender(Recommender):
 
 
 class GATIDRecommender(GATRecommender):
-    """"GAT without LLM": the same network and training with learned ID embeddings instead of profile features."""
+    """ "GAT without LLM": the same network and training with learned ID embeddings instead of profile features."""
 
     name: ClassVar[str] = "gat-id"
     config_field: ClassVar[str | None] = "gat"

@@ -44,8 +44,9 @@ class GATTraining(BPRTraining[torch.nn.Module]):
     def make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
         optimizer = torch.optim.AdamW(self.module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.lr_factor,
-                                                                   patience=cfg.lr_patience)
+        self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
         return optimizer
 
     def negatives(self, users: Tensor, neg: Tensor) -> Tensor:

@@ -116,8 +116,11 @@ def _movielens_base(items: pl.DataFrame) -> pl.DataFrame:
         pl.col("item_idx").cast(pl.Int32),
         pl.col("title").cast(pl.String).map_elements(natural, return_dtype=pl.String).alias("ml_title"),
         pl.col("year").cast(pl.Int32),
-        pl.col("genres").cast(pl.String).str.split("|")
-        .list.eval(pl.element().filter(pl.element() != "")).alias("ml_genres"),
+        pl.col("genres")
+        .cast(pl.String)
+        .str.split("|")
+        .list.eval(pl.element().filter(pl.element() != ""))
+        .alias("ml_genres"),
     )
 
 
@@ -179,18 +182,22 @@ def _combine(base: pl.DataFrame, found: pl.DataFrame, source: str) -> pl.DataFra
     empty = pl.lit([], _STRINGS)
     joined = base.join(found.with_columns(matched=pl.lit(True)), on="item_idx", how="left")
     non_empty = lambda c: pl.when(pl.col(c).list.len() > 0).then(pl.col(c))  # noqa: E731
-    return joined.select(
-        "item_idx",
-        pl.coalesce("found_title", "ml_title").alias("title"),
-        pl.coalesce("year", "found_year").alias("year"),
-        pl.coalesce(non_empty("found_genres"), "ml_genres", empty).alias("genres"),
-        "overview",
-        pl.coalesce("keywords", empty).alias("keywords"),
-        "director",
-        pl.coalesce("cast", empty).alias("cast"),
-        "tmdb_id",
-        pl.when(pl.col("matched")).then(pl.lit(source)).otherwise(pl.lit("movielens")).alias("metadata_source"),
-    ).cast(OUTPUT_SCHEMA).sort("item_idx")  # pyright: ignore[reportArgumentType]  # polars types keys invariantly
+    return (
+        joined.select(
+            "item_idx",
+            pl.coalesce("found_title", "ml_title").alias("title"),
+            pl.coalesce("year", "found_year").alias("year"),
+            pl.coalesce(non_empty("found_genres"), "ml_genres", empty).alias("genres"),
+            "overview",
+            pl.coalesce("keywords", empty).alias("keywords"),
+            "director",
+            pl.coalesce("cast", empty).alias("cast"),
+            "tmdb_id",
+            pl.when(pl.col("matched")).then(pl.lit(source)).otherwise(pl.lit("movielens")).alias("metadata_source"),
+        )
+        .cast(OUTPUT_SCHEMA)  # pyright: ignore[reportArgumentType]  # polars types keys invariantly
+        .sort("item_idx")
+    )
 
 
 def _report(frame: pl.DataFrame, source: str, requests: int, cache_hits: int) -> EnrichmentReport:

@@ -75,8 +75,9 @@ class Credentials:
         """Look up the secrets `cfg` names (environment variables or `prefect-secret:<block>`) now, at use."""
         token, key = resolve_secret(cfg.read_token_secret), resolve_secret(cfg.api_key_secret)
         if not token and not key:
-            raise ConfigError(f"TMDB needs credentials: set {cfg.read_token_secret} (v4 read token) or "
-                              f"{cfg.api_key_secret} (v3 key)")
+            raise ConfigError(
+                f"TMDB needs credentials: set {cfg.read_token_secret} (v4 read token) or {cfg.api_key_secret} (v3 key)"
+            )
         return cls(read_token=(token or "").strip() or None, api_key=None if token else (key or "").strip())
 
 
@@ -236,7 +237,8 @@ class TMDBClient:
                     raise DataError(f"TMDB {path}: response is not JSON") from None
             if status == 401:
                 raise ConfigError(
-                    f"TMDB rejected the credentials (401) on {path}: check {READ_TOKEN_ENV}/{API_KEY_ENV}")
+                    f"TMDB rejected the credentials (401) on {path}: check {READ_TOKEN_ENV}/{API_KEY_ENV}"
+                )
             if status == 404:
                 return None
             problem = f"HTTP {status}"

@@ -40,9 +40,13 @@ def backend_for(cfg: ProfilesConfig, gateway: ChatGateway | None) -> str:
 
 def ask_many(gateway: ChatGateway, prompts: list[Messages], stage: str, cfg: ProfilesConfig) -> list[str | None]:
     """Schema-validated profiles for `prompts`, None where the gateway gave up (callers fall back to templates)."""
-    results = gateway.complete_many(prompts, stage=stage, validate=validate_profile,
-                                    params={"temperature": cfg.temperature, "max_tokens": cfg.max_tokens},
-                                    return_exceptions=True)
+    results = gateway.complete_many(
+        prompts,
+        stage=stage,
+        validate=validate_profile,
+        params={"temperature": cfg.temperature, "max_tokens": cfg.max_tokens},
+        return_exceptions=True,
+    )
     return [None if isinstance(r, BaseException) else r.value for r in results]
 
 

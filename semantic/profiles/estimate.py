@@ -37,8 +37,9 @@ def _completion(cfg: ProfilesConfig, measured: list[int]) -> float:
     return float(min(cfg.max_tokens, PROFILE_COMPLETION_TOKENS))
 
 
-def item_profiles_estimate(est: Estimator, items: pl.DataFrame, cfg: ProfilesConfig,
-                           stage: str = "item_profiles") -> StageEstimate:
+def item_profiles_estimate(
+    est: Estimator, items: pl.DataFrame, cfg: ProfilesConfig, stage: str = "item_profiles"
+) -> StageEstimate:
     params = profile_params(cfg)
     seen: set[str] = set()
     paid: list[Messages] = []
@@ -58,8 +59,14 @@ def item_profiles_estimate(est: Estimator, items: pl.DataFrame, cfg: ProfilesCon
     return est.paid(stage, paid, _completion(cfg, measured), cached_calls=cached, cached_cost_usd=saved)
 
 
-def user_profiles_estimate(est: Estimator, fold: Fold, items: pl.DataFrame, cfg: ProfilesConfig,
-                           n_users: int | None = None, stage: str | None = None) -> StageEstimate:
+def user_profiles_estimate(
+    est: Estimator,
+    fold: Fold,
+    items: pl.DataFrame,
+    cfg: ProfilesConfig,
+    n_users: int | None = None,
+    stage: str | None = None,
+) -> StageEstimate:
     """The requests `user_profiles(fold, items, cfg, n_users=n_users)` makes with the LLM backend."""
     params = profile_params(cfg)
     movies = rated_movies(fold, items, cfg)
@@ -90,8 +97,9 @@ def user_profiles_estimate(est: Estimator, fold: Fold, items: pl.DataFrame, cfg:
             paid.append(user_prompt(template, turn))
             stand_ins += 1
     completion = _completion(cfg, measured)
-    row = est.paid(stage or f"user_profiles fold {fold.number}", paid, completion, cached_calls=cached,
-                   cached_cost_usd=saved)
+    row = est.paid(
+        stage or f"user_profiles fold {fold.number}", paid, completion, cached_calls=cached, cached_cost_usd=saved
+    )
     if stand_ins and template_tokens:
         # Later turns carry a written profile (~`completion` tokens), not the template that stood in for it.
         extra = round(stand_ins * max(0.0, completion - sum(template_tokens) / len(template_tokens)))

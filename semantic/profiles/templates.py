@@ -40,9 +40,7 @@ def template_item_profile(row: dict[str, Any]) -> str:
     if genres:
         kinds = ", ".join(g.lower() for g in genres)
         facts.append(f"{'An' if kinds[:1] in ('a', 'e', 'i', 'o', 'u') else 'A'} {kinds} film.")
-    dislikes = (
-        f"Viewers who dislike {', '.join(genres)} films." if genres else "Unknown: no genre information."
-    )
+    dislikes = f"Viewers who dislike {', '.join(genres)} films." if genres else "Unknown: no genre information."
     return render_profile(
         display_title(row.get("title")),
         clean_text(row.get("overview")) or "Unknown",

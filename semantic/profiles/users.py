@@ -77,11 +77,7 @@ def select_rated(train: pl.DataFrame, cfg: ProfilesConfig) -> pl.DataFrame:
             .with_columns(kind=pl.lit(kind), _kind_order=pl.lit(0 if kind == "liked" else 1))
         )
         parts.append(chosen.with_row_index("_pos"))
-    return (
-        pl.concat(parts)
-        .sort("user_idx", "_kind_order", "_pos")
-        .select("user_idx", "item_idx", "rating", "kind")
-    )
+    return pl.concat(parts).sort("user_idx", "_kind_order", "_pos").select("user_idx", "item_idx", "rating", "kind")
 
 
 def _movie_line(movie: dict[str, Any]) -> str:
@@ -217,8 +213,9 @@ def rated_movies(fold: Fold, items: pl.DataFrame, cfg: ProfilesConfig) -> dict[i
     return movies
 
 
-def turn_batches(users: list[int], movies: dict[int, list[dict[str, Any]]],
-                 size: int) -> dict[int, list[list[dict[str, Any]]]]:
+def turn_batches(
+    users: list[int], movies: dict[int, list[dict[str, Any]]], size: int
+) -> dict[int, list[list[dict[str, Any]]]]:
     """Each user's movies in turns of `size` (one LLM request per turn); users with no movie make no request."""
     return {u: [movies[u][i : i + size] for i in range(0, len(movies[u]), size)] for u in users if u in movies}
 
