@@ -6,19 +6,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
+from data.config import DatasetConfig
 from data.csvdata import load_csv
 from data.download import ARCHIVES, ArchiveSpec, locate_movielens
 from data.files import atomic_directory
 from data.movielens import load_ml1m, load_ml100k
 from data.parsing import RawTables
 from e2ep.errors import DataError
-
-if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through flows.config
-    from data.config import DatasetConfig
 
 _FORMAT_VERSION = 1
 _TABLES = ("ratings", "users", "items")

@@ -19,13 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
+from data.config import DatasetConfig
 from data.files import replace_directory
 from e2ep.errors import DataError
-
-if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through flows.config
-    from data.config import DatasetConfig
 
 DATA_DIR_ENV = "E2EP_DATA_DIR"
 CACHE_DIR_ENV = "E2EP_CACHE_DIR"

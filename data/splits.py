@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from data.config import SplitConfig
 from data.dataset import Dataset
 from data.files import atomic_directory
 from data.movielens import read_ml100k_ratings
 from e2ep.errors import ConfigError, DataError
-
-if TYPE_CHECKING:  # annotations only; importing it at run time would cycle through flows.config
-    from data.config import SplitConfig
 
 OFFICIAL_FOLDS = 5
 _COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")
