@@ -130,12 +130,17 @@ def user_differences(per_user: pl.DataFrame, reference: str) -> pl.DataFrame:
     reference), each side first averaged over its seeds in that fold, over the folds where both scored the user."""
     _check(per_user, KEY + ["fold", "user_idx", "value"], "per_user")
     cell = KEY + ["fold", "user_idx"]
-    seed_means = per_user.group_by(cell).agg(pl.col("value").mean())
+    # Sorted before each mean: a group's values are summed in row order, and a group_by's output order varies
+    # from call to call, so without it the same input gave differences (and Wilcoxon p-values) that moved in
+    # their last bits between runs.
+    by_seed = per_user.sort(cell + ["seed"]) if "seed" in per_user.columns else per_user.sort(cell)
+    seed_means = by_seed.group_by(cell).agg(pl.col("value").mean())
     on = FAMILY + ["fold", "user_idx"]
     ref = seed_means.filter(pl.col("model") == reference).select(on + [pl.col("value").alias("ref")])
     return (
         seed_means.filter(pl.col("model") != reference)
         .join(ref, on=on, how="inner")
+        .sort(KEY + ["user_idx", "fold"])
         .group_by(KEY + ["user_idx"])
         .agg(diff=(pl.col("value") - pl.col("ref")).mean())
     )
