@@ -150,11 +150,21 @@ def cost_table(cost: pl.DataFrame, methods: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def table_rows(bases: Sequence[str], methods: Sequence[str]) -> list[str]:
+    """Each base model followed by its reranked lists: a `<base>@sample` row (the base on the reranked user sample)
+    by the rerankers of `<base>`."""
+    return [
+        m
+        for b in bases
+        for m in [b, *[x for x in methods if Method.parse(x).rerank_base == Method.parse(b).rerank_base]]
+    ]
+
+
 def rerank_section(
     summary: pl.DataFrame, cost: pl.DataFrame, bases: Sequence[str], methods: Sequence[str], settings: str, k: int = 10
 ) -> str:
     main = cost.filter(pl.col("variant") == "main") if "variant" in cost.columns else cost
-    rows = [m for b in bases for m in [b, *[x for x in methods if Method.parse(x).rerank_base == Method.parse(b)]]]
+    rows = table_rows(bases, methods)
     out = ["## Reranking", "", settings, ""]
     protocols = [p for p in ("full", "paper") if p in set(summary["protocol"].to_list())]
     for protocol in protocols:

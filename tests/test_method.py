@@ -43,3 +43,12 @@ def test_the_config_lists_its_methods_as_typed_identities():
     )
     assert cfg.methods() == ["popularity", "gat", "gat/no-cosine", "gat+bst", "gat+relevancy"]
     assert cfg.method_ids() == [Method.parse(m) for m in cfg.methods()]
+
+
+def test_the_reranking_table_puts_each_base_before_its_rerankers_sampled_or_not():
+    from rerank.report import table_rows
+
+    rerankers = ["gat+bst", "ease+bst", "gat+prompt"]
+    assert table_rows(["gat", "ease"], rerankers) == ["gat", "gat+bst", "gat+prompt", "ease", "ease+bst"]
+    # with rerank.max_users the base row is the base on the sample; its rerankers still follow it
+    assert table_rows(["gat@sample"], rerankers) == ["gat@sample", "gat+bst", "gat+prompt"]
