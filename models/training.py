@@ -16,7 +16,6 @@ The pieces:
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import time
@@ -38,15 +37,12 @@ __all__ = [
     "BPRTraining",
     "EarlyStopping",
     "NegativeSampler",
-    "Pruned",
     "Report",
     "Trainer",
     "TrainableModel",
     "TrainingLog",
     "bpr_epoch",
-    "grid_search",
     "ndcg_at_k",
-    "parameter_grid",
     "resolve_device",
     "seed_everything",
     "validation_ndcg",
@@ -203,97 +199,6 @@ class EarlyStopping:
         """Load the best snapshot into `module` (no-op when none was taken)."""
         if self.best_state is not None:
             module.load_state_dict(self.best_state)
-
-
-Fitted = TypeVar("Fitted")
-
-
-def parameter_grid(**axes: list[Any]) -> list[dict[str, Any]]:
-    """Every combination of the axes' values, in order (the last axis varies fastest)."""
-    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
-
-
-def _no_report(score: float) -> None:
-    return None
-
-
-class Pruned(Exception):
-    """Raised by a search's `report` hook to abandon a fit that trails the best one (see :func:`grid_search`)."""
-
-
-class _Challenger:
-    """`report` hook of a grid point fitted after others: abandons it once, after `warmup` evaluations, its best
-    validation NDCG@10 so far is below the leading point's score at the same evaluation (Optuna's MedianPruner
-    rule against one finished fit)."""
-
-    def __init__(self, leader: list[float], warmup: int) -> None:
-        self.leader, self.warmup = leader, warmup
-        self.curve: list[float] = []
-
-    def __call__(self, score: float) -> None:
-        self.curve.append(round(score, 6))  # rounded as the leader's `TrainingLog.curve` is
-        step = len(self.curve) - 1
-        if step < self.warmup or step >= len(self.leader) or math.isnan(score):
-            return
-        best = max((s for s in self.curve if not math.isnan(s)), default=-math.inf)
-        if best < self.leader[step]:
-            raise Pruned(
-                f"validation NDCG@10 {best:.4f} below the leader's {self.leader[step]:.4f} at evaluation {step + 1}"
-            )
-
-
-def grid_search(
-    grid: list[dict[str, Any]],
-    fit_one: Callable[..., tuple[Fitted, TrainingLog]],
-    started: float,
-    pruning_warmup: int | None = None,
-) -> tuple[Fitted, TrainingLog]:
-    """Fit `fit_one(report, **params)` for every grid point in order and keep the best validation NDCG@10 (a NaN
-    score loses to any number; ties keep the earlier point). Returns the winner and a log of it, with every trial
-    and the total time since `started` (a `time.perf_counter()` reading).
-
-    The first point is always fitted in full, so list the expected winner first. With `pruning_warmup` set, each
-    later point races the best so far: its fit's `report(score)` hook raises :class:`Pruned` once, after that
-    many evaluations, its best score trails the leader's validation curve at the same evaluation; a pruned point
-    cannot win. Without it, `report` never interrupts."""
-    best: tuple[float, Fitted, TrainingLog, dict[str, Any]] | None = None
-    trials: list[dict[str, Any]] = []
-    for params in grid:
-        report = _Challenger(best[2].curve, pruning_warmup) if best is not None and pruning_warmup is not None else None
-        try:
-            fitted, log = fit_one(report or _no_report, **params)
-        except Pruned:
-            assert report is not None  # only a challenger prunes
-            trials.append({**params, "state": "pruned", "evaluations": len(report.curve), "curve": report.curve})
-            continue
-        trials.append({**params, "state": "complete", **{k: v for k, v in log.as_dict().items() if k != "trials"}})
-        score = log.best_validation_ndcg10
-        if best is None or score > best[0] or (math.isnan(best[0]) and not math.isnan(score)):
-            best = (score, fitted, log, params)
-    if best is None:
-        raise ValueError("empty hyperparameter grid")
-    _, fitted, log, params = best
-    seconds = time.perf_counter() - started
-    pruned = sum(t["state"] == "pruned" for t in trials)
-    return fitted, TrainingLog(
-        epochs_run=log.epochs_run,
-        best_epoch=log.best_epoch,
-        best_validation_ndcg10=log.best_validation_ndcg10,
-        seconds=seconds,
-        hyperparameters=log.hyperparameters,
-        trials=trials,
-        search={
-            "sampler": "grid",
-            "budget": len(grid),
-            "trials": len(grid),
-            "pruned": pruned,
-            "seconds": round(seconds, 3),
-        }
-        if len(grid) > 1
-        else {},
-        selected=dict(params),
-        curve=log.curve,
-    )
 
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)

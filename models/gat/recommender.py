@@ -14,7 +14,8 @@ from e2ep.errors import ConfigError, DataError
 from models.base import FoldData, Recommender, TrainingLog, dot_product_scores
 from models.config import PAPER_GAT, GATConfig, TrainingConfig
 from models.gat.train import GATTraining
-from models.training import Report, Trainer, grid_search, parameter_grid, resolve_device
+from models.training import Report, Trainer, resolve_device
+from models.tuning import grid_search, parameter_grid
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class GATRecommender(Recommender):
 
     def fit(self, data: FoldData) -> GATRecommender:
         """Fit one network per point of `cfg.selection_grid` (one fit when empty) and keep the best on the fold's
-        validation NDCG@10 (`models.training.grid_search`)."""
+        validation NDCG@10 (`models.tuning.grid_search`)."""
         started = time.perf_counter()
         features = self.node_features(data)
         self.n_users = data.n_users
