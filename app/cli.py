@@ -83,8 +83,6 @@ def _parse_set(item: str) -> tuple[str, Any]:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from models.registry import model_names
-
     parser.add_argument("--config", help="TOML file with ExperimentConfig fields")
     parser.add_argument("--dataset", help="ml-100k (default), ml-1m or csv")
     parser.add_argument("--data-dir", help="folder holding extracted ml-100k/ or ml-1m/ (else $E2EP_DATA_DIR)")
@@ -109,7 +107,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         help="ML-100K: seeded random folds instead of the official u1-u5 files",
     )
     parser.add_argument("--seed", help="split seed")
-    parser.add_argument("--models", help=f"comma-separated, any of: {','.join(model_names())}")
+    # not listed from the registry here: that would import every model (torch included) for any command's --help
+    parser.add_argument("--models", help="comma-separated model names, e.g. ease,lightgcn,gat (a wrong one lists all)")
     parser.add_argument("--k", help="cut-offs, e.g. 5,10,20")
     parser.add_argument("--protocol", help="full, paper or full,paper")
     parser.add_argument("--cold-start-max", help="cold-start = fewer training ratings than this")

@@ -18,6 +18,8 @@ from tests.prefect_db import seed_prefect_home
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "openai/stub-model"
+CLI_RUN = ["-m", "app.cli", "run"]
+"""How the crash tests start `e2ep run`: in a subprocess of its own."""
 
 
 def profile_reply(messages: list[dict]) -> str:
@@ -63,7 +65,7 @@ def run_env(home: Path, api_base: str) -> dict[str, str]:
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    if args[:3] == ["-m", "app.cli", "run"]:  # the run's own Prefect server starts on a migrated database
+    if args[:3] == CLI_RUN:  # the run's own Prefect server starts on a migrated database
         seed_prefect_home(Path(env["E2EP_HOME"]) / "prefect")
     with open(log, "wb") as out:
         return subprocess.Popen(

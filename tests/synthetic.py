@@ -34,6 +34,11 @@ def write_planted_csv(directory: Path, **kwargs) -> Path:
     return path
 
 
+def csv_run_args(ratings: Path, folds: str) -> list[str]:
+    """`e2ep run` flags for a ratings file (e.g. `write_planted_csv`'s) split into 3 random folds, running `folds`."""
+    return ["--dataset", "csv", "--ratings", str(ratings), "--n-folds", "3", "--folds", folds]
+
+
 N_USERS, CLUSTER, N_POP = 40, 15, 2  # per group; items per cluster; extra "popular" items liked by everyone
 # Training settings sized for `planted_fold`: a few seconds per fit on a laptop CPU.
 FAST_TRAINING = TrainingConfig(max_epochs=60, eval_every=5, patience=3, batch_size=64, embedding_dim=16, device="cpu")

@@ -10,23 +10,14 @@ import signal
 
 import psutil
 
-from tests.crash_support import kill_group, run_env, spawn, wait_for
-from tests.synthetic import write_planted_csv
+from tests.crash_support import CLI_RUN, kill_group, run_env, spawn, wait_for
+from tests.synthetic import csv_run_args, write_planted_csv
 
 
 def _args(ratings, artifacts, lightgcn_rates: str) -> list[str]:
     return [
-        "-m",
-        "app.cli",
-        "run",
-        "--dataset",
-        "csv",
-        "--ratings",
-        str(ratings),
-        "--n-folds",
-        "3",
-        "--folds",
-        "1",
+        *CLI_RUN,
+        *csv_run_args(ratings, "1"),
         "--models",
         "popularity,lightgcn",
         "--no-semantic",

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from e2ep.testing.llm_standin import StubLLM
-from tests.crash_support import kill_group, profile_reply, prompt_keys, run_env, spawn, wait_for
-from tests.synthetic import write_planted_csv
+from tests.crash_support import CLI_RUN, kill_group, profile_reply, prompt_keys, run_env, spawn, wait_for
+from tests.synthetic import csv_run_args, write_planted_csv
 
 
 @pytest.fixture()
@@ -26,17 +26,8 @@ def test_killed_run_resumes_without_repeating_calls_or_training(stub, tmp_path):
     ratings = write_planted_csv(tmp_path, n_users=12, n_items=16, per_user=8)
     home, artifacts = tmp_path / "home", tmp_path / "artifacts"
     args = [
-        "-m",
-        "app.cli",
-        "run",
-        "--dataset",
-        "csv",
-        "--ratings",
-        str(ratings),
-        "--n-folds",
-        "3",
-        "--folds",
-        "1,2",
+        *CLI_RUN,
+        *csv_run_args(ratings, "1,2"),
         "--models",
         "popularity,bpr-mf",
         "--profiles",

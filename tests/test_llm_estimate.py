@@ -203,20 +203,13 @@ def test_crossing_the_cap_keeps_the_answers_and_stops(stub, tmp_path):
 
 def test_cli_refuses_a_run_over_the_cap_and_estimate_prints_the_table(stub, tmp_path, monkeypatch, capsys):
     from app.cli import main
-    from tests.synthetic import write_planted_csv
+    from tests.synthetic import csv_run_args, write_planted_csv
 
     monkeypatch.setenv("E2EP_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("E2EP_LLM_MODEL", "openai/stub-model")
     ratings = write_planted_csv(tmp_path)
     base = [
-        "--dataset",
-        "csv",
-        "--ratings",
-        str(ratings),
-        "--n-folds",
-        "3",
-        "--folds",
-        "1",
+        *csv_run_args(ratings, "1"),
         "--models",
         "bpr-mf",
         "--set",
@@ -256,7 +249,7 @@ def test_a_run_crossing_the_cap_midway_stops_with_its_answers_kept(stub, tmp_pat
     """Every item's first answer breaks the schema, so each costs a repair request the estimate cannot foresee:
     the run starts (estimate = cap) and reaches the cap during the item profiles."""
     from app.cli import main
-    from tests.synthetic import write_planted_csv
+    from tests.synthetic import csv_run_args, write_planted_csv
 
     def repairing(messages):
         if "Write the profile" in messages[1]["content"] and len(messages) == 2:
@@ -271,16 +264,9 @@ def test_a_run_crossing_the_cap_midway_stops_with_its_answers_kept(stub, tmp_pat
     items = tmp_path / "items.csv"
     pl.DataFrame({"item_id": ids, "title": [f"Movie {i} (1995)" for i in ids]}).write_csv(items)
     base = [
-        "--dataset",
-        "csv",
-        "--ratings",
-        str(ratings),
+        *csv_run_args(ratings, "1"),
         "--items",
         str(items),
-        "--n-folds",
-        "3",
-        "--folds",
-        "1",
         "--models",
         "popularity",
         "--set",

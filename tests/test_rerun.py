@@ -6,20 +6,13 @@ from app.cli import main
 from data import load_dataset
 from flows.config import load_config, resolve_auto
 from flows.rerun import RunMemo, run_key
-from tests.synthetic import write_planted_csv
+from tests.synthetic import csv_run_args, write_planted_csv
 
 
 def _args(ratings: Path, artifacts: Path, *extra: str) -> list[str]:
     return [
         "run",
-        "--dataset",
-        "csv",
-        "--ratings",
-        str(ratings),
-        "--n-folds",
-        "3",
-        "--folds",
-        "1",
+        *csv_run_args(ratings, "1"),
         "--models",
         "popularity",
         "--no-semantic",

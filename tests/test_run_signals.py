@@ -8,25 +8,16 @@ import time
 import diskcache
 
 from e2ep.testing.llm_standin import StubLLM
-from tests.crash_support import kill_group, profile_reply, prompt_keys, run_env, spawn, wait_for
-from tests.synthetic import write_planted_csv
+from tests.crash_support import CLI_RUN, kill_group, profile_reply, prompt_keys, run_env, spawn, wait_for
+from tests.synthetic import csv_run_args, write_planted_csv
 
 ANSWERED = 12  # the stand-in answers this many requests (the preflight probe included), then every one hangs
 
 
 def run_args(ratings, tmp_path, *extra):
     return [
-        "-m",
-        "app.cli",
-        "run",
-        "--dataset",
-        "csv",
-        "--ratings",
-        str(ratings),
-        "--n-folds",
-        "3",
-        "--folds",
-        "1",
+        *CLI_RUN,
+        *csv_run_args(ratings, "1"),
         "--artifacts-dir",
         str(tmp_path / "artifacts"),
         *extra,
