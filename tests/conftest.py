@@ -4,6 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 # Must happen before anything imports prefect, which reads its settings at import.
 _HOME = Path(tempfile.mkdtemp(prefix="e2ep-tests-"))
 os.environ["E2EP_HOME"] = str(_HOME)
@@ -27,3 +29,15 @@ def shared_data_dir() -> Path | None:
         if candidate and (Path(candidate) / "ml-100k" / "u.data").is_file():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of fits on tiny tensors, where intra-op threads only add synchronisation
+    (which dominates on a busy machine); use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ NGCF_FAST = NGCFConfig(num_layers=[2], learning_rate=[0.02], weight_decay=[1e-4]
 ALS_FAST = ALSConfig(factors=[8], regularization=[0.1, 1.0], alpha=[5.0], iterations=15, num_threads=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors: intra-op threads only add synchronisation, which dominates on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
